@@ -1,0 +1,87 @@
+"""featviz: see what PyTorch vision models do.
+
+Capture activations and gradients with hooks, compute Grad-CAM/CAM heatmaps, draw
+channel-summed feature maps over images, plot correlation heatmaps with threshold
+labels, project features with PCA/t-SNE, and convert image formats.
+
+Public names are imported lazily: ``import featviz`` loads only torch and numpy;
+matplotlib, scikit-learn, OpenCV and torchvision are imported by the functions that
+need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from featviz._version import __version__
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # capture (hooks, conversion)
+    "capture": "featviz.capture",
+    "Capture": "featviz.capture",
+    "to_numpy": "featviz.capture",
+    "resolve_layers": "featviz.capture",
+    # whole-dataset extraction
+    "extract": "featviz.extract",
+    "FeatureSet": "featviz.extract",
+    # class activation maps
+    "grad_cam": "featviz.cam",
+    "class_activation_map": "featviz.cam",
+    "CAM": "featviz.cam",
+    # feature maps and overlays
+    "sum_channels": "featviz.featuremaps",
+    "normalize": "featviz.featuremaps",
+    "upsample": "featviz.featuremaps",
+    "colorize": "featviz.featuremaps",
+    "overlay": "featviz.featuremaps",
+    "plot_feature_grid": "featviz.featuremaps",
+    "plot_overlays": "featviz.featuremaps",
+    # arrays <-> images
+    "to_image": "featviz.imageio",
+    "save_image": "featviz.imageio",
+    "load_image": "featviz.imageio",
+    "denormalize": "featviz.imageio",
+    "IMAGENET_MEAN": "featviz.imageio",
+    "IMAGENET_STD": "featviz.imageio",
+    # image format conversion
+    "convert_image": "featviz.convert",
+    "convert_images": "featviz.convert",
+    "ConversionReport": "featviz.convert",
+    # correlation heatmaps
+    "correlation": "featviz.correlation",
+    "plot_correlation": "featviz.correlation",
+    "threshold_labels": "featviz.correlation",
+    "plot_correlation_maps": "featviz.correlation",
+    # projections
+    "project": "featviz.projection",
+    "Projection": "featviz.projection",
+    "plot_projection": "featviz.projection",
+    "plot_layer_projections": "featviz.projection",
+    # before/after comparisons
+    "compare_cams": "featviz.compare",
+    "compare_feature_maps": "featviz.compare",
+    "compare_projections": "featviz.compare",
+}
+
+_SUBMODULES = ("datasets", "models", "metrics")
+
+__all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names and submodules on first access (PEP 562)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"featviz.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'featviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

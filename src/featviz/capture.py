@@ -1,0 +1,437 @@
+"""Capture a model's layer inputs, outputs and gradients with hooks, and convert to numpy.
+
+`capture` is a context manager: hooks exist only inside the ``with`` block and are
+removed on exit, also when the block raises. Layers are chosen by dotted name, glob,
+module type or module object (see `resolve_layers`).
+
+Example:
+    >>> with featviz.capture(model, ["features.13", "fc"]) as cap:  # doctest: +SKIP
+    ...     logits = model(images)
+    >>> cap.activations["features.13"].shape  # doctest: +SKIP
+    torch.Size([8, 64, 16, 16])
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Capture", "LayerSpec", "capture", "resolve_layers", "to_numpy", "unwrap_model"]
+
+#: What names a layer: a dotted name or glob (optionally with a ``[index]`` or ``[key]``
+#: selector for tuple/list/dict outputs), a module type, or a module object.
+LayerSpec = str | type | nn.Module
+
+_SELECTOR = re.compile(r"^(?P<name>[^\[\]]*)(?P<sel>(?:\[[^\[\]]+\])+)$")
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A resolved layer: the key used in result dicts, the module, and an output selector."""
+
+    key: str
+    name: str
+    module: nn.Module
+    selector: tuple[int | str, ...] = ()
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the module that holds the layers of a wrapped model.
+
+    Unwraps ``DataParallel``, ``DistributedDataParallel`` (``.module``) and
+    ``torch.compile`` results (``._orig_mod``), repeatedly.
+
+    Args:
+        model: Any ``nn.Module``.
+
+    Returns:
+        The innermost wrapped module (``model`` itself when not wrapped).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}."
+        )
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _parse_selector(text: str) -> tuple[int | str, ...]:
+    parts: list[int | str] = []
+    for raw in re.findall(r"\[([^\[\]]+)\]", text):
+        raw = raw.strip()
+        if re.fullmatch(r"-?\d+", raw):
+            parts.append(int(raw))
+        else:
+            parts.append(raw.strip("'\""))
+    return tuple(parts)
+
+
+def _strip_prefixes(name: str, names: Mapping[str, nn.Module]) -> str:
+    for prefix in ("module.", "_orig_mod."):
+        while name not in names and name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name
+
+
+def resolve_layers(
+    model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]
+) -> dict[str, nn.Module]:
+    """Find the modules that ``layers`` names.
+
+    Args:
+        model: The model; DataParallel/DDP/``torch.compile`` wrappers are unwrapped and a
+            leading ``module.`` in names is accepted or not.
+        layers: One spec or a sequence of specs. A spec is a dotted name
+            (``"layer4.1.conv2"``), a glob (``"layer*.0.relu"``), a module type
+            (``nn.Conv2d``: every module of that type), or a module object of the model.
+            A name may end in a selector (``"encoder[0]"``, ``"head['logits']"``) that
+            picks one element of a tuple/list/dict output; the selector is kept in the key.
+
+    Returns:
+        ``{key: module}`` in the order the specs were given (model order within a glob or
+        type). Keys are the unwrapped model's dotted names, plus any selector.
+
+    Raises:
+        ValueError: A name or glob matches nothing (the message lists the closest valid
+            names), a type matches no module, a module is not part of the model, or
+            ``layers`` is empty.
+        TypeError: A spec is of another type.
+    """
+    return {t.key: t.module for t in _resolve(model, layers)}
+
+
+def _resolve(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[_Target]:
+    inner = unwrap_model(model)
+    names: dict[str, nn.Module] = dict(inner.named_modules())
+    specs: list[Any]
+    if isinstance(layers, (str, type, nn.Module)):
+        specs = [layers]
+    elif isinstance(layers, Iterable):
+        specs = list(layers)
+    else:
+        raise TypeError(
+            "The 'layers' parameter must be a name, glob, module type, module, or a sequence "
+            f"of those. Got {type(layers).__name__}."
+        )
+    if not specs:
+        raise ValueError("The 'layers' parameter is empty: name at least one layer.")
+    found: dict[str, _Target] = {}
+    for spec in specs:
+        for target in _resolve_one(inner, names, spec):
+            found.setdefault(target.key, target)
+    return list(found.values())
+
+
+def _resolve_one(inner: nn.Module, names: dict[str, nn.Module], spec: Any) -> list[_Target]:
+    if isinstance(spec, str):
+        selector: tuple[int | str, ...] = ()
+        base = spec.strip()
+        m = _SELECTOR.match(base)
+        if m:
+            base, selector = m.group("name"), _parse_selector(m.group("sel"))
+        base = _strip_prefixes(base, names)
+        suffix = "".join(f"[{s!r}]" if isinstance(s, str) else f"[{s}]" for s in selector)
+        if any(ch in base for ch in "*?["):
+            hits = [n for n in names if n and fnmatch.fnmatchcase(n, base)]
+            if not hits:
+                raise ValueError(
+                    f"The 'layers' pattern {spec!r} matches no module of "
+                    f"{type(inner).__name__}. {_closest(base, names)}"
+                )
+            return [_Target(n + suffix, n, names[n], selector) for n in hits]
+        if base not in names:
+            raise ValueError(
+                f"The 'layers' name {spec!r} is not a module of {type(inner).__name__}. "
+                f"{_closest(base, names)}"
+            )
+        return [_Target((base or "<model>") + suffix, base, names[base], selector)]
+    if isinstance(spec, type):
+        if not issubclass(spec, nn.Module):
+            raise TypeError(
+                f"The 'layers' type {spec.__name__} is not a subclass of torch.nn.Module."
+            )
+        hits = [n for n, mod in names.items() if n and isinstance(mod, spec)]
+        if not hits:
+            raise ValueError(
+                f"The 'layers' type {spec.__name__} matches no module of {type(inner).__name__}."
+            )
+        return [_Target(n, n, names[n]) for n in hits]
+    if isinstance(spec, nn.Module):
+        for n, mod in names.items():
+            if mod is spec:
+                return [_Target(n or "<model>", n, mod)]
+        raise ValueError(
+            f"The 'layers' module {type(spec).__name__} is not part of {type(inner).__name__}."
+        )
+    raise TypeError(
+        "The 'layers' parameter takes names, globs, module types or modules. "
+        f"Got {type(spec).__name__}."
+    )
+
+
+def _closest(name: str, names: Iterable[str]) -> str:
+    valid = [n for n in names if n]
+    close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
+    if not close:
+        close = [n for n in valid if name and (name in n or n in name)][:5]
+    if close:
+        return "Closest valid names: " + ", ".join(repr(c) for c in close) + "."
+    return "Valid names include: " + ", ".join(repr(c) for c in valid[:8]) + "."
+
+
+def _select(value: Any, selector: tuple[int | str, ...], key: str) -> Any:
+    for s in selector:
+        try:
+            value = value[s]
+        except (IndexError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"Layer {key!r}: cannot select [{s!r}] from its output of type "
+                f"{type(value).__name__}."
+            ) from exc
+    return value
+
+
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, Mapping):
+        return type(value)({k: _map_tensors(v, fn) for k, v in value.items()})  # type: ignore[call-arg]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+        return type(value)(*(_map_tensors(v, fn) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return value
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    _map_tensors(value, lambda t: out.append(t))
+    return out
+
+
+class Capture:
+    """Hooks that record layer inputs, outputs and output gradients; see `capture`.
+
+    Attributes:
+        activations: ``{key: output}`` of each layer from its latest call (a tensor, or
+            the tuple/list/dict the layer returned, unless a selector picked one part).
+        inputs: ``{key: positional inputs}``, recorded before the layer runs, as a tensor
+            when the layer took one tensor, else a tuple. Only with ``inputs=True``.
+        gradients: ``{key: d(loss)/d(output)}`` of each layer, filled during backward.
+            Only with ``gradients=True``.
+        layers: ``{key: module}`` that the hooks are attached to.
+        calls: ``{key: number of forward calls seen}``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: LayerSpec | Sequence[LayerSpec],
+        *,
+        outputs: bool = True,
+        inputs: bool = False,
+        gradients: bool = False,
+        detach: bool = True,
+    ) -> None:
+        self._targets = _resolve(model, layers)
+        self.layers: dict[str, nn.Module] = {t.key: t.module for t in self._targets}
+        self._outputs = outputs
+        self._inputs = inputs
+        self._gradients = gradients
+        self._detach = detach
+        self.activations: dict[str, Any] = {}
+        self.inputs: dict[str, Any] = {}
+        self.gradients: dict[str, Any] = {}
+        self.calls: dict[str, int] = {}
+        self._handles: list[Any] = []
+        self._warned = False
+
+    # -- hook bodies -------------------------------------------------------------------
+    def _keep(self, t: torch.Tensor) -> torch.Tensor:
+        # detached copies: later in-place ops (ReLU(inplace=True), +=) cannot alter them
+        return t.detach().clone() if self._detach else t
+
+    def _make_pre_hook(self, target: _Target) -> Callable[..., None]:
+        def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            value = args[0] if len(args) == 1 else args
+            self.inputs[target.key] = _map_tensors(value, lambda t: t.detach().clone())
+
+        return pre_hook
+
+    def _make_hook(self, target: _Target) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            self.calls[target.key] = self.calls.get(target.key, 0) + 1
+            value = _select(output, target.selector, target.key)
+            if self._gradients:
+                self._hook_gradients(target.key, value)
+            if self._outputs:
+                self.activations[target.key] = _map_tensors(value, self._keep)
+
+        return hook
+
+    def _hook_gradients(self, key: str, value: Any) -> None:
+        tensors = [t for t in _tensors(value) if t.requires_grad]
+        if not tensors:
+            if not self._warned:
+                self._warned = True
+                why = (
+                    "grad mode is off (torch.no_grad / inference_mode)"
+                    if not torch.is_grad_enabled()
+                    else "its output does not require grad (frozen parameters and inputs?)"
+                )
+                warnings.warn(
+                    f"capture: gradients were requested for {key!r} but {why}; "
+                    "no gradient will be recorded.",
+                    stacklevel=4,
+                )
+            return
+        if len(tensors) == 1 and isinstance(value, torch.Tensor):
+            tensors[0].register_hook(self._grad_setter(key, None))
+            return
+        for i, t in enumerate(tensors):
+            t.register_hook(self._grad_setter(key, i))
+
+    def _grad_setter(self, key: str, index: int | None) -> Callable[[torch.Tensor], None]:
+        def setter(grad: torch.Tensor) -> None:
+            g = grad.detach() if self._detach else grad
+            if index is None:
+                self.gradients[key] = g
+            else:
+                current = self.gradients.get(key)
+                parts = list(current) if isinstance(current, tuple) else []
+                parts.extend([None] * (index + 1 - len(parts)))
+                parts[index] = g
+                self.gradients[key] = tuple(parts)
+
+        return setter
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def attach(self) -> Capture:
+        """Register the hooks (done by ``__enter__``); calling it twice is an error."""
+        if self._handles:
+            raise RuntimeError("capture: hooks are already attached")
+        try:
+            for target in self._targets:
+                if self._inputs:
+                    self._handles.append(
+                        target.module.register_forward_pre_hook(self._make_pre_hook(target))
+                    )
+                self._handles.append(target.module.register_forward_hook(self._make_hook(target)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook this object registered. Safe to call any number of times."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def clear(self) -> None:
+        """Forget recorded tensors (hooks stay attached)."""
+        self.activations.clear()
+        self.inputs.clear()
+        self.gradients.clear()
+        self.calls.clear()
+
+    @property
+    def attached(self) -> bool:
+        """Whether hooks are currently registered."""
+        return bool(self._handles)
+
+    def __enter__(self) -> Capture:
+        return self.attach()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"Capture(layers={list(self.layers)}, attached={self.attached})"
+
+
+def capture(
+    model: nn.Module,
+    layers: LayerSpec | Sequence[LayerSpec],
+    *,
+    outputs: bool = True,
+    inputs: bool = False,
+    gradients: bool = False,
+    detach: bool = True,
+) -> Capture:
+    """Record layer outputs (and optionally inputs and gradients) inside a ``with`` block.
+
+    Hooks are registered on ``__enter__`` and all removed on ``__exit__``, also when the
+    block raises; leaving twice is harmless. The model's train/eval flags,
+    ``requires_grad`` flags and ``.grad`` fields are never touched.
+
+    Args:
+        model: The model (DataParallel/DDP/``torch.compile`` wrappers are unwrapped).
+        layers: Which layers; see `resolve_layers`.
+        outputs: Record each layer's output in ``.activations``.
+        inputs: Record each layer's positional inputs in ``.inputs``, before the layer
+            runs (a copy, so in-place layers cannot alter it).
+        gradients: Record the gradient of each layer's output in ``.gradients`` when a
+            backward pass runs through it; uses tensor hooks, so in-place ops after the
+            layer (ReLU(inplace=True)) are fine. Warns when grad mode is off or the
+            output does not require grad.
+        detach: Store detached copies (default). ``False`` stores the live tensors, still
+            attached to the autograd graph (for computing gradients w.r.t. them).
+
+    Returns:
+        A `Capture`, to be used as a context manager.
+
+    Shapes:
+        Each recorded tensor has the shape the layer produced, e.g. (N, C, H, W).
+    """
+    return Capture(
+        model, layers, outputs=outputs, inputs=inputs, gradients=gradients, detach=detach
+    )
+
+
+def to_numpy(x: Any) -> Any:
+    """Convert tensors (on any device, with grad, any float type) to numpy arrays.
+
+    bfloat16 becomes float32 (numpy has no bfloat16); float16 stays float16. Nested
+    dicts, lists and tuples are converted element by element; numpy arrays and other
+    objects are returned as they are. A contiguous CPU tensor shares memory with the
+    returned array (no copy); convert with ``.copy()`` to own the data.
+
+    Args:
+        x: A tensor, an array, or a nested dict/list/tuple of them.
+
+    Returns:
+        The same structure with every tensor replaced by a ``numpy.ndarray``.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        if t.is_conj():
+            t = t.resolve_conj()
+        if t.is_neg():
+            t = t.resolve_neg()
+        return t.cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    return _map_tensors(x, to_numpy) if isinstance(x, (Mapping, list, tuple)) else x

@@ -1,0 +1,35 @@
+"""``featviz demo``: write every visualization featviz offers into one folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` sub-command."""
+    p = subparsers.add_parser(
+        "demo",
+        help="train/load the built-in model and write every visualization into a folder",
+        description="Build the Shapes data and the built-in TinyCNN, then write every "
+        "visualization featviz offers into OUT, with an index.md listing the files.",
+    )
+    p.add_argument("--out", default="featviz-demo", help="output folder (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    p.add_argument("--fast", action="store_true", help="fewer images and iterations (for tests)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns 0 on success, 1 when OUT is non-empty without --force."""
+    from featviz.demo import DemoError, run_demo
+
+    try:
+        index = run_demo(Path(args.out), force=args.force, fast=args.fast, device=args.device)
+    except DemoError as exc:
+        sys.stderr.write(f"featviz demo: {exc}\n")
+        return 1
+    sys.stdout.write(f"featviz demo: wrote {index.parent} (see {index})\n")
+    return 0

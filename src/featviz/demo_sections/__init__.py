@@ -1,0 +1,1 @@
+"""Sections of ``featviz demo``, one module each (see `featviz.demo`)."""

@@ -1,0 +1,72 @@
+import time
+
+import pytest
+import torch
+
+from featviz.datasets import Shapes
+from featviz.models import TinyCNN, cache_dir, pretrained_tiny_cnn
+
+
+def test_layer_names_and_shapes():
+    model = TinyCNN(num_classes=5, width=4)
+    names = dict(model.named_modules())
+    assert isinstance(names["features.0"], torch.nn.Conv2d)
+    assert isinstance(names["features.13"], torch.nn.ReLU)
+    assert isinstance(names["fc"], torch.nn.Linear)
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
+        assert model.features(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 8, 8)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes"):
+        TinyCNN(num_classes=0)
+
+
+def test_pretrained_accuracy(tiny_model, shapes_test):
+    images, labels = shapes_test.tensors()
+    with torch.no_grad():
+        acc = (tiny_model(images).argmax(1) == labels).float().mean().item()
+    assert acc >= 0.95
+    assert not tiny_model.training
+    assert tiny_model.classes == shapes_test.classes
+
+
+def test_cache_reload_is_fast_and_identical(tiny_model):
+    start = time.perf_counter()
+    again = pretrained_tiny_cnn()
+    assert time.perf_counter() - start < 1.0
+    ref, new = tiny_model.state_dict(), again.state_dict()
+    for (k, a), (_, b) in zip(ref.items(), new.items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("FEATVIZ_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path
+
+
+def test_training_is_deterministic_and_cached_atomically(tmp_path):
+    kw = {"seed": 5, "epochs": 1, "n_train": 128, "directory": tmp_path}
+    a = pretrained_tiny_cnn(**kw)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("tiny_cnn-") and files[0].endswith(".pt")
+    b = pretrained_tiny_cnn(**kw, cache=False)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+    # a corrupt cache file is replaced by a retrained one
+    (tmp_path / files[0]).write_bytes(b"not a checkpoint")
+    c = pretrained_tiny_cnn(**kw)
+    assert torch.equal(c.fc.weight, a.fc.weight)
+    assert (tmp_path / files[0]).read_bytes()[:2] == b"PK"
+    # a different recipe is a different file
+    pretrained_tiny_cnn(**{**kw, "seed": 6})
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_training_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    pretrained_tiny_cnn(seed=1, epochs=1, n_train=64, cache=False)
+    assert torch.equal(state, torch.random.get_rng_state())
+    Shapes(2)  # data creation uses its own generator too
+    assert torch.equal(state, torch.random.get_rng_state())

@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import featviz
+from featviz.cli import main
+
+HEAVY = ["matplotlib.pyplot", "sklearn", "cv2", "torchvision", "seaborn", "pandas"]
+
+
+def test_import_is_lazy():
+    code = (
+        f"import sys, json, featviz; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_version_and_unknown_attribute():
+    assert featviz.__version__.count(".") == 2
+    with pytest.raises(AttributeError, match="no_such_name"):
+        featviz.no_such_name  # noqa: B018
+
+
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"featviz {featviz.__version__}"
+
+
+def test_cli_help_lists_demo(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "demo" in capsys.readouterr().out
+
+
+def test_python_dash_m():
+    out = subprocess.run(
+        [sys.executable, "-m", "featviz", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"featviz {featviz.__version__}"
