@@ -1,0 +1,501 @@
+"""Image format conversion: pixel rules, metadata, safety, batch reports, CLI, properties."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageCms, ImageFile
+
+import featviz
+from featviz import convert as conv
+from featviz.cli import main
+from featviz.convert import ConversionReport, convert_image, convert_images
+
+
+def blend(c, a, bg):
+    """The documented compositing rule, in exact integer arithmetic."""
+    c, a, bg = np.asarray(c, np.int64), np.asarray(a, np.int64), np.asarray(bg, np.int64)
+    return np.floor((c * a + bg * (255 - a)) / 255 + 0.5).astype(np.int64)
+
+
+def pixels(path):
+    with Image.open(path) as im:
+        return im.mode, np.asarray(im).copy()
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not any(".tmp" in p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def rgba_png(tmp_path):
+    """16x48 RGBA: left block fully transparent, middle half (a=128), right opaque."""
+    a = np.zeros((16, 48, 4), np.uint8)
+    a[..., :3] = (200, 100, 50)
+    a[:, :16, 3] = 0
+    a[:, 16:32, 3] = 128
+    a[:, 32:, 3] = 255
+    p = tmp_path / "rgba.png"
+    Image.fromarray(a).save(p)
+    return p
+
+
+# --------------------------------------------------------------------------- transparency
+
+
+def test_rgba_to_bmp_composites_exactly(rgba_png):
+    bg = (10, 220, 30)
+    out = convert_image(rgba_png, "bmp", background=bg)
+    assert out == rgba_png.with_suffix(".bmp")
+    mode, px = pixels(out)
+    assert mode == "RGB"
+    assert px[0, 0].tolist() == [10, 220, 30]  # fully transparent -> background
+    # half transparent: round((200*128 + 10*127)/255) = 105, (100*128+220*127)/255 -> 160,
+    # (50*128 + 30*127)/255 -> 40
+    assert px[0, 20].tolist() == [105, 160, 40]
+    assert px[0, 20].tolist() == blend((200, 100, 50), 128, bg).tolist()
+    assert px[0, 40].tolist() == [200, 100, 50]
+
+
+def test_composite_rule_holds_for_every_alpha(tmp_path):
+    a = np.zeros((1, 256, 4), np.uint8)
+    a[0, :, 0] = 255
+    a[0, :, 1] = np.arange(256)
+    a[0, :, 2] = 17
+    a[0, :, 3] = np.arange(256)
+    src = tmp_path / "ramp.png"
+    Image.fromarray(a).save(src)
+    bg = (0, 255, 200)
+    _, px = pixels(convert_image(src, "bmp", background=bg))
+    expected = blend(a[0, :, :3], a[0, :, 3:4], bg)
+    np.testing.assert_array_equal(px[0].astype(np.int64), expected)
+
+
+def test_rgba_to_jpeg_blends_onto_background(rgba_png):
+    out = convert_image(rgba_png, "jpg", quality=95)
+    mode, px = pixels(out)
+    assert (mode, px.shape) == ("RGB", (16, 48, 3))
+    # uniform 16x16 blocks survive JPEG almost exactly
+    np.testing.assert_allclose(px[8, 8], [255, 255, 255], atol=2)
+    np.testing.assert_allclose(px[8, 24], blend((200, 100, 50), 128, 255), atol=2)  # 227,177,152
+    np.testing.assert_allclose(px[8, 40], [200, 100, 50], atol=3)
+
+
+@pytest.mark.parametrize("to", ["png", "webp", "tiff"])
+def test_alpha_kept_for_formats_with_alpha(rgba_png, to):
+    dst = rgba_png.with_name(f"out.{to}")
+    mode, px = pixels(convert_image(rgba_png, to, dst=dst, quality=100))
+    assert mode == "RGBA"
+    assert px[0, :16, 3].tolist() == [0] * 16
+    assert px[0, 20, 3] == 128 and px[0, 40, 3] == 255
+
+
+def test_palette_with_transparency(tmp_path):
+    im = Image.new("P", (8, 4), 1)
+    im.putpalette([0, 0, 255, 255, 0, 0] + [0] * 762)  # 0 blue, 1 red
+    im.paste(0, (0, 0, 4, 4))
+    im.info["transparency"] = 0
+    src = tmp_path / "pal.png"
+    im.save(src, transparency=0)
+    _, px = pixels(convert_image(src, "bmp", background=(0, 255, 0)))
+    assert px[0, 0].tolist() == [0, 255, 0]  # transparent blue -> green background
+    assert px[0, 6].tolist() == [255, 0, 0]
+    mode, px = pixels(convert_image(src, "png", dst=tmp_path / "pal_out.png"))
+    assert mode == "RGBA"
+    assert px[0, 0, 3] == 0 and px[0, 6].tolist() == [255, 0, 0, 255]
+
+
+def test_la_stays_grey_on_grey_background_and_turns_rgb_on_colour(tmp_path):
+    a = np.zeros((4, 8, 2), np.uint8)
+    a[..., 0] = 100
+    a[:, :4, 1] = 0
+    a[:, 4:, 1] = 51
+    src = tmp_path / "la.png"
+    Image.fromarray(a, mode="LA").save(src)
+    mode, px = pixels(convert_image(src, "bmp", background=(200, 200, 200)))
+    assert mode == "L"
+    assert px[0, 0] == 200
+    assert px[0, 5] == blend(100, 51, 200)  # (5100 + 40800) / 255 = 180
+    assert px[0, 5] == 180
+    mode, px = pixels(convert_image(src, "bmp", dst=tmp_path / "la_red.bmp", background="red"))
+    assert mode == "RGB"
+    assert px[0, 0].tolist() == [255, 0, 0]
+    assert px[0, 5].tolist() == blend(100, 51, (255, 0, 0)).tolist()
+    mode, px = pixels(convert_image(src, "png", dst=tmp_path / "la2.png"))
+    assert mode == "LA" and px[0, 5].tolist() == [100, 51]
+
+
+# --------------------------------------------------------------------------- colour, depth
+
+
+def test_cmyk_jpeg_to_png(tmp_path):
+    src = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(src, quality=100)
+    mode, px = pixels(convert_image(src, "png"))
+    assert mode == "RGB"
+    np.testing.assert_allclose(px[8, 8], [255, 0, 0], atol=3)
+
+
+def test_cmyk_tiff_kept_for_tiff_and_exact_rgb_for_bmp(tmp_path):
+    src = tmp_path / "cmyk.tif"
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(src)
+    mode, px = pixels(convert_image(src, "bmp"))
+    assert mode == "RGB" and px[0, 0].tolist() == [255, 0, 0]
+    mode, px = pixels(convert_image(src, "tiff", dst=tmp_path / "copy.tiff"))
+    assert mode == "CMYK" and px[0, 0].tolist() == [0, 255, 255, 0]
+
+
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_16bit_scaled_by_high_byte_or_kept(tmp_path, ext):
+    a = np.array([[0, 255, 256, 511], [32768, 40000, 65280, 65535]], np.uint16)
+    src = tmp_path / f"deep.{ext}"
+    Image.fromarray(a).save(src)
+    mode, px = pixels(convert_image(src, "bmp"))
+    assert mode == "L"
+    assert px.tolist() == [[0, 0, 1, 1], [128, 156, 255, 255]]  # v >> 8
+    # PNG and TIFF keep all 16 bits
+    for to in ("png", "tiff"):
+        mode, px = pixels(convert_image(src, to, dst=tmp_path / f"keep_{ext}.{to}"))
+        assert mode == "I;16"
+        np.testing.assert_array_equal(px, a)
+
+
+def test_32bit_int_tiff_rules(tmp_path):
+    inside = np.array([[0, 256, 65535]], np.int32)
+    Image.fromarray(inside, mode="I").save(tmp_path / "i.tif")
+    assert pixels(convert_image(tmp_path / "i.tif", "bmp"))[1].tolist() == [[0, 1, 255]]
+    outside = np.array([[-100, 0, 100]], np.int32)  # not 16-bit data -> min-max
+    Image.fromarray(outside, mode="I").save(tmp_path / "j.tif")
+    assert pixels(convert_image(tmp_path / "j.tif", "bmp"))[1].tolist() == [[0, 128, 255]]
+
+
+def test_float_tiff_rules(tmp_path):
+    unit = np.array([[0.0, 0.5, 1.0, np.nan]], np.float32)
+    Image.fromarray(unit, mode="F").save(tmp_path / "unit.tif")
+    assert pixels(convert_image(tmp_path / "unit.tif", "bmp"))[1].tolist() == [[0, 128, 255, 0]]
+    mode, px = pixels(convert_image(tmp_path / "unit.tif", "png"))
+    assert mode == "I;16" and px.tolist() == [[0, 32768, 65535, 0]]
+    mode, px = pixels(convert_image(tmp_path / "unit.tif", "tiff", dst=tmp_path / "u2.tiff"))
+    assert mode == "F"
+    np.testing.assert_array_equal(px, unit)
+    wide = np.array([[-2.0, 0.0, 2.0, 6.0]], np.float32)  # outside [0, 1] -> min-max
+    Image.fromarray(wide, mode="F").save(tmp_path / "wide.tif")
+    # (v + 2) / 8 * 255 -> 0, 63.75, 127.5, 255, rounded half to even
+    assert pixels(convert_image(tmp_path / "wide.tif", "bmp"))[1].tolist() == [[0, 64, 128, 255]]
+
+
+def test_gif_first_frame(tmp_path):
+    frames = [Image.new("RGB", (6, 6), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    src = tmp_path / "anim.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=50)
+    with Image.open(src) as im:
+        assert im.n_frames == 3
+    mode, px = pixels(convert_image(src, "png"))
+    assert mode == "RGB" and px.shape == (6, 6, 3)
+    assert (px == [255, 0, 0]).all()
+
+
+def test_exif_orientation_applied(tmp_path):
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    exif[0x010F] = "featviz-camera"
+    src = tmp_path / "rot.jpg"
+    Image.fromarray(a).save(src, exif=exif, quality=100)
+    out = convert_image(src, "png")
+    with Image.open(out) as im:
+        assert im.size == (20, 40)  # width and height swapped
+        px = np.asarray(im.convert("L"))
+        kept = im.getexif()
+    assert px[5].mean() > 200 and px[-5].mean() < 50  # white half now on top
+    assert 0x0112 not in kept and kept[0x010F] == "featviz-camera"
+
+
+def test_icc_profile_kept_where_supported(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "icc.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(src, icc_profile=icc)
+    for to in ("jpg", "webp", "tiff"):
+        with Image.open(convert_image(src, to)) as im:
+            assert im.info.get("icc_profile") == icc, to
+    with Image.open(convert_image(src, "bmp")) as im:
+        assert "icc_profile" not in im.info
+    # an RGB profile does not describe grey pixels: dropped rather than mislabelled
+    grey = tmp_path / "grey.png"
+    Image.new("L", (8, 8), 5).save(grey, icc_profile=icc)
+    with Image.open(convert_image(grey, "jpg")) as im:
+        assert not im.info.get("icc_profile")
+
+
+# --------------------------------------------------------------------------- safety
+
+
+def test_existing_destination_is_never_replaced(rgba_png, tmp_path):
+    dst = tmp_path / "rgba.jpg"
+    dst.write_bytes(b"precious")
+    src_bytes = rgba_png.read_bytes()
+    with pytest.raises(FileExistsError, match=r"rgba\.jpg"):
+        convert_image(rgba_png, "jpg")
+    assert dst.read_bytes() == b"precious"
+    assert rgba_png.read_bytes() == src_bytes
+    assert no_temp_files(tmp_path)
+    assert convert_image(rgba_png, "jpg", overwrite=True) == dst
+    with Image.open(dst) as im:
+        assert im.format == "JPEG"
+
+
+def test_destination_appearing_during_conversion_is_not_replaced(rgba_png, monkeypatch):
+    dst = rgba_png.with_suffix(".jpg")
+    real_prepare = conv._prepare
+
+    def prepare_then_race(*args, **kwargs):
+        dst.write_bytes(b"late")  # another process writes the destination meanwhile
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(conv, "_prepare", prepare_then_race)
+    with pytest.raises(FileExistsError, match=r"rgba\.jpg"):
+        convert_image(rgba_png, "jpg", remove_source=True)
+    assert dst.read_bytes() == b"late" and rgba_png.exists()
+    assert no_temp_files(rgba_png.parent)
+
+
+def test_remove_source_after_verification(rgba_png):
+    out = convert_image(rgba_png, "webp", remove_source=True)
+    assert not rgba_png.exists()
+    with Image.open(out) as im:
+        assert im.size == (48, 16)
+
+
+def test_remove_source_kept_when_verification_fails(rgba_png, tmp_path, monkeypatch):
+    def broken(path, fmt, size):
+        raise conv._VerifyError(f"The written file {str(path)!r} does not re-open: simulated")
+
+    monkeypatch.setattr(conv, "_verify_written", broken)
+    before = rgba_png.read_bytes()
+    with pytest.raises(OSError, match="was kept"):
+        convert_image(rgba_png, "jpg", remove_source=True)
+    assert rgba_png.read_bytes() == before
+    assert not (tmp_path / "rgba.jpg").exists()
+    assert no_temp_files(tmp_path)
+
+
+def test_verification_checks_size(rgba_png, tmp_path):
+    p = tmp_path / "x.png"
+    Image.new("RGB", (3, 2)).save(p)
+    conv._verify_written(p, "PNG", (3, 2))
+    with pytest.raises(OSError, match="expected PNG"):
+        conv._verify_written(p, "PNG", (2, 3))
+    with pytest.raises(OSError, match="expected JPEG"):
+        conv._verify_written(p, "JPEG", (3, 2))
+
+
+def test_remove_source_refused_when_truncated_loading_enabled(rgba_png, monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ValueError, match="LOAD_TRUNCATED_IMAGES"):
+        convert_image(rgba_png, "jpg", remove_source=True)
+    assert rgba_png.exists()
+
+
+@pytest.mark.parametrize("kind", ["truncated-png", "truncated-jpeg", "garbage"])
+def test_corrupt_source_error_names_file_and_is_untouched(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG" if kind == "truncated-jpeg" else "PNG")
+    data = buf.getvalue()[: len(buf.getvalue()) // 2] if kind != "garbage" else b"not an image"
+    src = tmp_path / ("broken.jpg" if kind == "truncated-jpeg" else "broken.png")
+    src.write_bytes(data)
+    with pytest.raises(ValueError, match="broken"):
+        convert_image(src, "bmp", remove_source=True)
+    assert src.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_bad_arguments(rgba_png, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
+        convert_image(tmp_path / "missing.png")
+    with pytest.raises(IsADirectoryError, match="names a folder"):
+        convert_image(tmp_path)
+    with pytest.raises(ValueError, match=r"'to' parameter.*\['bmp', 'jpeg', 'jpg'.*'gif'"):
+        convert_image(rgba_png, "gif")
+    assert convert_image(rgba_png, ".JPEG").name == "rgba.jpeg"  # case and dot tolerated
+    with pytest.raises(ValueError, match="is the source file itself"):
+        convert_image(rgba_png, "png")
+    with pytest.raises(ValueError, match="must end in one of"):
+        convert_image(rgba_png, "jpg", dst=tmp_path / "out.png")
+    (tmp_path / "sub.jpg").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"sub\.jpg"):
+        convert_image(rgba_png, "jpg", dst=tmp_path / "sub.jpg", overwrite=True)
+    with pytest.raises(ValueError, match=r"'quality'.*\[1, 100\]. Got 0"):
+        convert_image(rgba_png, "jpg", quality=0)
+    with pytest.raises(ValueError, match="'background'"):
+        convert_image(rgba_png, "jpg", background=(1, 2))
+    with pytest.raises(TypeError, match="'overwrite'"):
+        convert_image(rgba_png, "jpg", overwrite="yes")
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def make_folder(root: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(1)
+    sub = root / "sub"
+    sub.mkdir(parents=True)
+    files = {
+        "good": root / "a.png",
+        "rgba": root / "b.webp",
+        "deep": sub / "c.tif",
+        "jpg": root / "d.jpg",
+        "corrupt": root / "e.png",
+        "text": root / "notes.txt",
+    }
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(files["good"])
+    Image.new("RGBA", (10, 10), (1, 2, 3, 4)).save(files["rgba"], lossless=True)
+    Image.fromarray(np.full((5, 7), 1000, np.uint16)).save(files["deep"])
+    Image.new("RGB", (8, 8), "red").save(files["jpg"])
+    files["corrupt"].write_bytes(files["good"].read_bytes()[:300])
+    files["text"].write_text("hello")
+    return files
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_convert_images_report(tmp_path, workers):
+    files = make_folder(tmp_path / "in")
+    before = {k: p.read_bytes() for k, p in files.items()}
+    rep = convert_images(tmp_path / "in", "jpg", workers=workers, progress=False)
+    assert isinstance(rep, ConversionReport)
+    assert rep.converted == [
+        (files["good"], files["good"].with_suffix(".jpg")),
+        (files["rgba"], files["rgba"].with_suffix(".jpg")),
+    ]
+    assert rep.skipped == [
+        (files["jpg"], "already JPEG"),
+        (files["text"], "not an image file (suffix '.txt')"),
+    ]
+    assert [s for s, _ in rep.failed] == [files["corrupt"]]
+    assert "e.png" in rep.failed[0][1] and "truncated" in rep.failed[0][1]
+    assert not rep.ok
+    assert rep.summary() == "2 converted, 2 skipped, 1 failed"
+    assert {k: p.read_bytes() for k, p in files.items()} == before  # sources untouched
+    with Image.open(files["rgba"].with_suffix(".jpg")) as im:
+        # (1*4 + 255*251) / 255 = 251.03 -> 251 on a white background
+        np.testing.assert_allclose(np.asarray(im)[5, 5], [251, 251, 251], atol=2)
+
+
+def test_convert_images_recursive_out_dir_and_remove_source(tmp_path):
+    files = make_folder(tmp_path / "in")
+    files["corrupt"].unlink()
+    out = tmp_path / "out"
+    rep = convert_images(
+        [tmp_path / "in"], "png", out_dir=out, recursive=True, remove_source=True, progress=False
+    )
+    assert rep.ok and rep.failed == []
+    assert sorted(str(d.relative_to(out)) for _, d in rep.converted) == [
+        "b.png",
+        "d.png",
+        "sub/c.png",
+    ]
+    assert rep.skipped == [
+        (files["good"], "already PNG"),
+        (files["text"], "not an image file (suffix '.txt')"),
+    ]
+    assert files["good"].exists() and not files["deep"].exists() and not files["jpg"].exists()
+    mode, px = pixels(out / "sub" / "c.png")
+    assert mode == "I;16" and (px == 1000).all()
+
+
+def test_convert_images_collisions_and_missing(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.gif")
+    rep = convert_images(
+        [tmp_path / "x.gif", tmp_path / "x.png", tmp_path / "nope.png"], "jpg", progress=False
+    )
+    assert rep.converted == [(tmp_path / "x.gif", tmp_path / "x.jpg")]
+    assert [s for s, _ in rep.failed] == [tmp_path / "x.png", tmp_path / "nope.png"]
+    assert "also that of" in rep.failed[0][1] and "no such file" in rep.failed[1][1]
+    # second run: the destination exists now -> a failure naming it, nothing replaced
+    before = (tmp_path / "x.jpg").read_bytes()
+    rep = convert_images(tmp_path / "x.gif", "jpg", progress=False)
+    assert rep.failed and "FileExistsError" in rep.failed[0][1] and "x.jpg" in rep.failed[0][1]
+    assert (tmp_path / "x.jpg").read_bytes() == before
+    with pytest.raises(ValueError, match="'workers'"):
+        convert_images(tmp_path, workers=0)
+
+
+def test_lazy_export():
+    assert featviz.convert_images is convert_images
+    assert featviz.ConversionReport is ConversionReport
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_exit_codes_and_summary(tmp_path, capsys):
+    files = make_folder(tmp_path / "in")
+    code = main(["convert", str(tmp_path / "in"), "--to", "JPG", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.strip().splitlines()[-1] == "featviz convert: 2 converted, 2 skipped, 1 failed"
+    assert "e.png" in err
+    files["corrupt"].unlink()
+    code = main(
+        ["convert", str(files["good"]), str(files["deep"]), "--to", "webp", "--out",
+         str(tmp_path / "w"), "--quality", "80", "--workers", "1", "--no-progress"]
+    )  # fmt: skip
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "featviz convert: 2 converted, 0 skipped, 0 failed"
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["a.webp", "c.webp"]
+    assert main(["convert", str(files["good"]), "--quality", "0", "--no-progress"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", str(files["good"]), "--to", "gif"])
+    assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def random_image(mode: str, w: int, h: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+    if mode == "P":
+        im = Image.fromarray(rng.integers(0, 8, (h, w), dtype=np.uint8), mode="L").convert("P")
+        im.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tolist())
+        return im
+    bands = len(mode)  # L, LA, RGB, RGBA
+    shape = (h, w) if bands == 1 else (h, w, bands)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mode=st.sampled_from(["L", "RGB", "RGBA", "LA", "P", "I;16"]),
+    w=st.integers(1, 40),
+    h=st.integers(1, 40),
+    src_fmt=st.sampled_from(["png", "tif"]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_every_target_reopens_with_same_size(mode, w, h, src_fmt, seed):
+    im = random_image(mode, w, h, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"src.{src_fmt}"
+        im.save(src)
+        before = src.read_bytes()
+        for to in ("jpg", "png", "webp", "bmp", "tiff"):
+            out = convert_image(src, to, dst=Path(tmp) / f"out.{to}")
+            with Image.open(out) as back:
+                back.load()
+                assert back.size == (w, h)
+                assert back.format == conv._TARGETS[to]
+                if to in ("jpg", "bmp"):
+                    assert back.mode in ("L", "RGB")
+        assert src.read_bytes() == before
