@@ -1,0 +1,377 @@
+"""Arrays <-> images: `to_image`, `save_image`, `load_image`, `denormalize`.
+
+`to_image` is the replacement for the removed ``scipy.misc.toimage``: with ``cmin`` /
+``cmax`` it applies SciPy's old ``bytescale`` formula exactly. `load_image` reads any
+image file into a normalised (1, 3, H, W) tensor plus the original RGB pixels, with the
+EXIF orientation applied. Every file is written atomically and never over an existing
+file unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from featviz._io import atomic_path
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "denormalize",
+    "load_image",
+    "save_image",
+    "to_image",
+]
+
+#: Per-channel RGB mean of ImageNet, used by torchvision's pretrained models.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+#: Per-channel RGB standard deviation of ImageNet.
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+_MODES_2D = ("L", "RGB", "RGBA", "F")
+_MODES_3D = ("RGB", "RGBA", "L")
+
+
+# -- arrays -> images -------------------------------------------------------------------
+def _bytescale(data: np.ndarray, cmin: float | None, cmax: float | None) -> np.ndarray:
+    """SciPy's ``bytescale`` (high=255, low=0) without its uint8 early return."""
+    x = data.astype(np.float64)
+    lo = float(x.min()) if cmin is None else float(cmin)
+    hi = float(x.max()) if cmax is None else float(cmax)
+    scale = hi - lo
+    if scale < 0:
+        raise ValueError(
+            f"The 'cmax' parameter of to_image must be >= cmin. Got cmin={lo!r}, cmax={hi!r}."
+        )
+    if scale == 0:
+        scale = 1.0
+    byte = (x - lo) * (255.0 / scale)
+    return (byte.clip(0, 255) + 0.5).astype(np.uint8)
+
+
+def _to_array(array: Any) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        t = array.detach()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        a = t.cpu().numpy()
+        if a.ndim == 3 and a.shape[0] in (1, 3, 4):
+            a = a.transpose(1, 2, 0)  # tensors are channel-first
+        return a
+    if isinstance(array, np.ndarray):
+        return array
+    raise TypeError(
+        "The 'array' parameter of to_image must be a numpy array or a torch.Tensor. "
+        f"Got {type(array).__name__} instead."
+    )
+
+
+def to_image(
+    array: Any,
+    *,
+    cmin: float | None = None,
+    cmax: float | None = None,
+    mode: str | None = None,
+) -> Image.Image:
+    """Make a PIL image from an array, scaling values to 0..255.
+
+    Values become bytes with SciPy's old ``bytescale`` formula (what
+    ``scipy.misc.toimage(arr, cmin=, cmax=)`` did)::
+
+        byte = uint8(clip((x - cmin) * 255 / (cmax - cmin), 0, 255) + 0.5)
+
+    with ``cmin``/``cmax`` defaulting to the array's min and max (so min -> black,
+    max -> white; a constant array becomes black; a range of 0 counts as 1). The
+    exceptions: uint8 arrays without ``cmin``/``cmax`` are taken as they are (as SciPy
+    did), and bool arrays map False -> 0, True -> 255. Other integer types and float16/
+    32/64 are scaled. All channels share one min and max.
+
+    Args:
+        array: (H, W) -> mode ``"L"``; (H, W, 1) -> ``"L"``; (H, W, 3) -> ``"RGB"``;
+            (H, W, 4) -> ``"RGBA"``. Tensors (any device) are accepted too; a 3-D
+            tensor whose first axis has length 1, 3 or 4 is read as channel-first
+            (C, H, W), any other as (H, W, C).
+        cmin: Value that becomes 0 (lower values are clipped).
+        cmax: Value that becomes 255 (higher values are clipped).
+        mode: Force a PIL mode: ``"L"``, ``"RGB"``, ``"RGBA"``, or ``"F"`` (2-D only:
+            float32 values kept as they are, no scaling).
+
+    Returns:
+        A new PIL image (its pixels do not share memory with ``array``).
+
+    Raises:
+        TypeError: ``array`` is not an array/tensor, or has a complex or object dtype.
+        ValueError: Bad shape, empty array, ``cmax < cmin``, or an unknown ``mode``.
+    """
+    from PIL import Image
+
+    a = _to_array(array)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(
+            "The 'array' parameter of to_image must hold bool, integer or float values. "
+            f"Got dtype {a.dtype} instead."
+        )
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.size == 0 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+        raise ValueError(
+            "The 'array' parameter of to_image must have shape (H, W), (H, W, 3) or "
+            f"(H, W, 4) and not be empty. Got shape {a.shape} instead."
+        )
+    allowed = _MODES_2D if a.ndim == 2 else _MODES_3D
+    if mode is not None and mode not in allowed:
+        raise ValueError(
+            f"The 'mode' parameter of to_image must be one of {list(allowed)} for an "
+            f"array of shape {a.shape}. Got {mode!r} instead."
+        )
+    if mode == "F":
+        return Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F")
+    if a.dtype == np.bool_:
+        data = a.astype(np.uint8) * np.uint8(255)
+    elif a.dtype == np.uint8 and cmin is None and cmax is None:
+        data = a.copy()
+    else:
+        data = _bytescale(a, cmin, cmax)
+    img = Image.fromarray(np.ascontiguousarray(data))
+    if mode is not None and img.mode != mode:
+        img = img.convert(mode)
+    return img
+
+
+def save_image(
+    array_or_image: Any,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    cmin: float | None = None,
+    cmax: float | None = None,
+    **kw: Any,
+) -> Path:
+    """Write an array, tensor or PIL image to an image file, atomically.
+
+    Arrays and tensors go through `to_image` (with ``cmin``/``cmax``). The format comes
+    from the file's suffix. The file appears complete or not at all; an existing file is
+    never replaced unless ``overwrite=True``.
+
+    Args:
+        array_or_image: A PIL image, or anything `to_image` accepts.
+        path: Destination file; its folder must exist.
+        overwrite: Replace an existing file.
+        cmin: Passed to `to_image` for arrays.
+        cmax: Passed to `to_image` for arrays.
+        **kw: Passed to ``PIL.Image.Image.save`` (e.g. ``quality=90`` for JPEG).
+
+    Returns:
+        ``path`` as a `Path`.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (the file is left
+            untouched).
+        IsADirectoryError, FileNotFoundError: ``path`` is a folder / its folder is missing.
+        ValueError: The suffix names no format PIL can write, or the image's mode cannot
+            be stored in that format (e.g. RGBA as JPEG).
+    """
+    from PIL import Image
+
+    img = (
+        array_or_image
+        if isinstance(array_or_image, Image.Image)
+        else to_image(array_or_image, cmin=cmin, cmax=cmax)
+    )
+    p = Path(path)
+    ext = p.suffix.lower()
+    Image.init()
+    if ext not in Image.registered_extensions():
+        raise ValueError(
+            f"The 'path' parameter of save_image must end in an image suffix such as "
+            f"'.png' or '.jpg'. Got {str(p)!r}."
+        )
+    fmt = Image.registered_extensions()[ext]
+    with atomic_path(p, overwrite=overwrite) as tmp:
+        try:
+            img.save(tmp, format=fmt, **kw)
+        except (OSError, KeyError) as exc:
+            raise ValueError(
+                f"save_image cannot write a {img.mode} image as {fmt} to {str(p)!r}: {exc}"
+            ) from exc
+    return p
+
+
+# -- files -> tensors -------------------------------------------------------------------
+def _pil_to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Any PIL image -> uint8 RGB (H, W, 3); transparency composited onto ``background``."""
+    return np.clip(np.rint(_pil_to_float(img, background) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _pil_to_float(
+    img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
+) -> np.ndarray:
+    """Any PIL image -> float32 RGB (H, W, 3) in [0, 1], at full bit depth."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(img).astype(np.float32)
+        # 16-bit files: 0..65535; 32-bit "I" holding 8-bit data stays 0..255
+        top = 255.0 if mode == "I" and a.size and a.max() <= 255 else 65535.0
+        g = np.clip(a / top, 0.0, 1.0)
+        return np.repeat(g[..., None], 3, axis=2)
+    if mode == "F":
+        g = np.asarray(img, dtype=np.float32)
+        if g.size and g.max() > 1:  # float data stored as 0..255
+            g = g / 255.0
+        return np.repeat(np.clip(g, 0.0, 1.0)[..., None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        a = rgba[..., 3:]
+        bg = np.asarray(background, dtype=np.float32) / 255.0
+        return (rgba[..., :3] * a + bg * (1.0 - a)).astype(np.float32)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    size: int | tuple[int, int] | None = (224, 224),
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Read an image file as a model input and as displayable RGB pixels.
+
+    The EXIF orientation tag is applied first (``PIL.ImageOps.exif_transpose``), so
+    both results are upright as a viewer shows them. Grayscale is repeated to RGB;
+    transparency (RGBA, LA, palette with a transparent colour) is composited onto
+    white, as a viewer on a white page shows it; 16-bit grayscale ("I;16", "I") is
+    read at full precision for the tensor (``x / 65535``) and rounded to 8 bits for
+    the array. Resizing is bilinear with antialiasing (``torch.nn.functional.interpolate``
+    with ``antialias=True``, close to PIL's and torchvision's ``Resize``); the aspect
+    ratio is not kept.
+
+    Args:
+        path: Image file (any format PIL reads).
+        size: ``(height, width)`` of the tensor, one int for a square, or ``None`` to
+            keep the file's size.
+        mean: Per-channel mean subtracted, or ``None`` for no normalisation.
+        std: Per-channel standard deviation divided by (with ``mean``).
+
+    Returns:
+        ``(tensor, original)``: float32 (1, 3, H, W), ``(x - mean) / std`` with x in
+        [0, 1]; and uint8 (H0, W0, 3), the upright RGB pixels at the file's size.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        IsADirectoryError: ``path`` is a folder.
+        ValueError: The file is not a readable image, or ``size``/``mean``/``std`` are bad.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"The 'path' parameter of load_image names no file: {str(p)!r}.")
+    if p.is_dir():
+        raise IsADirectoryError(
+            f"The 'path' parameter of load_image names a folder, not an image file: {str(p)!r}."
+        )
+    if (mean is None) != (std is None):
+        raise ValueError(
+            "The 'mean' and 'std' parameters of load_image must both be given or both be "
+            f"None. Got mean={mean!r}, std={std!r}."
+        )
+    hw = None
+    if size is not None:
+        from featviz.featuremaps import _size2
+
+        hw = _size2(size, "size", "load_image")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            rgb01 = _pil_to_float(upright)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(
+            f"The 'path' parameter of load_image names a file that is not a readable "
+            f"image: {str(p)!r} ({exc})."
+        ) from exc
+    original = np.clip(np.rint(rgb01 * 255.0), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1)))[None]
+    if hw is not None and tuple(x.shape[-2:]) != hw:
+        import torch.nn.functional as F
+
+        x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
+        x = x.clamp(0.0, 1.0)
+    if mean is not None and std is not None:
+        m, s = _mean_std(mean, std, x.device, "load_image")
+        x = (x - m) / s
+    return x.contiguous(), original
+
+
+def _mean_std(
+    mean: Sequence[float], std: Sequence[float], device: torch.device, func: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    m = torch.as_tensor(mean, dtype=torch.float32, device=device).reshape(-1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=device).reshape(-1)
+    if m.numel() not in (1, 3) or s.numel() not in (1, 3) or bool((s == 0).any()):
+        raise ValueError(
+            f"The 'mean' and 'std' parameters of {func} must have 1 or 3 values each, with "
+            f"std != 0. Got mean={mean!r}, std={std!r}."
+        )
+    return m.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
+
+
+def denormalize(
+    tensor: Any,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Any:
+    """Undo ``(x - mean) / std`` for display: ``clamp(x * std + mean, 0, 1)``.
+
+    Args:
+        tensor: Normalised images (3, H, W) or (N, 3, H, W), a tensor (any device) or
+            a numpy array (channel-first too).
+        mean: Per-channel mean the images were normalised with.
+        std: Per-channel standard deviation the images were normalised with.
+
+    Returns:
+        Same shape and kind (a tensor on the same device, or an array), values in [0, 1];
+        float32 unless the input was float64. The input is not modified.
+
+    Raises:
+        TypeError: ``tensor`` is not a tensor or an array.
+        ValueError: The shape is not (3, H, W) or (N, 3, H, W) (1 channel also works
+            with a single mean and std), or bad ``mean``/``std``.
+    """
+    was_numpy = isinstance(tensor, np.ndarray)
+    if was_numpy:
+        t = torch.from_numpy(np.asarray(tensor))
+    elif isinstance(tensor, torch.Tensor):
+        t = tensor.detach()
+    else:
+        raise TypeError(
+            "The 'tensor' parameter of denormalize must be a torch.Tensor or numpy array. "
+            f"Got {type(tensor).__name__} instead."
+        )
+    if t.ndim not in (3, 4):
+        raise ValueError(
+            "The 'tensor' parameter of denormalize must have shape (3, H, W) or "
+            f"(N, 3, H, W). Got shape {tuple(t.shape)} instead."
+        )
+    if t.dtype != torch.float64:
+        t = t.float()
+    m, s = _mean_std(mean, std, t.device, "denormalize")
+    c = t.shape[-3]
+    if m.shape[0] not in (1, c):
+        raise ValueError(
+            f"The 'tensor' parameter of denormalize has {c} channels but mean/std have "
+            f"{m.shape[0]} values."
+        )
+    out = (t * s.to(t.dtype) + m.to(t.dtype)).clamp(0.0, 1.0)
+    return out.cpu().numpy() if was_numpy else out
