@@ -218,6 +218,24 @@ def _map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
     return value
 
 
+def _is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` (or a wrapper on the way in) is a ``torch.compile`` result."""
+    while True:
+        if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            return True
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        else:
+            return False
+
+
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    try:
+        return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):  # pragma: no cover - exotic tensor types
+        return True
+
+
 def _tensors(value: Any) -> list[torch.Tensor]:
     out: list[torch.Tensor] = []
     _map_tensors(value, lambda t: out.append(t))
@@ -247,7 +265,16 @@ class Capture:
         inputs: bool = False,
         gradients: bool = False,
         detach: bool = True,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                "The 'transform' parameter of capture must be a callable or None. "
+                f"Got {type(transform).__name__}."
+            )
+        self._model = model
+        self._compiled = _is_compiled(model)
+        self._transform = transform
         self._targets = _resolve(model, layers)
         self.layers: dict[str, nn.Module] = {t.key: t.module for t in self._targets}
         self._outputs = outputs
@@ -260,11 +287,22 @@ class Capture:
         self.calls: dict[str, int] = {}
         self._handles: list[Any] = []
         self._warned = False
+        self._calls_before = -1
 
     # -- hook bodies -------------------------------------------------------------------
     def _keep(self, t: torch.Tensor) -> torch.Tensor:
         # detached copies: later in-place ops (ReLU(inplace=True), +=) cannot alter them
-        return t.detach().clone() if self._detach else t
+        src = t.detach() if self._detach else t
+        if self._transform is None:
+            return src.clone() if self._detach else src
+        out = self._transform(src)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"capture: the 'transform' callable must return a tensor. Got {type(out).__name__}."
+            )
+        if self._detach and (torch.compiler.is_compiling() or _shares_storage(out, t)):
+            out = out.clone()  # a view of the live output: copy before in-place ops alter it
+        return out
 
     def _make_pre_hook(self, target: _Target) -> Callable[..., None]:
         def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -332,10 +370,28 @@ class Capture:
                         target.module.register_forward_pre_hook(self._make_pre_hook(target))
                     )
                 self._handles.append(target.module.register_forward_hook(self._make_hook(target)))
+            if self._compiled:
+                # runs eagerly around the compiled call: detects hooks the compiled code skipped
+                self._handles.append(self._model.register_forward_pre_hook(self._compiled_pre))
+                self._handles.append(self._model.register_forward_hook(self._compiled_post))
         except BaseException:
             self.remove()
             raise
         return self
+
+    def _compiled_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self._calls_before = sum(self.calls.values())
+
+    def _compiled_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if sum(self.calls.values()) == self._calls_before:
+            raise RuntimeError(
+                "capture: none of the hooks on "
+                f"{list(self.layers)} ran during this call of the torch.compile'd model. "
+                "Compiled code ignores hooks added after it was compiled. Either enter "
+                "capture(...) before the compiled model's first call (or before "
+                "torch.compile), call torch._dynamo.reset() first, or capture on the "
+                "uncompiled module (model._orig_mod) and call that one."
+            )
 
     def remove(self) -> None:
         """Remove every hook this object registered. Safe to call any number of times."""
@@ -378,12 +434,20 @@ def capture(
     inputs: bool = False,
     gradients: bool = False,
     detach: bool = True,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Capture:
     """Record layer outputs (and optionally inputs and gradients) inside a ``with`` block.
 
     Hooks are registered on ``__enter__`` and all removed on ``__exit__``, also when the
     block raises; leaving twice is harmless. The model's train/eval flags,
     ``requires_grad`` flags and ``.grad`` fields are never touched.
+
+    ``torch.compile``: compiled code runs the hooks that existed when it was compiled
+    and silently skips hooks added later. So enter ``capture`` before the compiled
+    model's first call (or before ``torch.compile``). When ``model`` is a compiled
+    module and none of the hooks ran during a call, that call raises ``RuntimeError``
+    saying so, instead of returning empty results. Gradient capture needs a graph break
+    (``fullgraph=True`` fails inside PyTorch).
 
     Args:
         model: The model (DataParallel/DDP/``torch.compile`` wrappers are unwrapped).
@@ -397,6 +461,10 @@ def capture(
             output does not require grad.
         detach: Store detached copies (default). ``False`` stores the live tensors, still
             attached to the autograd graph (for computing gradients w.r.t. them).
+        transform: Optional function applied to each recorded output tensor inside the
+            hook, on its device, before it is stored (e.g. global average pooling
+            (N, C, H, W) -> (N, C), or ``.half()``), so the full tensor is never kept.
+            A result that is a view of the live output is copied.
 
     Returns:
         A `Capture`, to be used as a context manager.
@@ -405,7 +473,13 @@ def capture(
         Each recorded tensor has the shape the layer produced, e.g. (N, C, H, W).
     """
     return Capture(
-        model, layers, outputs=outputs, inputs=inputs, gradients=gradients, detach=detach
+        model,
+        layers,
+        outputs=outputs,
+        inputs=inputs,
+        gradients=gradients,
+        detach=detach,
+        transform=transform,
     )
 
 
