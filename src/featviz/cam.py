@@ -1,0 +1,836 @@
+r"""Class activation maps: Grad-CAM, CAM and the family, batched, on the images' device.
+
+Every method computes a map for each image as a weighted sum of a layer's activation
+channels, $L = \mathrm{ReLU}(\sum_k w_k A_k)$, and differs only in how the
+weights $w$ are found (see ``docs/cam.md`` for the formulas). One shared path does
+the rest: hooks (attached only during a call, via `featviz.capture`), target scores,
+gradients with `torch.autograd.grad` (never ``.backward()``, so parameters' ``.grad``
+fields are untouched), fusion of several layers, bilinear resizing and per-image
+min-max normalisation.
+
+Example:
+    >>> maps = featviz.grad_cam(model, images, layer="features.13")  # doctest: +SKIP
+    >>> maps.shape  # (N, H, W), float32 in [0, 1]  # doctest: +SKIP
+    torch.Size([8, 64, 64])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featviz.capture import LayerSpec, capture, resolve_layers, unwrap_model
+
+__all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
+
+logger = logging.getLogger(__name__)
+
+#: What ``target`` may be: None (arg-max class), one class for all images, one class per
+#: image, or a callable ``outputs -> (N,) scores``.
+Target = int | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor] | None
+
+#: Output size: ``"input"`` (the images' size), None (the layer's size) or ``(H, W)``.
+Size = Literal["input"] | tuple[int, int] | None
+
+#: Maps whose range is below this fraction of their magnitude count as constant (-> 0).
+_CONSTANT_RTOL = 1e-5
+
+
+# --------------------------------------------------------------------------------------
+# channel weightings: one function per method, the only thing that differs
+# --------------------------------------------------------------------------------------
+@dataclass
+class _Job:
+    """What a weighting may need besides activations and gradients."""
+
+    model: nn.Module
+    images: torch.Tensor  # (N, C, H, W) as passed to the model
+    classes: torch.Tensor | None  # (N,) int64 target classes; None for a callable target
+    target_fn: Callable[[Any], torch.Tensor] | None
+    fc_weight: torch.Tensor | None  # (K, C) for classic CAM
+    average_classes: bool
+    batch_size: int
+    progress: bool
+
+    def score(self, outputs: Any, rows: torch.Tensor) -> torch.Tensor:
+        """Target scores (B,) of ``outputs`` whose rows belong to images ``rows`` (B,)."""
+        if self.classes is not None:
+            logits = _as_logits(outputs)
+            return logits.gather(1, self.classes[rows].to(logits.device)[:, None])[:, 0]
+        assert self.target_fn is not None
+        return _call_target(self.target_fn, outputs, len(rows))
+
+
+_HW = (2, 3)
+
+
+def _w_gradcam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    assert g is not None
+    return g.mean(_HW, keepdim=True)
+
+
+def _w_gradcampp(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    # Chattopadhay et al. 2018, eq. 19, with the exponential replaced by its first-order
+    # terms as in their code and in pytorch-grad-cam
+    assert g is not None
+    g2 = g * g
+    alpha = g2 / (2 * g2 + a.sum(_HW, keepdim=True) * g2 * g + 1e-6)
+    alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
+    return (g.clamp_min(0) * alpha).sum(_HW, keepdim=True)
+
+
+def _w_xgradcam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    assert g is not None
+    return (g * a).sum(_HW, keepdim=True) / (a.sum(_HW, keepdim=True) + 1e-7)
+
+
+def _w_hirescam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    assert g is not None
+    return g
+
+
+def _w_gradcam_elementwise(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    # sum_k ReLU(g_k a_k) == sum_k w_k a_k with w_k = g_k where g_k a_k > 0, else 0
+    assert g is not None
+    return torch.where(g * a > 0, g, torch.zeros_like(g))
+
+
+def _w_layercam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    assert g is not None
+    return g.clamp_min(0)
+
+
+def _w_cam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    assert job.fc_weight is not None
+    weight = job.fc_weight.to(device=a.device, dtype=a.dtype)
+    if job.average_classes:
+        w = weight.mean(0).expand(a.shape[0], -1)
+    else:
+        assert job.classes is not None
+        w = weight[job.classes.to(a.device)]
+    return w[:, :, None, None]
+
+
+def _w_eigencam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    # first right-singular vector of the centred (h*w, C) activation matrix of each image;
+    # its sign is chosen so that sum(v) >= 0, i.e. the map correlates positively with the
+    # channel mean of the activations
+    x = a.flatten(2).transpose(1, 2)
+    x = x - x.mean(1, keepdim=True)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    v = vh[:, 0, :]
+    sign = torch.where(v.sum(1, keepdim=True) >= 0, 1.0, -1.0).to(v.dtype)
+    return (v * sign)[:, :, None, None]
+
+
+def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    n, c = a.shape[:2]
+    images = job.images
+    size = images.shape[-2:]
+    flat = a.flatten(2)
+    constant = flat.amax(2) == flat.amin(2)  # (N, C): mask is all zeros
+    scores = torch.zeros((n, c), dtype=torch.float32, device=a.device)
+    if bool(constant.any()):
+        # a zero mask blanks the whole input: one forward pass serves every such channel
+        zero_out = job.model(torch.zeros_like(images[:1]))
+        if job.classes is not None:
+            zero = _as_logits(zero_out)[0, job.classes.to(images.device)]
+        else:
+            assert job.target_fn is not None
+            zero = _call_target(job.target_fn, zero_out, 1).expand(n)
+        scores = torch.where(constant, zero.float().to(a.device)[:, None], scores)
+    pairs = (~constant).nonzero()
+    chunks = pairs.split(job.batch_size)
+    from tqdm.auto import tqdm
+
+    for chunk in tqdm(chunks, desc="Score-CAM", disable=not job.progress or len(chunks) <= 1):
+        i, k = chunk[:, 0], chunk[:, 1]
+        m = F.interpolate(a[i, k][:, None], size=size, mode="bilinear", align_corners=False)
+        lo = m.amin(_HW, keepdim=True)
+        hi = m.amax(_HW, keepdim=True)
+        m = (m - lo) / (hi - lo + 1e-8)
+        img_rows = i.to(images.device)
+        out = job.model(images[img_rows] * m.to(images.device, images.dtype))
+        scores[i, k] = job.score(out, img_rows).float().to(a.device)
+    return torch.softmax(scores, dim=1)[:, :, None, None].to(a.dtype)
+
+
+_Weighting = Callable[[torch.Tensor, torch.Tensor | None, _Job], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _Method:
+    weights: _Weighting
+    gradients: bool  # needs d(score)/d(activation)
+    target: bool = True  # uses the target at all
+    centered: bool = False  # weights apply to spatially centred activations
+
+
+_METHODS: dict[str, _Method] = {
+    "cam": _Method(_w_cam, gradients=False),
+    "gradcam": _Method(_w_gradcam, gradients=True),
+    "gradcam++": _Method(_w_gradcampp, gradients=True),
+    "xgradcam": _Method(_w_xgradcam, gradients=True),
+    "hirescam": _Method(_w_hirescam, gradients=True),
+    "gradcamelementwise": _Method(_w_gradcam_elementwise, gradients=True),
+    "layercam": _Method(_w_layercam, gradients=True),
+    "scorecam": _Method(_w_scorecam, gradients=False),
+    "eigencam": _Method(_w_eigencam, gradients=False, target=False, centered=True),
+}
+
+#: The method names `CAM` accepts (case, ``-`` and ``_`` are ignored; ``gradcampp`` is
+#: an alias of ``gradcam++``).
+METHODS: tuple[str, ...] = tuple(_METHODS)
+
+
+def _method_name(method: Any) -> str:
+    if not isinstance(method, str):
+        raise TypeError(
+            f"The 'method' parameter must be a str, one of {list(METHODS)}. "
+            f"Got {type(method).__name__} instead."
+        )
+    key = method.lower().replace("-", "").replace("_", "").replace(" ", "")
+    key = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}.get(key, key)
+    if key not in _METHODS:
+        raise ValueError(
+            f"The 'method' parameter must be one of {list(METHODS)}. Got {method!r} instead."
+        )
+    return key
+
+
+# --------------------------------------------------------------------------------------
+# targets
+# --------------------------------------------------------------------------------------
+def _as_logits(outputs: Any) -> torch.Tensor:
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
+        what = (
+            f"a tensor of shape {tuple(outputs.shape)}"
+            if isinstance(outputs, torch.Tensor)
+            else type(outputs).__name__
+        )
+        raise ValueError(
+            "A class target (None, an int or one int per image) needs model outputs of shape "
+            f"(N, num_classes); the model returned {what}. Pass a callable target "
+            "'outputs -> (N,) scores' instead."
+        )
+    return outputs
+
+
+def _call_target(fn: Callable[[Any], torch.Tensor], outputs: Any, n: int) -> torch.Tensor:
+    scores = fn(outputs)
+    if not isinstance(scores, torch.Tensor) or scores.shape != (n,):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(
+            f"The 'target' callable must return a tensor of shape ({n},), one score per "
+            f"image. Got {got} instead."
+        )
+    return scores
+
+
+def _target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
+    """Class index (N,) int64 per image for a non-callable target."""
+    logits = _as_logits(outputs)
+    k = logits.shape[1]
+    if target is None:
+        return logits.detach().argmax(1)
+    if isinstance(target, bool):
+        raise TypeError("The 'target' parameter must not be a bool. Got True/False instead.")
+    if isinstance(target, int):
+        classes = torch.full((n,), target, dtype=torch.long, device=logits.device)
+    elif isinstance(target, str):
+        raise TypeError(
+            "The 'target' parameter must be None, an int, a sequence of ints or a callable. "
+            f"Got str {target!r} instead."
+        )
+    else:
+        try:
+            classes = torch.as_tensor(target).to(device=logits.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                "The 'target' parameter must be None, an int, a sequence of ints or a "
+                f"callable. Got {type(target).__name__} instead."
+            ) from exc
+        if classes.ndim == 0:
+            classes = classes.expand(n)
+        if classes.ndim != 1 or classes.dtype.is_floating_point or classes.dtype == torch.bool:
+            raise TypeError(
+                "The 'target' parameter must hold one int class per image. "
+                f"Got dtype {classes.dtype} and shape {tuple(classes.shape)} instead."
+            )
+        if len(classes) != n:
+            raise ValueError(
+                f"The 'target' parameter must have one entry per image: the batch has {n} "
+                f"images but 'target' has {len(classes)} entries."
+            )
+        classes = classes.long()
+    if n and (int(classes.min()) < 0 or int(classes.max()) >= k):
+        raise ValueError(
+            f"The 'target' parameter must hold classes in the range [0, {k - 1}] "
+            f"(the model has {k} outputs). Got {classes.tolist() if n <= 16 else target!r}."
+        )
+    return classes
+
+
+# --------------------------------------------------------------------------------------
+# maps: normalisation, resizing, fusion
+# --------------------------------------------------------------------------------------
+def _minmax(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max to [0, 1]; constant (or near-constant) maps become zeros."""
+    lo, hi = torch.aminmax(maps.flatten(1), dim=1)
+    span = hi - lo
+    ok = span > _CONSTANT_RTOL * torch.maximum(hi.abs(), lo.abs())
+    # dividing the (finite) maps by an infinite span gives exact zeros for constant maps
+    span = torch.where(ok, span, torch.full_like(span, math.inf))
+    return (maps - lo[:, None, None]).div_(span[:, None, None])
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
+    """ViT tokens (N, 1 + h*w, C) -> (N, C, h, w): drop the class token, square grid."""
+    if tokens.ndim != 3:
+        raise ValueError(
+            "reshape_transform='vit' expects tokens of shape (N, 1 + h*w, C). "
+            f"Got shape {tuple(tokens.shape)} instead."
+        )
+    n, t, c = tokens.shape
+    side = math.isqrt(t - 1)
+    if side * side != t - 1:
+        raise ValueError(
+            f"reshape_transform='vit': {t} tokens are not a class token plus a square grid; "
+            "pass a callable reshape_transform instead."
+        )
+    return tokens[:, 1:, :].transpose(1, 2).reshape(n, c, side, side)
+
+
+def _check_size(size: Any) -> Size:
+    if size is None or size == "input":
+        return size
+    if (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+    ):
+        return (int(size[0]), int(size[1]))
+    raise ValueError(
+        "The 'size' parameter must be 'input', None or a pair (H, W) of ints >= 1. "
+        f"Got {size!r} instead."
+    )
+
+
+class CAM:
+    r"""Class activation maps of one or more layers, for repeated use.
+
+    Hooks are attached only while a call runs (through `featviz.capture`) and removed
+    in ``finally``, so nothing stays attached between calls; the object may also be used
+    as a context manager. The model's train/eval flags are restored after every call
+    (it is evaluated in eval mode unless ``eval_mode=False``), its ``requires_grad``
+    flags are never changed and its parameters' ``.grad`` stay as found: gradients are
+    taken with `torch.autograd.grad` w.r.t. the layer activations only. A model whose
+    parameters are all frozen works too (the input is made differentiable for the call,
+    on a detached alias, never the caller's tensor).
+
+    Every method computes $L = \mathrm{ReLU}(\sum_k w_k A_k)$ from the layer's
+    activations $A$ (N, C, h, w); the methods differ only in the weights
+    $w$ (per channel, or per channel and position), see `METHODS` and the docs.
+
+    Args:
+        model: The model; DataParallel/DDP/``torch.compile`` wrappers are unwrapped for
+            layer lookup.
+        layers: A layer spec or a sequence of them, as in `featviz.capture.resolve_layers`
+            (name, glob, module type, module). None picks the last layer with a spatial
+            (4-D, more than 1x1) output, found with a probe forward pass on the first
+            image, and warns naming it. Of the modules returning that tensor, the outermost
+            is chosen, then the last child of a ``Sequential`` as long as it returns the
+            same tensor (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for
+            a torchvision ResNet-50).
+        method: One of ``cam``, ``gradcam``, ``gradcam++``, ``xgradcam``, ``hirescam``,
+            ``gradcamelementwise``, ``layercam``, ``scorecam``, ``eigencam``.
+        fc: For ``method="cam"``: the final linear layer (spec or module) whose weights
+            (K, C) weight the channels. None: the model's last ``nn.Linear``.
+        average_classes: For ``method="cam"``: weight channels by the mean of the
+            linear weights over all classes instead of the target class's row (a
+            class-agnostic variant some users make). The target is then ignored.
+        reshape_transform: Turns a layer output that is not (N, C, h, w) into that shape,
+            applied to activations and gradients alike; ``"vit"`` drops the class token of
+            (N, 1 + h*w, C) tokens and reshapes the rest to a square grid.
+        size: ``"input"`` resizes maps to the images' (H, W); None keeps the layer's size
+            (the largest layer's, with several layers); ``(H, W)`` resizes to that size.
+            Resizing is bilinear with ``align_corners=False`` (equal to OpenCV's
+            ``INTER_LINEAR``), on the images' device.
+        relu: Apply ReLU to each layer's weighted sum (before resizing).
+        normalize: Min-max normalise each map to [0, 1] per image; a constant map (for
+            example an all-negative map after ReLU) becomes all zeros.
+        batch_size: Score-CAM: masked inputs evaluated per forward pass.
+        eval_mode: Evaluate the model in eval mode (BatchNorm running statistics, no
+            dropout) during the call; False keeps its current mode.
+        progress: Show a progress bar for Score-CAM's masked forward passes.
+
+    Attributes:
+        layers_: Keys of the layers used by the latest call.
+        classes_: (N,) int64 target classes of the latest call (None for a callable
+            target or a class-agnostic method).
+        scores_: (N,) detached target scores of the latest call (None for ``eigencam``).
+
+    Several layers are fused as follows: each layer's map is computed, ReLU-ed, resized
+    to the output size and (with ``normalize``) min-max normalised; the maps are
+    averaged over layers and the mean is normalised again. Without ``normalize`` the raw
+    resized maps are averaged.
+
+    Example:
+        >>> with featviz.CAM(model, "layer4", method="gradcam++") as cam:  # doctest: +SKIP
+        ...     maps = cam(images, target=[3, 7])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: LayerSpec | Sequence[LayerSpec] | None = None,
+        method: str = "gradcam",
+        *,
+        fc: LayerSpec | None = None,
+        average_classes: bool = False,
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | Literal["vit"] | None = None,
+        size: Size = "input",
+        relu: bool = True,
+        normalize: bool = True,
+        batch_size: int = 64,
+        eval_mode: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__} "
+                "instead."
+            )
+        self.model = model
+        self.method = _method_name(method)
+        self._spec = _METHODS[self.method]
+        self._keys: list[str] | None = (
+            None if layers is None else list(resolve_layers(model, layers))
+        )
+        self.fc = fc
+        self.average_classes = bool(average_classes)
+        if reshape_transform == "vit":
+            self.reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = _vit_grid
+        elif reshape_transform is None or callable(reshape_transform):
+            self.reshape_transform = reshape_transform
+        else:
+            raise TypeError(
+                "The 'reshape_transform' parameter must be None, 'vit' or a callable. "
+                f"Got {reshape_transform!r} instead."
+            )
+        self.size = _check_size(size)
+        self.relu = bool(relu)
+        self.normalize = bool(normalize)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                "The 'batch_size' parameter of CAM must be an int in the range [1, inf). "
+                f"Got {batch_size!r} instead."
+            )
+        self.batch_size = batch_size
+        self.eval_mode = bool(eval_mode)
+        self.progress = bool(progress)
+        self._fc_weight: torch.Tensor | None = None
+        if self.method == "cam":
+            self._fc_weight = self._find_fc(fc)
+        self.layers_: list[str] | None = None
+        self.classes_: torch.Tensor | None = None
+        self.scores_: torch.Tensor | None = None
+
+    # -- setup -------------------------------------------------------------------------
+    def _find_fc(self, fc: LayerSpec | None) -> torch.Tensor:
+        if fc is None:
+            linears: list[tuple[str, nn.Module]] = [
+                (n, m)
+                for n, m in unwrap_model(self.model).named_modules()
+                if isinstance(m, nn.Linear)
+            ]
+            if not linears:
+                raise ValueError(
+                    "method='cam' needs the final linear layer but the model has no nn.Linear; "
+                    "pass it as the 'fc' parameter."
+                )
+            name, module = linears[-1]
+            logger.info("CAM: using %r as the final linear layer", name)
+        else:
+            found = resolve_layers(self.model, fc)
+            if len(found) != 1:
+                raise ValueError(
+                    f"The 'fc' parameter must name one layer. Got {fc!r}, matching {list(found)}."
+                )
+            module = next(iter(found.values()))
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+            raise ValueError(
+                "The 'fc' parameter must be a linear layer with a 2-D weight (classes, "
+                f"channels). Got {type(module).__name__}."
+            )
+        return weight
+
+    def _probe_layer(self, images: torch.Tensor) -> str:
+        """The module producing the last spatial output (rule in the class docstring)."""
+        inner = unwrap_model(self.model)
+        if not any(True for _ in inner.children()):
+            raise ValueError("The model has no submodules; pass the 'layers' parameter explicitly.")
+        with torch.no_grad(), capture(self.model, nn.Module, detach=False) as cap:
+            self.model(images[:1])
+        order = list(cap.calls)  # order of first completion
+
+        def spatial(value: Any) -> bool:
+            return (
+                isinstance(value, torch.Tensor)
+                and value.ndim == 4
+                and value.shape[-1] * value.shape[-2] > 1
+            )
+
+        candidates = [k for k in order if spatial(cap.activations.get(k))]
+        if not candidates:
+            raise ValueError(
+                "No layer of the model has a spatial (N, C, h, w) output; pass the 'layers' "
+                "parameter (and a reshape_transform for token outputs)."
+            )
+        last = cap.activations[candidates[-1]]
+        same = [k for k in order if cap.activations.get(k) is last]
+        # the outermost module returning it, then down through Sequentials' last children
+        key = min(same, key=lambda k: k.count("."))
+        while isinstance(module := inner.get_submodule(key), nn.Sequential) and len(module):
+            child = f"{key}.{list(module._modules)[-1]}"
+            if child not in same:
+                break
+            key = child
+        shape = tuple(last.shape[1:])
+        warnings.warn(
+            f"CAM: no layer given; using {key!r}, the last layer with a spatial output "
+            f"(C, h, w) = {shape}. Pass layers={key!r} to choose explicitly.",
+            stacklevel=4,
+        )
+        return key
+
+    # -- call --------------------------------------------------------------------------
+    def __call__(self, images: torch.Tensor, target: Target = None) -> torch.Tensor:
+        """Compute the maps of a batch.
+
+        Args:
+            images: float tensor (N, C, H, W) on the model's device.
+            target: None: each image's arg-max class. An int: that class for every
+                image. A sequence/tensor of ints: one class per image (its length must
+                equal N, else ValueError). A callable ``outputs -> (N,) scores``: any
+                differentiable score of the model outputs (segmentation, detection,
+                regression heads). Ignored by ``eigencam`` and by ``cam`` with
+                ``average_classes``.
+
+        Returns:
+            float32 tensor (N, H', W') on the images' device, where (H', W') is set by
+            ``size``; values in [0, 1] when ``normalize``.
+
+        Raises:
+            TypeError: ``images`` is not a tensor, or ``target`` has a wrong type.
+            ValueError: ``images`` is not (N, C, H, W); ``target`` has another length
+                than the batch or a class out of range; a layer does not run, returns
+                something other than a tensor, or is not (N, C, h, w) after
+                ``reshape_transform``; the target score does not depend on a layer.
+        """
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"The 'images' parameter must be a torch.Tensor (N, C, H, W). "
+                f"Got {type(images).__name__} instead."
+            )
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(
+                "The 'images' parameter must be a non-empty batch of shape (N, C, H, W). "
+                f"Got shape {tuple(images.shape)} instead."
+            )
+        if callable(target) and not isinstance(target, torch.Tensor):
+            if self.method == "cam" and not self.average_classes:
+                raise ValueError(
+                    "method='cam' weights channels by one class's linear weights and needs "
+                    "class indices; a callable 'target' is not supported (use 'gradcam')."
+                )
+        flags = [(m, m.training) for m in self.model.modules()]
+        try:
+            if self.eval_mode:
+                self.model.eval()
+            keys = self._keys if self._keys is not None else [self._probe_layer(images)]
+            return self._compute(images, target, keys)
+        finally:
+            for module, flag in flags:
+                module.training = flag
+
+    def _forward(
+        self, x: torch.Tensor, keys: list[str], detach: bool
+    ) -> tuple[Any, list[torch.Tensor]]:
+        with capture(self.model, keys, detach=detach) as cap:
+            outputs = self.model(x)
+        acts = []
+        for key in keys:
+            if key not in cap.activations:
+                raise ValueError(f"Layer {key!r} did not run during the model's forward pass.")
+            act = cap.activations[key]
+            if not isinstance(act, torch.Tensor):
+                raise ValueError(
+                    f"Layer {key!r} returned {type(act).__name__}, not a tensor; select one "
+                    f"element with a selector such as '{key}[0]'."
+                )
+            if cap.calls[key] > 1:
+                logger.info(
+                    "CAM: layer %r ran %d times; using its last output", key, cap.calls[key]
+                )
+            acts.append(act)
+        return outputs, acts
+
+    def _compute(self, images: torch.Tensor, target: Target, keys: list[str]) -> torch.Tensor:
+        spec = self._spec
+        n = images.shape[0]
+        callable_target = callable(target) and not isinstance(target, torch.Tensor)
+        x = images.detach()
+        grads: Sequence[torch.Tensor | None]
+        if spec.gradients:
+            with torch.enable_grad():
+                frozen = not any(p.requires_grad for p in self.model.parameters())
+                if frozen and x.is_floating_point():
+                    x = x.requires_grad_(True)  # x is a detached alias: caller's tensor untouched
+                outputs, acts = self._forward(x, keys, detach=False)
+                if not all(a.requires_grad for a in acts) and not x.requires_grad:
+                    # frozen layers before the target layer: redo with a differentiable input
+                    logger.info("CAM: layer output needs no grad; rerunning with input grad")
+                    x = images.detach().requires_grad_(True)
+                    outputs, acts = self._forward(x, keys, detach=False)
+                for key, act in zip(keys, acts, strict=True):
+                    if not act.requires_grad:
+                        raise ValueError(
+                            f"Layer {key!r}'s output does not depend differentiably on the "
+                            "input or parameters; gradient-based methods cannot use it."
+                        )
+                if callable_target:
+                    classes = None
+                    scores = _call_target(target, outputs, n)  # type: ignore[arg-type]
+                else:
+                    classes = _target_classes(outputs, target, n)
+                    scores = _as_logits(outputs).gather(1, classes[:, None])[:, 0]
+                grads = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
+            for key, g in zip(keys, grads, strict=True):
+                if g is None:
+                    raise ValueError(f"The target score does not depend on layer {key!r}.")
+            scores = scores.detach()
+            acts = [a.detach() for a in acts]  # release the graph before the maps
+            del outputs
+        else:
+            with torch.no_grad():
+                outputs, acts = self._forward(x, keys, detach=True)
+                classes, scores_opt = None, None
+                need_target = spec.target and not (self.method == "cam" and self.average_classes)
+                if need_target:
+                    if callable_target:
+                        scores_opt = _call_target(target, outputs, n)  # type: ignore[arg-type]
+                    else:
+                        classes = _target_classes(outputs, target, n)
+                        scores_opt = _as_logits(outputs).gather(1, classes[:, None])[:, 0]
+            grads = [None] * len(acts)
+            del outputs
+        self.layers_ = list(keys)
+        self.classes_ = classes
+        self.scores_ = scores if spec.gradients else scores_opt
+
+        job = _Job(
+            model=self.model,
+            images=x.detach(),
+            classes=classes,
+            target_fn=target if callable_target else None,  # type: ignore[arg-type]
+            fc_weight=self._fc_weight.detach() if self._fc_weight is not None else None,
+            average_classes=self.average_classes,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
+        with torch.no_grad():
+            raw = [
+                self._layer_map(key, a, g, job) for key, a, g in zip(keys, acts, grads, strict=True)
+            ]
+            return self._finish(raw, images)
+
+    def _layer_map(
+        self, key: str, act: torch.Tensor, grad: torch.Tensor | None, job: _Job
+    ) -> torch.Tensor:
+        a = act.detach()
+        g = grad
+        if self.reshape_transform is not None:
+            a = self.reshape_transform(a)
+            g = self.reshape_transform(g) if g is not None else None
+        if a.ndim != 4:
+            raise ValueError(
+                f"Layer {key!r} gives activations of shape {tuple(a.shape)}; CAMs need "
+                "(N, C, h, w). Pass a reshape_transform (e.g. 'vit' for ViT tokens)."
+            )
+        a = a.float()
+        g = g.float() if g is not None else None
+        if self.method == "cam" and self._fc_weight is not None:
+            if self._fc_weight.shape[1] != a.shape[1]:
+                raise ValueError(
+                    f"The 'fc' layer takes {self._fc_weight.shape[1]} features but layer "
+                    f"{key!r} has {a.shape[1]} channels; classic CAM needs the layer that "
+                    "feeds the global pooling before 'fc'."
+                )
+        w = self._spec.weights(a, g, job)
+        if self._spec.centered:
+            a = a - a.mean(_HW, keepdim=True)
+        if w.shape[2:] == (1, 1):
+            cam = torch.einsum("nc,nchw->nhw", w[:, :, 0, 0], a)
+        else:
+            cam = (w * a).sum(1)
+        return cam.clamp_min(0) if self.relu else cam
+
+    def _finish(self, raw: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        if self.size == "input":
+            size = (int(images.shape[-2]), int(images.shape[-1]))
+        elif self.size is None:
+            size = max((tuple(r.shape[-2:]) for r in raw), key=lambda s: s[0] * s[1])  # type: ignore[assignment]
+        else:
+            size = self.size
+        # checked at the layer's (small) size: resizing finite values keeps them finite
+        if not all(bool(torch.isfinite(r).all()) for r in raw):
+            warnings.warn(
+                "CAM: the maps contain NaN or inf (non-finite activations or gradients); "
+                "those values were set to 0.",
+                stacklevel=3,
+            )
+            raw = [torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0) for r in raw]
+        maps = [_resize(r, size).to(images.device) for r in raw]
+        if len(maps) == 1:
+            out = maps[0]
+        else:
+            out = torch.stack([_minmax(m) if self.normalize else m for m in maps]).mean(0)
+        if self.normalize:
+            out = _minmax(out)
+        return out.float().contiguous()
+
+    # -- context manager ---------------------------------------------------------------
+    def __enter__(self) -> CAM:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # hooks never outlive a call; drop references to the latest results
+        self.classes_ = None
+        self.scores_ = None
+
+    def __repr__(self) -> str:
+        layers = self._keys if self._keys is not None else "auto"
+        return f"CAM(method={self.method!r}, layers={layers!r}, size={self.size!r})"
+
+
+def grad_cam(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: LayerSpec | Sequence[LayerSpec] | None = None,
+    target: Target = None,
+    *,
+    size: Size = "input",
+    relu: bool = True,
+    normalize: bool = True,
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | Literal["vit"] | None = None,
+    eval_mode: bool = True,
+) -> torch.Tensor:
+    r"""Grad-CAM (Selvaraju et al. 2017) heatmaps of a batch.
+
+    Channel weights are the spatial means of the gradient of the target score with
+    respect to the layer's activations, $w_k = \frac{1}{hw}\sum_{ij}
+    \partial y / \partial A_{kij}$; the map is $\mathrm{ReLU}(\sum_k w_k A_k)$,
+    resized bilinearly and min-max normalised per image: the definition used by
+    pytorch-grad-cam. See `CAM` for every option.
+
+    Args:
+        model: The model.
+        images: float tensor (N, C, H, W).
+        layer: Layer spec(s) as in `featviz.capture.resolve_layers`; None picks the last
+            layer with a spatial output and warns naming it.
+        target: None (arg-max class), an int, one int per image, or a callable
+            ``outputs -> (N,) scores``.
+        size: ``"input"``, None (the layer's size) or ``(H, W)``.
+        relu: Apply ReLU to the weighted sum.
+        normalize: Min-max normalise each map to [0, 1] (constant maps -> zeros).
+            ``relu=False, normalize=False`` gives the raw signed map.
+        reshape_transform: ``"vit"`` or a callable mapping the layer output to
+            (N, C, h, w).
+        eval_mode: Evaluate in eval mode during the call (flags restored after).
+
+    Returns:
+        float32 tensor (N, H', W') on the images' device.
+    """
+    cam = CAM(
+        model,
+        layer,
+        "gradcam",
+        reshape_transform=reshape_transform,
+        size=size,
+        relu=relu,
+        normalize=normalize,
+        eval_mode=eval_mode,
+    )
+    return cam(images, target)
+
+
+def class_activation_map(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: LayerSpec | Sequence[LayerSpec] | None = None,
+    fc: LayerSpec | None = None,
+    target: Target = None,
+    *,
+    average_classes: bool = False,
+    size: Size = "input",
+    relu: bool = True,
+    normalize: bool = True,
+    eval_mode: bool = True,
+) -> torch.Tensor:
+    r"""Classic CAM (Zhou et al. 2016): channels weighted by the final linear layer.
+
+    For a model ending in ``layer -> global average pool -> fc``, the map of class
+    $c$ is $\sum_k W_{ck} A_k$ with $W$ the (K, C) weight of ``fc``;
+    no gradients are needed. With ``average_classes=True`` the weights are the mean row
+    $\frac{1}{K}\sum_c W_{ck}$ (one class-agnostic map, the "average over all
+    classes" variant); ``target`` is then ignored.
+
+    Args:
+        model: The model.
+        images: float tensor (N, C, H, W).
+        layer: The layer feeding the global pooling; None picks the last spatial layer.
+        fc: The final linear layer; None uses the model's last ``nn.Linear``.
+        target: None (arg-max class), an int, or one int per image.
+        average_classes: Average the linear weights over all classes.
+        size: ``"input"``, None (the layer's size) or ``(H, W)``.
+        relu: Apply ReLU to the weighted sum.
+        normalize: Min-max normalise each map to [0, 1] (constant maps -> zeros).
+        eval_mode: Evaluate in eval mode during the call (flags restored after).
+
+    Returns:
+        float32 tensor (N, H', W') on the images' device.
+    """
+    cam = CAM(
+        model,
+        layer,
+        "cam",
+        fc=fc,
+        average_classes=average_classes,
+        size=size,
+        relu=relu,
+        normalize=normalize,
+        eval_mode=eval_mode,
+    )
+    return cam(images, target)
