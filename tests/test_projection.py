@@ -1,0 +1,510 @@
+"""Tests of featviz.projection: project (PCA/t-SNE/UMAP), quality figures and plots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from featviz import projection as P
+from featviz.projection import Projection, plot_layer_projections, plot_projection, project
+
+
+def _clusters(n=300, d=64, c=5, spread=4.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(c, d)) * spread
+    y = np.arange(n) % c
+    x = (centers[y] + rng.normal(size=(n, d))).astype(np.float32)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    return _clusters()
+
+
+@pytest.fixture(scope="module")
+def tsne_proj(clusters):
+    x, y = clusters
+    names = np.array(["a", "b", "c", "d", "e"], dtype=object)[y]
+    return project(x, labels=names, progress=False)
+
+
+# -- t-SNE: determinism and quality ------------------------------------------------------------
+
+
+def test_tsne_is_deterministic_and_separates_clusters(clusters, tsne_proj):
+    x, y = clusters
+    again = project(x, labels=y, progress=False)
+    assert tsne_proj.engine == "sklearn"  # N=300 < OPENTSNE_MIN_N
+    np.testing.assert_array_equal(tsne_proj.embedding_, again.embedding_)
+    q = tsne_proj.quality
+    assert q["knn_accuracy"] >= 0.95
+    assert q["trustworthiness"] >= 0.9
+    assert q["knn_space"] == "pca-50"  # D=64 > pca_dims=50: t-SNE saw the PCA-50 features
+    assert q["trustworthiness_space"] == "input (D=64)"
+    assert q["n_scored"] == 300
+    assert tsne_proj.params["pca_dims"] == 50
+    assert tsne_proj.explained_variance_ratio_.shape == (50,)
+    assert tsne_proj.embedding_.shape == (300, 2)
+    assert tsne_proj.seconds > 0
+
+
+def test_quality_matches_sklearn_and_hand_knn(clusters, tsne_proj):
+    from sklearn.manifold import trustworthiness
+
+    x, y = clusters
+    # N <= 2000: the "subsample" is every row, so trustworthiness is sklearn's on all rows
+    expected = trustworthiness(x, tsne_proj.embedding_, n_neighbors=5)
+    assert tsne_proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
+    assert tsne_proj.quality["knn_accuracy"] == P._knn_accuracy(tsne_proj.embedding_, y, 10, None)
+
+
+def test_knn_accuracy_by_hand():
+    # 1-NN on a line: 0->1 ok, 1->0 ok, 3->1 wrong, 10->12 ok, 12->13 wrong, 13->12 wrong
+    pts = np.array([[0.0], [1.0], [3.0], [10.0], [12.0], [13.0]])
+    codes = np.array([0, 0, 1, 1, 1, 0])
+    assert P._knn_accuracy(pts, codes, 1, None) == 0.5
+    # 2-NN: ties go to the nearer neighbour's class. 0:{1,3}->0 ok; 1:{0,3}->0 ok;
+    # 3:{1,0}->0 wrong; 10:{12,13}->1 ok (nearer 12); 12:{13,10}->0 wrong; 13:{12,10}->1 wrong
+    assert P._knn_accuracy(pts, codes, 2, None) == 0.5
+    # a duplicate of the query listed before it: the query itself is still dropped
+    # (0 -> 1 wrong, 1 -> 0 wrong, 5 -> 6 ok, 6 -> 5 ok)
+    dup = np.array([[0.0], [0.0], [5.0], [6.0]])
+    assert P._knn_accuracy(dup, np.array([0, 1, 1, 1]), 1, None) == 0.5
+
+
+# -- PCA ---------------------------------------------------------------------------------------
+
+
+def test_pca_matches_sklearn_exactly(clusters):
+    from sklearn.decomposition import PCA
+
+    x, y = clusters
+    proj = project(x, method="pca", labels=y, progress=False)
+    ref = PCA(n_components=2, random_state=0)
+    z = ref.fit_transform(x)
+    np.testing.assert_array_equal(proj.explained_variance_ratio_, ref.explained_variance_ratio_)
+    np.testing.assert_array_equal(proj.embedding_, z)
+    assert proj.engine == "sklearn"
+    assert proj.params["pca_dims"] is None
+    assert proj.quality["knn_space"] == "input (D=64)"
+
+
+def test_tsne_pre_step_is_sklearn_pca(clusters, tsne_proj):
+    from sklearn.decomposition import PCA
+
+    x, _ = clusters
+    ref = PCA(n_components=50, random_state=0).fit(x)
+    evr = tsne_proj.explained_variance_ratio_
+    np.testing.assert_array_equal(evr, ref.explained_variance_ratio_)
+
+
+def test_no_pre_step_when_d_small(clusters):
+    x, y = clusters
+    proj = project(x[:, :8], labels=y, progress=False, score=False)
+    assert proj.explained_variance_ratio_ is None
+    assert proj.params["pca_dims"] is None
+    assert proj.quality == {}
+
+
+def test_tensor_input_is_flattened_and_left_alone(clusters):
+    x, _ = clusters
+    t = torch.from_numpy(x[:100].copy()).reshape(100, 4, 4, 4)
+    before = t.clone()
+    a = project(t, method="pca", progress=False)
+    b = project(x[:100], method="pca", progress=False)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    assert torch.equal(t, before)
+
+
+def test_converted_input_scored_on_unchanged_rows(clusters):
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import trustworthiness
+
+    x, _ = clusters
+    xi = np.round(x * 10).astype(np.int32)  # converted to an owned float32 copy, centred in place
+    before = xi.copy()
+    proj = project(xi, method="pca", progress=False)
+    np.testing.assert_array_equal(xi, before)
+    ref = PCA(2, random_state=0).fit(xi.astype(np.float32))
+    np.testing.assert_array_equal(proj.explained_variance_ratio_, ref.explained_variance_ratio_)
+    expected = trustworthiness(xi.astype(np.float32), proj.embedding_, n_neighbors=5)
+    assert proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_normalize_gives_exact_unit_range(clusters):
+    x, _ = clusters
+    proj = project(x, method="pca", n_components=3, normalize=True, progress=False)
+    np.testing.assert_array_equal(proj.embedding_.min(axis=0), [0, 0, 0])
+    np.testing.assert_array_equal(proj.embedding_.max(axis=0), [1, 1, 1])
+    # a constant axis maps to 0
+    flat = P._min_max(np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]]))
+    np.testing.assert_array_equal(flat, [[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]])
+
+
+def test_frame_columns_labels_and_index(clusters, tsne_proj):
+    x, _ = clusters
+    f = tsne_proj.frame
+    assert list(f.columns) == ["x", "y", "label", "index"]
+    np.testing.assert_array_equal(f["x"], tsne_proj.embedding_[:, 0])
+    np.testing.assert_array_equal(f["y"], tsne_proj.embedding_[:, 1])
+    assert list(f["label"][:6]) == ["a", "b", "c", "d", "e", "a"]
+    np.testing.assert_array_equal(f["index"], np.arange(300))
+    p3 = project(x, method="pca", n_components=3, progress=False)
+    assert list(p3.frame.columns) == ["x", "y", "z", "label", "index"]
+    assert p3.frame["label"].isna().all()
+    assert "knn_accuracy" not in p3.quality
+
+
+# -- memory-mapped input -----------------------------------------------------------------------
+
+
+def _low_rank(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    scales = np.array([10.0, 6.0, 3.0, 2.0])[:, None]
+    basis = rng.normal(size=(4, d)) * scales
+    coef = rng.normal(size=(n, 4))
+    return (coef @ basis + 0.3 * rng.normal(size=(n, d)) + 1.0).astype(np.float32)
+
+
+def test_memmap_uses_incremental_pca_and_matches_pca(tmp_path):
+    from sklearn.decomposition import PCA
+
+    x = _low_rank(1500, 120)
+    path = tmp_path / "feats.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")
+    proj = project(mm, method="pca", max_memory=1, progress=False)
+    assert proj.engine == "sklearn-incremental"
+    ref = PCA(n_components=2, random_state=0)
+    z = ref.fit_transform(x)
+    evr = proj.explained_variance_ratio_
+    np.testing.assert_allclose(evr, ref.explained_variance_ratio_, rtol=1e-3)
+    for i in range(2):  # the same components up to sign
+        assert abs(np.corrcoef(proj.embedding_[:, i], z[:, i])[0, 1]) > 0.9999
+    assert proj.quality["trustworthiness_space"] == "input (D=120)"
+    # a big enough budget reads it at once with the exact solver
+    whole = project(mm, method="pca", progress=False)
+    assert whole.engine == "sklearn"
+    np.testing.assert_array_equal(whole.embedding_, z)
+    np.testing.assert_array_equal(np.load(path), x)  # file untouched
+
+
+def test_memmap_tsne_pre_step_is_incremental(tmp_path):
+    x, y = _clusters(n=200, d=80)
+    path = tmp_path / "f.npy"
+    np.save(path, x)
+    proj = project(np.load(path, mmap_mode="r"), labels=y, max_memory=1, progress=False)
+    assert proj.params["pca_dims"] == 50
+    assert proj.explained_variance_ratio_.shape == (50,)
+    assert proj.quality["knn_accuracy"] >= 0.95
+
+
+def test_memmap_nan_rows_reported(tmp_path):
+    x = _low_rank(600, 30)
+    x[[7, 400, 401]] = np.nan
+    x[599, 3] = np.inf
+    path = tmp_path / "bad.npy"
+    np.save(path, x)
+    with pytest.raises(ValueError, match=r"'features'.*4 row\(s\).*rows 7, 400, 401, 599\)"):
+        project(np.load(path, mmap_mode="r"), method="pca", max_memory=1, progress=False)
+
+
+def test_rechunker_never_emits_a_small_last_chunk():
+    rc = P._Rechunker(5)
+    out = []
+    for b in (3, 4, 2, 7, 1):
+        out += [c.shape[0] for c in rc.push(np.zeros((b, 2)))]
+    out += [c.shape[0] for c in rc.finish()]
+    assert out == [5, 5, 7]  # 17 rows: 5, 5, then 5 + the 2 left over
+
+
+# -- streamed datasets -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_shapes():
+    from featviz.datasets import Shapes
+
+    return Shapes(600, size=16, seed=3)
+
+
+def test_dataset_streaming_pca_matches_in_memory(small_shapes):
+    from sklearn.decomposition import PCA
+
+    images, labels = small_shapes.tensors()
+    flat = images.reshape(len(images), -1).numpy()
+    proj = project(small_shapes, method="pca", progress=False, batch_size=100)
+    assert proj.engine == "sklearn-incremental"
+    assert proj.embedding_.shape == (600, 2)
+    ref = PCA(n_components=2).fit(flat)
+    evr = proj.explained_variance_ratio_
+    np.testing.assert_allclose(evr, ref.explained_variance_ratio_, rtol=2e-2)
+    z = ref.transform(flat)
+    for i in range(2):
+        assert abs(np.corrcoef(proj.embedding_[:, i], z[:, i])[0, 1]) > 0.99
+    # labels come from the items, as class names
+    expected = [small_shapes.classes[i] for i in labels.tolist()]
+    assert proj.frame["label"].tolist() == expected
+    # trustworthiness is measured against the raw pixels, kept for the subsample in pass 2
+    assert proj.quality["trustworthiness_space"] == "input (D=768)"
+    from sklearn.manifold import trustworthiness
+
+    expected = trustworthiness(flat, proj.embedding_, n_neighbors=5)  # N=600: all rows
+    assert proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
+    # a DataLoader over the same dataset gives the same result
+    loader = DataLoader(small_shapes, batch_size=64, shuffle=False)
+    again = project(loader, method="pca", progress=False)
+    np.testing.assert_allclose(again.embedding_, proj.embedding_, rtol=1e-4, atol=1e-4)
+
+
+def test_dataset_streaming_tsne(small_shapes):
+    sub = torch.utils.data.Subset(small_shapes, range(150))
+    proj = project(sub, progress=False, perplexity=20)
+    assert proj.embedding_.shape == (150, 2)
+    assert proj.params["pca_dims"] == 50
+    assert proj.explained_variance_ratio_.shape == (50,)
+    # Subset has no .classes: labels stay integers
+    assert proj.frame["label"].tolist() == small_shapes.labels[:150].tolist()
+
+
+def test_stream_of_plain_tensors_and_shuffle_warning():
+    x, _ = _clusters(n=80, d=10)
+    ds = TensorDataset(torch.from_numpy(x))
+    proj = project(ds, method="pca", progress=False)
+    assert proj.labels is None
+    from sklearn.decomposition import PCA
+
+    ref = PCA(2).fit(x)
+    evr = proj.explained_variance_ratio_
+    np.testing.assert_allclose(evr, ref.explained_variance_ratio_, rtol=1e-5)
+    with pytest.warns(UserWarning, match="shuffles"):
+        project(DataLoader(ds, batch_size=16, shuffle=True), method="pca", progress=False)
+
+
+class _Bad(Dataset):
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        v = torch.ones(4)
+        if i in (2, 9):
+            v[1] = float("nan")
+        return v, 0
+
+
+def test_stream_nan_rows_reported():
+    with pytest.raises(ValueError, match=r"2 row\(s\).*rows 2, 9\)"):
+        project(_Bad(), method="pca", progress=False, batch_size=3)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"features": np.zeros((1, 5))}, r"'features'.*at least 2 rows.*N=1"),
+        ({"features": np.zeros(5)}, r"'features'.*\(N, D\).*Got shape \(5,\)"),
+        ({"features": [["a", "b"], ["c", "d"]]}, r"'features'.*numbers"),
+        ({"method": "lda"}, r"'method' parameter of project must be one of"),
+        ({"n_components": 0}, r"'n_components'.*\[1, inf\). Got 0 instead"),
+        ({"n_components": 4}, r"'n_components'.*\[1, 3\] for method='tsne'"),
+        ({"method": "pca", "n_components": 11}, r"'n_components'.*<= min\(N, D\) = 10"),
+        ({"engine": "opentsne", "method": "pca"}, r"'engine'.*\['auto', 'sklearn'\]"),
+        ({"engine": "fast"}, r"'engine' parameter of project must be one of"),
+        ({"perplexity": 0}, r"'perplexity'.*\(0, inf\)"),
+        ({"pca_dims": 0}, r"'pca_dims'.*\[1, inf\)"),
+        ({"labels": [0, 1, 2]}, r"'labels'.*one entry per row.*\(N=40\). Got 3"),
+        ({"labels": np.zeros((40, 2))}, r"'labels'.*shape \(40, 2\)"),
+    ],
+)
+def test_bad_input_messages(kwargs, match):
+    x = np.random.default_rng(0).normal(size=(40, 10))
+    args = {"features": x, "progress": False, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        project(**args)
+
+
+def test_object_features_type_error():
+    with pytest.raises(TypeError, match="'features'"):
+        project(object(), progress=False)
+
+
+def test_nan_and_inf_rows_named():
+    x = np.random.default_rng(0).normal(size=(50, 6))
+    for r in (3, 11, 12, 20, 30, 44):
+        x[r, r % 6] = np.nan if r % 2 else np.inf
+    msg = r"6 row\(s\) with NaN or inf.*rows 3, 11, 12, 20, 30, \.\.\.\)"
+    with pytest.raises(ValueError, match=msg):
+        project(x, method="pca", progress=False)
+
+
+def test_small_n_lowers_perplexity_with_warning(clusters):
+    x, y = clusters
+    msg = r"perplexity=30 needs N > 90 points but N=20; using perplexity=6.33"
+    with pytest.warns(UserWarning, match=msg):
+        proj = project(x[:20], labels=y[:20], progress=False)
+    assert proj.params["perplexity"] == pytest.approx(19 / 3)
+    assert proj.embedding_.shape == (20, 2)
+
+
+def test_missing_extras_name_the_fast_extra(monkeypatch, clusters):
+    x, _ = clusters
+    monkeypatch.setitem(sys.modules, "umap", None)
+    monkeypatch.setitem(sys.modules, "openTSNE", None)
+    with pytest.raises(ImportError, match=r"featviz\[fast\]"):
+        project(x[:50], method="umap", progress=False)
+    with pytest.raises(ImportError, match=r"featviz\[fast\].*openTSNE"):
+        project(x[:50], engine="opentsne", perplexity=5, progress=False)
+
+
+# -- optional engines --------------------------------------------------------------------------
+
+
+def test_opentsne_engine_deterministic_and_auto_choice(clusters, monkeypatch):
+    pytest.importorskip("openTSNE")
+    x, y = clusters
+    a = project(x, labels=y, engine="opentsne", progress=False)
+    b = project(x, labels=y, engine="opentsne", progress=False)
+    assert a.engine == "opentsne"
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    assert a.quality["knn_accuracy"] >= 0.95
+    assert a.quality["trustworthiness"] >= 0.9
+    monkeypatch.setattr(P, "OPENTSNE_MIN_N", 40)
+    # n_jobs=1: threads only slow such tiny runs down (badly on a busy machine)
+    small = project(x[:30], perplexity=5, progress=False, score=False, n_jobs=1)
+    assert small.engine == "sklearn"  # 30 < 40
+    auto = project(x[:40], perplexity=5, progress=False, score=False, n_jobs=1)
+    assert auto.engine == "opentsne"
+    monkeypatch.setattr(P, "_has_opentsne", lambda: False)
+    fallback = project(x[:40], perplexity=5, progress=False, score=False, n_jobs=1)
+    assert fallback.engine == "sklearn"
+
+
+def test_umap_deterministic(clusters):
+    pytest.importorskip("umap")
+    x, y = clusters
+    a = project(x, method="umap", labels=y, progress=False)
+    b = project(x, method="umap", labels=y, progress=False)
+    assert a.engine == "umap-learn"
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    assert a.quality["knn_accuracy"] >= 0.95
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+def test_plot_projection_draws_every_point_with_legend_and_title(tsne_proj):
+    ax = plot_projection(tsne_proj)
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert offsets.shape == (300, 2)
+    np.testing.assert_allclose(np.sort(offsets[:, 0]), np.sort(tsne_proj.embedding_[:, 0]))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c", "d", "e"]
+    title = ax.get_title()
+    assert title.startswith("t-SNE (sklearn), N=300, ")
+    assert f"trustworthiness {tsne_proj.quality['trustworthiness']:.3f}" in title
+    assert f"10-NN acc. {tsne_proj.quality['knn_accuracy']:.3f}" in title
+
+
+def test_plot_projection_on_given_axes_array_and_options(tsne_proj):
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    out = plot_projection(tsne_proj.embedding_, labels=np.arange(300) % 2, ax=ax, title="mine")
+    assert out is ax
+    assert ax.get_title() == "mine"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1"]
+    ax2 = plot_projection(tsne_proj, legend=False, hue="index", s=3)
+    assert ax2.get_legend() is None
+    assert ax2.collections[0].get_sizes()[0] == 3
+    with pytest.raises(ValueError, match=r"'hue'.*column"):
+        plot_projection(tsne_proj, hue="colour")
+    with pytest.raises(ValueError, match=r"'labels'.*N=300"):
+        plot_projection(tsne_proj, labels=[1, 2])
+    with pytest.raises(ValueError, match=r"'projection_or_array'.*2 or 3"):
+        plot_projection(np.zeros((5, 4)))
+
+
+def test_plot_projection_3d(clusters):
+    import matplotlib.pyplot as plt
+
+    x, y = clusters
+    proj = project(x, method="pca", n_components=3, labels=y, progress=False)
+    ax = plot_projection(proj)
+    assert ax.name == "3d"
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 300
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2", "3", "4"]
+    assert ax.get_title().startswith("PCA (sklearn), N=300")
+    _, flat = plt.subplots()
+    with pytest.raises(ValueError, match=r"'ax'.*3-D"):
+        plot_projection(proj, ax=flat)
+
+
+def test_plot_layer_projections_one_sample():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    feats = {"early": rng.normal(size=(3, 4, 5, 5)), "late": torch.randn(3, 8, 3, 3)}
+    ax = plot_layer_projections(feats, sample=1)
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 25 + 9
+    pts = feats["early"][1].reshape(4, -1).T
+    evr = PCA(2, random_state=0).fit(pts).explained_variance_ratio_.sum()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0] == f"early (EVR {evr:.2f})"
+    assert texts[1].startswith("late (EVR ")
+    assert "sample 1" in ax.get_title()
+    offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert offsets.min() == 0 and offsets.max() == 1  # each layer scaled to [0, 1]
+
+
+def test_plot_layer_projections_across_images_and_errors():
+    rng = np.random.default_rng(0)
+    feats = {"a": rng.normal(size=(30, 4, 2, 2)), "b": rng.normal(size=(30, 6))}
+    ax = plot_layer_projections(feats, labels=np.arange(30) % 3)
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 60
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("a (EVR ") for t in texts) and "label" in texts
+    assert "30 images" in ax.get_title()
+    with pytest.raises(ValueError, match=r"layer 'b'.*spatial"):
+        plot_layer_projections(feats, sample=0)
+    with pytest.raises(ValueError, match=r"'sample'.*30 samples"):
+        plot_layer_projections({"a": feats["a"]}, sample=30)
+    with pytest.raises(ValueError, match=r"same images.*'a': 30, 'c': 5"):
+        plot_layer_projections({"a": feats["a"], "c": feats["a"][:5]})
+    with pytest.raises(ValueError, match=r"'labels'.*sample=None"):
+        plot_layer_projections({"a": feats["a"]}, sample=0, labels=[1])
+    with pytest.raises(ValueError, match="non-empty"):
+        plot_layer_projections({})
+
+
+def test_repr_and_len(tsne_proj):
+    r = repr(tsne_proj)
+    assert r.startswith("Projection(method='tsne', engine='sklearn', shape=(300, 2)")
+    assert "knn_accuracy=" in r
+    assert len(tsne_proj) == 300
+    assert isinstance(tsne_proj, Projection)
+
+
+def test_import_stays_light():
+    code = (
+        "import sys, featviz.projection\n"
+        "heavy = [m for m in ('sklearn', 'matplotlib', 'pandas', 'seaborn', 'openTSNE', 'umap')"
+        " if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_stray_warnings_for_normal_use(clusters):
+    x, y = clusters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        project(x[:100], method="pca", labels=y[:100], progress=False)
