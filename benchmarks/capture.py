@@ -71,7 +71,7 @@ def vmhwm_kib() -> int:
 # ------------------------------------------------------------------ child processes
 def child(mode: str, n: int, store: str | None, threads: int) -> None:
     torch.set_num_threads(threads)
-    from featviz.extract import extract  # imported before the clock starts
+    from featviz.extraction import extract  # imported before the clock starts
 
     model = conv_model()
     # The model names the 512x7x7 layer "0.3"; keep the loader identical in both modes.
@@ -121,7 +121,7 @@ def seed_pattern(model: nn.Module, loader: list) -> tuple[np.ndarray, np.ndarray
 
 
 def bench_append(sizes: list[int]) -> list[tuple[int, float, float]]:
-    from featviz.extract import extract
+    from featviz.extraction import extract
 
     torch.manual_seed(0)
     model = nn.Linear(16, 512).eval()

@@ -19,13 +19,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-# imported from the module: `featviz.correlation` can resolve to the submodule once it is loaded
-from featviz.correlation import (
-    correlation,
-    plot_correlation,
-    plot_correlation_maps,
-    threshold_labels,
-)
+from featviz import correlation, plot_correlation, plot_correlation_maps, threshold_labels
 from featviz.datasets import Shapes
 from featviz.models import pretrained_tiny_cnn
 

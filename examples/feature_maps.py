@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featviz.capture import capture
 from featviz.datasets import Shapes
 from featviz.featuremaps import (
     normalize,
@@ -28,6 +27,7 @@ from featviz.featuremaps import (
     plot_overlays,
     sum_channels,
 )
+from featviz.hooks import capture
 from featviz.imageio import load_image, save_image
 from featviz.models import pretrained_tiny_cnn
 

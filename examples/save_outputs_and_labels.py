@@ -18,7 +18,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from featviz.datasets import Shapes
-from featviz.extract import FeatureSet, extract
+from featviz.extraction import FeatureSet, extract
 from featviz.models import pretrained_tiny_cnn
 
 

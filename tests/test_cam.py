@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from featviz.cam import CAM, METHODS, class_activation_map, grad_cam
-from featviz.capture import capture
+from featviz.hooks import capture
 
 
 # --------------------------------------------------------------------------------------

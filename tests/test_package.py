@@ -42,3 +42,24 @@ def test_python_dash_m():
         [sys.executable, "-m", "featviz", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"featviz {featviz.__version__}"
+
+
+def test_public_functions_survive_submodule_imports():
+    # importing every submodule first must not shadow a same-named public function
+    code = (
+        "import importlib, pkgutil, featviz\n"
+        "for m in pkgutil.iter_modules(featviz.__path__):\n"
+        "    if m.name != '__main__': importlib.import_module('featviz.' + m.name)\n"
+        "bad = [n for n in featviz.__all__ if n != '__version__' and n not in "
+        "('datasets', 'models', 'metrics') and type(getattr(featviz, n)).__name__ == 'module']\n"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves():
+    for name in featviz.__all__:
+        assert getattr(featviz, name) is not None, name
+    assert callable(featviz.capture) and callable(featviz.extract)
+    assert callable(featviz.correlation)

@@ -12,20 +12,20 @@ need them.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featviz._version import __version__
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
     # capture (hooks, conversion)
-    "capture": "featviz.capture",
-    "Capture": "featviz.capture",
-    "to_numpy": "featviz.capture",
-    "resolve_layers": "featviz.capture",
+    "capture": "featviz.hooks",
+    "Capture": "featviz.hooks",
+    "to_numpy": "featviz.hooks",
+    "resolve_layers": "featviz.hooks",
     # whole-dataset extraction
-    "extract": "featviz.extract",
-    "FeatureSet": "featviz.extract",
+    "extract": "featviz.extraction",
+    "FeatureSet": "featviz.extraction",
     # class activation maps
     "grad_cam": "featviz.cam",
     "class_activation_map": "featviz.cam",
@@ -50,10 +50,10 @@ _EXPORTS: dict[str, str] = {
     "convert_images": "featviz.convert",
     "ConversionReport": "featviz.convert",
     # correlation heatmaps
-    "correlation": "featviz.correlation",
-    "plot_correlation": "featviz.correlation",
-    "threshold_labels": "featviz.correlation",
-    "plot_correlation_maps": "featviz.correlation",
+    "correlation": "featviz.correlations",
+    "plot_correlation": "featviz.correlations",
+    "threshold_labels": "featviz.correlations",
+    "plot_correlation_maps": "featviz.correlations",
     # projections
     "project": "featviz.projection",
     "Projection": "featviz.projection",
@@ -85,3 +85,41 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs and mypy
+    from featviz import datasets, metrics, models
+    from featviz.cam import CAM, class_activation_map, grad_cam
+    from featviz.compare import compare_cams, compare_feature_maps, compare_projections
+    from featviz.convert import ConversionReport, convert_image, convert_images
+    from featviz.correlations import (
+        correlation,
+        plot_correlation,
+        plot_correlation_maps,
+        threshold_labels,
+    )
+    from featviz.extraction import FeatureSet, extract
+    from featviz.featuremaps import (
+        colorize,
+        normalize,
+        overlay,
+        plot_feature_grid,
+        plot_overlays,
+        sum_channels,
+        upsample,
+    )
+    from featviz.hooks import Capture, capture, resolve_layers, to_numpy
+    from featviz.imageio import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        denormalize,
+        load_image,
+        save_image,
+        to_image,
+    )
+    from featviz.projection import (
+        Projection,
+        plot_layer_projections,
+        plot_projection,
+        project,
+    )

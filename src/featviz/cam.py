@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featviz.capture import LayerSpec, capture, resolve_layers, unwrap_model
+from featviz.hooks import LayerSpec, capture, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
 
@@ -350,7 +350,7 @@ class CAM:
     Args:
         model: The model; DataParallel/DDP/``torch.compile`` wrappers are unwrapped for
             layer lookup.
-        layers: A layer spec or a sequence of them, as in `featviz.capture.resolve_layers`
+        layers: A layer spec or a sequence of them, as in `featviz.hooks.resolve_layers`
             (name, glob, module type, module). None picks the last layer with a spatial
             (4-D, more than 1x1) output, found with a probe forward pass on the first
             image, and warns naming it. Of the modules returning that tensor, the outermost
@@ -758,7 +758,7 @@ def grad_cam(
     Args:
         model: The model.
         images: float tensor (N, C, H, W).
-        layer: Layer spec(s) as in `featviz.capture.resolve_layers`; None picks the last
+        layer: Layer spec(s) as in `featviz.hooks.resolve_layers`; None picks the last
             layer with a spatial output and warns naming it.
         target: None (arg-max class), an int, one int per image, or a callable
             ``outputs -> (N,) scores``.

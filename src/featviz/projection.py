@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from featviz.capture import to_numpy
+from featviz.hooks import to_numpy
 
 if TYPE_CHECKING:
     import pandas as pd

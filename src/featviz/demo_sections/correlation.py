@@ -14,7 +14,7 @@ def run(ctx: DemoContext) -> None:
     """Correlate the softmax scores over ``ctx.data`` and draw one attention-like map."""
     import matplotlib.pyplot as plt
 
-    from featviz.correlation import correlation, plot_correlation, threshold_labels
+    from featviz.correlations import correlation, plot_correlation, threshold_labels
 
     data = ctx.data
     names = list(data.classes)

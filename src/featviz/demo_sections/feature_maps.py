@@ -17,8 +17,8 @@ def run(ctx: DemoContext) -> None:
     """Channel grid of one image, channel-sum overlays per layer, overlays on photos."""
     import matplotlib.pyplot as plt
 
-    from featviz.capture import capture
     from featviz.featuremaps import overlay, plot_feature_grid, plot_overlays, sum_channels
+    from featviz.hooks import capture
 
     model = ctx.model
     n = 4 if ctx.fast else 6

@@ -14,7 +14,7 @@ def run(ctx: DemoContext) -> None:
     """Project the model's 'flatten' features and the raw images, coloured by class."""
     import matplotlib.pyplot as plt
 
-    from featviz.capture import capture
+    from featviz.hooks import capture
     from featviz.projection import plot_projection, project
 
     data = ctx.data

@@ -37,10 +37,10 @@ from torch import nn
 
 from featviz._io import atomic_path
 from featviz._version import __version__
-from featviz.capture import capture, to_numpy, unwrap_model
+from featviz.hooks import capture, to_numpy, unwrap_model
 
 if TYPE_CHECKING:
-    from featviz.capture import LayerSpec
+    from featviz.hooks import LayerSpec
 
 __all__ = ["FeatureSet", "extract"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from featviz._io import atomic_path
-from featviz.capture import to_numpy
+from featviz.hooks import to_numpy
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

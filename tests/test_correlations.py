@@ -1,4 +1,4 @@
-"""Tests for featviz.correlation: exact matrices, hand-made threshold cases, drawn objects."""
+"""Tests for featviz.correlations: exact matrices, hand-made threshold cases, drawn objects."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from featviz.correlation import (
+from featviz.correlations import (
     correlation,
     plot_correlation,
     plot_correlation_maps,

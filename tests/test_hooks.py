@@ -1,4 +1,4 @@
-"""Tests for featviz.capture: layer resolution, hooks, gradients, cleanup, to_numpy."""
+"""Tests for featviz.hooks: layer resolution, hooks, gradients, cleanup, to_numpy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from featviz.capture import capture, resolve_layers, to_numpy, unwrap_model
+from featviz.hooks import capture, resolve_layers, to_numpy, unwrap_model
 
 
 # ------------------------------------------------------------------ tiny fixed-weight models

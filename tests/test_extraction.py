@@ -1,4 +1,4 @@
-"""Tests for featviz.extract: in-RAM and on-disk extraction, resume, errors, DDP."""
+"""Tests for featviz.extraction: in-RAM and on-disk extraction, resume, errors, DDP."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import featviz.extract as fx
-from featviz.extract import FeatureSet, extract
+import featviz.extraction as fx
+from featviz.extraction import FeatureSet, extract
 
 
 # ------------------------------------------------------------------ fixed-weight models
@@ -107,7 +107,7 @@ def test_values_by_hand_with_partial_last_batch():
     np.testing.assert_array_equal(fs.labels, exp["labels"])
     assert fs.labels.dtype == np.int64 and fs.outputs.dtype == np.float32
     np.testing.assert_array_equal(fs.index, np.arange(7))
-    assert fs.metadata["model_class"].endswith("test_extract.Lin")
+    assert fs.metadata["model_class"].endswith("test_extraction.Lin")
     assert fs.metadata["layers"] == ["fc1", "act"] and fs.metadata["index_source"] == "sampler"
     assert model.calls == 3 and hooks_empty(model)
 
