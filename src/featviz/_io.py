@@ -11,6 +11,18 @@ from pathlib import Path
 __all__ = ["atomic_path", "check_destination"]
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (Linux); 0o022 elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def check_destination(
     path: str | os.PathLike[str], *, overwrite: bool, param: str = "path"
 ) -> Path:
@@ -64,6 +76,8 @@ def atomic_path(
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; give the result the mode a plain open() would
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         if overwrite:
