@@ -68,24 +68,40 @@ def _check_images(images: Any, func: str) -> torch.Tensor:
     return images
 
 
-def _predict(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Arg-max class and its softmax probability, in eval mode, mode restored."""
+def _eval_forward(model: nn.Module, images: torch.Tensor, layer: Any = None) -> tuple[Any, Any]:
+    """Forward pass in eval mode without grad, train flags restored afterwards.
+
+    Returns ``(outputs, activation)``: the output of ``layer`` (a spec naming one module)
+    when given, else None.
+    """
+    from featviz.hooks import capture
+
     was_training = [m.training for m in model.modules()]
     try:
         model.eval()
         with torch.no_grad():
-            out = model(images)
+            if layer is None:
+                return model(images), None
+            with capture(model, layer) as cap:
+                out = model(images)
+            return out, next(iter(cap.activations.values()), None)
     finally:
         for m, flag in zip(model.modules(), was_training, strict=True):
             m.train(flag)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError(
-            "compare: the model's output must be class scores of shape (N, K) to title "
-            f"panels with the predicted class; got {getattr(out, 'shape', type(out))}."
-        )
-    prob = out.float().softmax(dim=1)
-    score, cls = prob.max(dim=1)
-    return cls.cpu(), score.cpu()
+
+
+def _titles(
+    model: nn.Module, outputs: Any, class_names: Sequence[str] | None, fallback: str
+) -> list[str]:
+    """``"class (softmax score)"`` per image for (N, K) class scores, else ``fallback``."""
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
+        n = len(outputs) if isinstance(outputs, torch.Tensor) else 0
+        return [fallback] * n
+    score, cls = outputs.float().softmax(dim=1).max(dim=1)
+    return [
+        f"{_class_name(model, class_names, int(c))} ({float(v):.2f})"
+        for c, v in zip(cls.cpu(), score.cpu(), strict=True)
+    ]
 
 
 def _class_name(model: nn.Module, class_names: Sequence[str] | None, index: int) -> str:
@@ -239,11 +255,8 @@ def compare_cams(
             model, _layer_for(layers, name, func), method=method, normalize=False, progress=False
         )
         maps[name] = extractor(images, target=target).float()
-        cls, score = _predict(model, images)
-        titles[name] = [
-            f"{_class_name(model, class_names, int(c))} ({float(s):.2f})"
-            for c, s in zip(cls, score, strict=True)
-        ]
+        out, _ = _eval_forward(model, images)
+        titles[name] = _titles(model, out, class_names, name)
     _rescale(maps, scale)
     return _draw(
         images,
@@ -302,7 +315,7 @@ def compare_feature_maps(
             modules, or whose output is not 4-D.
     """
     from featviz.featuremaps import sum_channels, upsample
-    from featviz.hooks import capture, resolve_layers
+    from featviz.hooks import resolve_layers
 
     func = "compare_feature_maps"
     models = _check_models(models, func)
@@ -323,30 +336,14 @@ def compare_feature_maps(
                 f"{spec!r} names {len(found)} in {name!r}."
             )
         key = next(iter(found))
-        was_training = [m.training for m in model.modules()]
-        try:
-            model.eval()
-            with torch.no_grad(), capture(model, spec) as cap:
-                out = model(images)
-        finally:
-            for m, flag in zip(model.modules(), was_training, strict=True):
-                m.train(flag)
-        fmap = cap.activations[key]
+        out, fmap = _eval_forward(model, images, spec)
         if not isinstance(fmap, torch.Tensor) or fmap.dim() != 4:
             raise ValueError(
                 f"Layer {key!r} of {name!r} gives {getattr(fmap, 'shape', type(fmap))}; "
                 f"{func} needs a (N, C, h, w) output."
             )
         maps[name] = upsample(sum_channels(fmap, reduce=reduce).float(), size)
-        prob = out.float().softmax(dim=1) if out.dim() == 2 else None
-        if prob is None:
-            titles[name] = [key] * images.shape[0]
-        else:
-            score, cls = prob.max(dim=1)
-            titles[name] = [
-                f"{_class_name(model, class_names, int(c))} ({float(s):.2f})"
-                for c, s in zip(cls.cpu(), score.cpu(), strict=True)
-            ]
+        titles[name] = _titles(model, out, class_names, key)
     _rescale(maps, scale)
     return _draw(
         images,
