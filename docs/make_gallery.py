@@ -1,0 +1,54 @@
+"""Rebuild docs/gallery/ and docs/gallery.md from a fresh `featviz demo` run.
+
+Usage: python docs/make_gallery.py   (takes a few minutes on 2 CPU cores)
+
+The demo's PNG figures are converted to JPEG with featviz.convert_images to keep the
+repository small; the page lists them in the demo's order with its captions.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import featviz
+
+DOCS = Path(__file__).parent
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = Path(tmp) / "demo"
+        subprocess.run([sys.executable, "-m", "featviz", "demo", "--out", str(demo)], check=True)
+        gallery = DOCS / "gallery"
+        shutil.rmtree(gallery, ignore_errors=True)
+        gallery.mkdir()
+        pngs = sorted(demo.glob("*.png"))
+        report = featviz.convert_images(pngs, "jpg", out_dir=gallery, quality=85, progress=False)
+        if not report.ok:
+            print(report.summary(), file=sys.stderr)
+            return 1
+        for other in demo.iterdir():
+            if other.suffix in (".jpg", ".md") and other.name != "index.md":
+                shutil.copy2(other, gallery / other.name)
+        index = (demo / "index.md").read_text(encoding="utf-8")
+        index = re.sub(r"\(([\w.-]+)\.png\)", r"(gallery/\1.jpg)", index)
+        index = re.sub(r"`([\w.-]+)\.png`", r"`\1.png`", index)
+        index = re.sub(r"\]\(([\w.-]+\.(?:jpg|md))\)", r"](gallery/\1)", index)
+        index = index.replace("# featviz demo", "# Gallery", 1)
+        intro = (
+            "Every figure below was written by `featviz demo --out DIR` (regenerate with "
+            "`python docs/make_gallery.py`); PNGs are shown as JPEG to keep the "
+            "repository small.\n"
+        )
+        index = index.replace("Written by `featviz demo`.", "\n" + intro, 1)
+        (DOCS / "gallery.md").write_text(index, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
