@@ -27,18 +27,20 @@ def main() -> int:
         gallery = DOCS / "gallery"
         shutil.rmtree(gallery, ignore_errors=True)
         gallery.mkdir()
-        pngs = sorted(demo.glob("*.png"))
-        report = featviz.convert_images(pngs, "jpg", out_dir=gallery, quality=85, progress=False)
+        # figures become JPEG; the conversion section's files (convert_*) are its
+        # sources and results, shown as they are
+        figures = [p for p in sorted(demo.glob("*.png")) if not p.name.startswith("convert_")]
+        report = featviz.convert_images(figures, "jpg", out_dir=gallery, quality=85, progress=False)
         if not report.ok:
             print(report.summary(), file=sys.stderr)
             return 1
         for other in demo.iterdir():
-            if other.suffix in (".jpg", ".md") and other.name != "index.md":
+            if other.name != "index.md" and other not in figures:
                 shutil.copy2(other, gallery / other.name)
         index = (demo / "index.md").read_text(encoding="utf-8")
-        index = re.sub(r"\(([\w.-]+)\.png\)", r"(gallery/\1.jpg)", index)
-        index = re.sub(r"`([\w.-]+)\.png`", r"`\1.png`", index)
-        index = re.sub(r"\]\(([\w.-]+\.(?:jpg|md))\)", r"](gallery/\1)", index)
+        for fig in figures:
+            index = index.replace(f"({fig.name})", f"({fig.stem}.jpg)")
+        index = re.sub(r"\]\(([\w.-]+\.(?:jpg|png|md))\)", r"](gallery/\1)", index)
         index = index.replace("# featviz demo", "# Gallery", 1)
         intro = (
             "Every figure below was written by `featviz demo --out DIR` (regenerate with "
