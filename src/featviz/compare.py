@@ -111,6 +111,13 @@ def _class_name(model: nn.Module, class_names: Sequence[str] | None, index: int)
     return str(index)
 
 
+def _check_scale(scale: Any, func: str) -> None:
+    if scale not in ("map", "row"):
+        raise ValueError(
+            f"The 'scale' parameter of {func} must be 'map' or 'row'. Got {scale!r} instead."
+        )
+
+
 def _rescale(maps: dict[str, torch.Tensor], scale: Scale, eps: float = 1e-12) -> None:
     """Min-max normalise in place: each map alone ("map") or jointly per row ("row")."""
     if scale == "map":
@@ -244,10 +251,7 @@ def compare_cams(
     func = "compare_cams"
     models = _check_models(models, func)
     images = _check_images(images, func)
-    if scale not in ("map", "row"):
-        raise ValueError(
-            f"The 'scale' parameter of {func} must be 'map' or 'row'. Got {scale!r} instead."
-        )
+    _check_scale(scale, func)
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
     for name, model in models.items():
@@ -320,10 +324,7 @@ def compare_feature_maps(
     func = "compare_feature_maps"
     models = _check_models(models, func)
     images = _check_images(images, func)
-    if scale not in ("map", "row"):
-        raise ValueError(
-            f"The 'scale' parameter of {func} must be 'map' or 'row'. Got {scale!r} instead."
-        )
+    _check_scale(scale, func)
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
     size = tuple(images.shape[-2:])
