@@ -379,12 +379,50 @@ def test_overlay_equals_its_definition():
 
 
 def test_overlay_chunking_does_not_change_results():
-    from featviz.featuremaps import _blend, _prepare
+    from featviz.featuremaps import _blend_torch, _blend_uint8_cpu, _lut, _prepare
 
     imgs = torch.rand(5, 3, 12, 10)
     heats = torch.rand(5, 4, 4)
     p = _prepare(imgs, heats, 0.4, None, None, True)
-    whole = _blend(p, 0.4, "jet")
+    whole = _blend_torch(p, 0.4, "jet")
     for pixels in (1, 120, 250):  # 1, 1 and 2 images per chunk
-        assert torch.equal(_blend(p, 0.4, "jet", chunk_pixels=pixels), whole)
+        assert torch.equal(_blend_torch(p, 0.4, "jet", chunk_pixels=pixels), whole)
     assert torch.equal(whole, overlay(imgs, heats))
+    # the OpenCV path for uint8 images, likewise
+    p8 = _prepare((imgs * 255).to(torch.uint8), heats, 0.4, None, None, True)
+    table, opencv = _lut("jet")
+    whole8 = _blend_uint8_cpu(p8, 0.4, table[:256], opencv)
+    for pixels in (1, 120, 250, 10_000):
+        assert torch.equal(_blend_uint8_cpu(p8, 0.4, table[:256], opencv, pixels), whole8)
+
+
+@pytest.mark.parametrize("cmap", ["jet", "cv2:jet", "viridis", "tab10", "gray"])
+def test_overlay_uint8_opencv_path_equals_torch_path(cmap, monkeypatch):
+    """RGB uint8 on the CPU goes through OpenCV; the numbers are the torch path's."""
+    import featviz.featuremaps as fm
+
+    calls = []
+    real = fm._blend_uint8_cpu
+    monkeypatch.setattr(fm, "_blend_uint8_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, size=(3, 16, 20, 3), dtype=np.uint8)
+    same = rng.random((3, 16, 20)).astype(np.float32)  # no resizing: identical numbers
+    same[0, 0, 0], same[0, 0, 1] = 0.0, 1.0  # the ends of the table
+    small = rng.random((3, 5, 4)).astype(np.float32)
+    for alpha in (0.0, 0.25, 0.4, 0.5, 0.75, 1.0):  # 0.5: halves must round up
+        p = fm._prepare(img, same, alpha, None, None, True)
+        torch_path = fm._blend_torch(p, alpha, cmap).numpy()
+        np.testing.assert_array_equal(overlay(img, same, alpha=alpha, cmap=cmap), torch_path)
+        p = fm._prepare(img, small, alpha, None, None, True)
+        diff = np.abs(
+            overlay(img, small, alpha=alpha, cmap=cmap).astype(int)
+            - fm._blend_torch(p, alpha, cmap).numpy().astype(int)
+        )
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+    assert len(calls) == 12
+    # a channel-first tensor (not contiguous as channel-last) and a broadcast image
+    chw = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
+    from_tensor = overlay(chw, torch.from_numpy(small)).numpy()
+    np.testing.assert_array_equal(from_tensor, overlay(img, small))
+    np.testing.assert_array_equal(overlay(img[0], small), overlay(img[[0, 0, 0]], small))
+    assert len(calls) == 16
