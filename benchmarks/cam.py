@@ -9,9 +9,10 @@ arg-max targets, maps upsampled to 224x224. Rows:
 - pytorch-grad-cam 1.5.7 ``GradCAM`` (numpy maps at 224x224);
 - torchcam 0.5 ``GradCAM`` + ``F.interpolate`` to 224x224.
 
-Score-CAM: featviz vs pytorch-grad-cam ``ScoreCAM``. On a CPU the default is smaller
-(``resnet18``, 1 image, 112x112: 512 masked forward passes per image instead of
-2048): choose with ``--scorecam-arch/--scorecam-batch/--scorecam-size``. For the map
+Score-CAM: featviz vs pytorch-grad-cam ``ScoreCAM`` and the floor (the N * C masked
+forward passes alone, masks built beforehand), timed round-robin. On a CPU the default
+is smaller (``resnet18``, 1 image, 112x112: 512 masked forward passes per image instead
+of 2048): choose with ``--scorecam-arch/--scorecam-batch/--scorecam-size``. For the map
 comparison pytorch-grad-cam's mask upsampling (``UpsamplingBilinear2d``, i.e.
 ``align_corners=True``) is switched to ``align_corners=False`` (featviz's convention,
 also torchcam's and the original Score-CAM code's) during its run.
@@ -165,9 +166,23 @@ def score_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple
     x = torch.rand(n, 3, size, size, device=device)
     cam = featviz.CAM(model, "layer4", method="scorecam", batch_size=args.scorecam_chunk)
     cam.progress = False
-    reps = 1 if device.type == "cpu" else 3
-    t_ours, maps = timeit(lambda: cam(x), device, reps, warmup=0 if reps == 1 else 1)
-    maps = maps.cpu().numpy()
+    # the floor: only the N * C masked forward passes (masks built beforehand, no hooks,
+    # pytorch-grad-cam's 16 per pass), which every Score-CAM implementation must run
+    with torch.no_grad(), featviz.capture(model, "layer4") as cap:
+        model(x)
+    acts = cap.activations["layer4"]
+    up = F.interpolate(acts, size=(size, size), mode="bilinear", align_corners=False)
+    lo, hi = up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
+    masks = ((up - lo) / (hi - lo + 1e-8)).flatten(0, 1)  # (N * C, H, W)
+    images = x.repeat_interleave(acts.shape[1], 0)  # (N * C, 3, H, W)
+    floor_chunk = args.scorecam_chunk or 16
+
+    def floor() -> None:
+        with torch.no_grad():
+            for i in range(0, len(masks), floor_chunk):
+                model(images[i : i + floor_chunk] * masks[i : i + floor_chunk, None])
+
+    reps = 2 if device.type == "cpu" else 3
     with pgc_align_corners_false(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with PgcScoreCAM(model=model, target_layers=[model.layer4]) as pgc:
@@ -177,17 +192,17 @@ def score_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple
             original = tqdm.tqdm
             tqdm.tqdm = lambda it, *a, **k: it  # type: ignore[assignment]
             try:
-                t_pgc, ref = timeit(
-                    lambda: pgc(input_tensor=x, targets=None),
+                (t_floor, _), (t_ours, maps), (t_pgc, ref) = timeit_interleaved(
+                    [floor, lambda: cam(x), lambda: pgc(input_tensor=x, targets=None)],
                     device,
                     reps,
-                    warmup=0 if reps == 1 else 1,
                 )
             finally:
                 tqdm.tqdm = original
-    d = float(np.abs(maps - ref).max())
+    d = float(np.abs(maps.cpu().numpy() - ref).max())
     what = f"{args.scorecam_arch} x{n} @{size}"
     return [
+        (f"Score-CAM: floor ({len(masks)} masked forwards, {floor_chunk} per pass)", t_floor, "-"),
         (f"Score-CAM: featviz ({what})", t_ours, "-"),
         (f"Score-CAM: pytorch-grad-cam ({what})", t_pgc, f"{d:.1e}"),
     ]
@@ -203,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scorecam-arch", default=None, help="resnet50 on CUDA, resnet18 on CPU")
     p.add_argument("--scorecam-batch", type=int, default=None, help="8 on CUDA, 1 on CPU")
     p.add_argument("--scorecam-size", type=int, default=None, help="224 on CUDA, 112 on CPU")
-    p.add_argument("--scorecam-chunk", type=int, default=64, help="featviz masked batch")
+    p.add_argument(
+        "--scorecam-chunk", type=int, default=None, help="featviz batch_size (default: its own)"
+    )
     p.add_argument("--no-scorecam", action="store_true")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -228,18 +245,18 @@ def main(argv: list[str] | None = None) -> int:
                 "(resnet50 x8 @224 means 16384 forward passes)"
             )
         rows += score_cam_rows(args, device)
-    floor = rows[0][1]
+    floors = {"Grad-CAM": rows[0][1]}
     ours = {"Grad-CAM": rows[1][1]}
     if not args.no_scorecam:
-        ours["Score-CAM"] = rows[4][1]
+        floors["Score-CAM"] = rows[4][1]
+        ours["Score-CAM"] = rows[5][1]
     print()
     print("| method | time (ms) | vs floor | featviz speed-up | max abs diff vs featviz |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, t, diff in rows:
         family = name.split(":")[0]
-        vs_floor = f"{t / floor:.2f}x" if family == "Grad-CAM" else "-"
         speed = f"{t / ours[family]:.2f}x"
-        print(f"| {name} | {t * 1e3:.1f} | {vs_floor} | {speed} | {diff} |")
+        print(f"| {name} | {t * 1e3:.1f} | {t / floors[family]:.2f}x | {speed} | {diff} |")
     print()
     print(
         "(*) torchcam normalises at the layer's 7x7 resolution before upsampling, "

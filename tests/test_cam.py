@@ -561,3 +561,27 @@ def test_cli_cam_with_factory_and_torchscript(tmp_path, shapes_test, tiny_model,
     )
     assert rc == 0
     assert (tmp_path / "b" / "img_gradcam.png").is_file()
+
+
+def test_scorecam_batch_size_sets_masked_passes():
+    """None: 16 masked inputs per forward pass on the CPU; an int: that many."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 40, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    x = torch.rand(1, 3, 6, 6) + 0.1
+    sizes: list[int] = []
+    model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    with capture(model, "0") as cap:
+        model(x)
+    flat = cap.activations["0"].flatten(2)
+    assert bool((flat.amax(2) > flat.amin(2)).all())  # 40 non-constant channels
+    sizes.clear()
+    default = CAM(model, "0", method="scorecam", progress=False)(x)
+    assert sizes == [1, 16, 16, 8]  # the forward with hooks, then 40 masked inputs
+    sizes.clear()
+    wide = CAM(model, "0", method="scorecam", batch_size=48, progress=False)(x)
+    assert sizes == [1, 40]
+    torch.testing.assert_close(default, wide)
+    with pytest.raises(ValueError, match="None or an int"):
+        CAM(model, "0", method="scorecam", batch_size=2.0)  # type: ignore[arg-type]

@@ -374,7 +374,8 @@ class CAM:
         relu: Apply ReLU to each layer's weighted sum (before resizing).
         normalize: Min-max normalise each map to [0, 1] per image; a constant map (for
             example an all-negative map after ReLU) becomes all zeros.
-        batch_size: Score-CAM: masked inputs evaluated per forward pass.
+        batch_size: Score-CAM: masked inputs evaluated per forward pass. None: 16 on
+            the CPU (the fastest of 8-64 for ResNets there, cache-bound), 64 elsewhere.
         eval_mode: Evaluate the model in eval mode (BatchNorm running statistics, no
             dropout) during the call; False keeps its current mode.
         progress: Show a progress bar for Score-CAM's masked forward passes.
@@ -407,7 +408,7 @@ class CAM:
         size: Size = "input",
         relu: bool = True,
         normalize: bool = True,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         eval_mode: bool = True,
         progress: bool = True,
     ) -> None:
@@ -436,9 +437,12 @@ class CAM:
         self.size = _check_size(size)
         self.relu = bool(relu)
         self.normalize = bool(normalize)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise ValueError(
-                "The 'batch_size' parameter of CAM must be an int in the range [1, inf). "
+                "The 'batch_size' parameter of CAM must be None or an int in the range "
+                "[1, inf). "
                 f"Got {batch_size!r} instead."
             )
         self.batch_size = batch_size
@@ -652,7 +656,7 @@ class CAM:
             target_fn=target if callable_target else None,  # type: ignore[arg-type]
             fc_weight=self._fc_weight.detach() if self._fc_weight is not None else None,
             average_classes=self.average_classes,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size or (16 if images.device.type == "cpu" else 64),
             progress=self.progress,
         )
         with torch.no_grad():
