@@ -379,31 +379,36 @@ def test_overlay_equals_its_definition():
 
 
 def test_overlay_chunking_does_not_change_results():
-    from featviz.featuremaps import _blend_torch, _blend_uint8_cpu, _lut, _prepare
+    from featviz.featuremaps import _blend_cpu, _blend_torch, _lut, _prepare
 
-    imgs = torch.rand(5, 3, 12, 10)
-    heats = torch.rand(5, 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    imgs = torch.rand(5, 3, 12, 10, generator=gen)
+    heats = torch.rand(5, 4, 4, generator=gen)
     p = _prepare(imgs, heats, 0.4, None, None, True)
     whole = _blend_torch(p, 0.4, "jet")
     for pixels in (1, 120, 250):  # 1, 1 and 2 images per chunk
         assert torch.equal(_blend_torch(p, 0.4, "jet", chunk_pixels=pixels), whole)
-    assert torch.equal(whole, overlay(imgs, heats))
-    # the OpenCV path for uint8 images, likewise
-    p8 = _prepare((imgs * 255).to(torch.uint8), heats, 0.4, None, None, True)
+    # the OpenCV path (what overlay uses on the CPU), float and uint8 images, likewise
     table, opencv = _lut("jet")
-    whole8 = _blend_uint8_cpu(p8, 0.4, table[:256], opencv)
-    for pixels in (1, 120, 250, 10_000):
-        assert torch.equal(_blend_uint8_cpu(p8, 0.4, table[:256], opencv, pixels), whole8)
+    p8 = _prepare((imgs * 255).to(torch.uint8), heats, 0.4, None, None, True)
+    for prep, ref in (
+        (p, overlay(imgs, heats)),
+        (p8, overlay(p8.images.permute(0, 3, 1, 2), heats)),
+    ):
+        for pixels in (1, 120, 250, 10_000):
+            assert torch.equal(_blend_cpu(prep, 0.4, table[:256], opencv, pixels), ref)
+    diff = (overlay(imgs, heats).int() - whole.int()).abs()
+    assert int(diff.max()) <= 1 and float((diff == 0).float().mean()) > 0.99
 
 
 @pytest.mark.parametrize("cmap", ["jet", "cv2:jet", "viridis", "tab10", "gray"])
-def test_overlay_uint8_opencv_path_equals_torch_path(cmap, monkeypatch):
-    """RGB uint8 on the CPU goes through OpenCV; the numbers are the torch path's."""
+def test_overlay_opencv_path_equals_torch_path(cmap, monkeypatch):
+    """On the CPU overlays go through OpenCV; the numbers are the torch path's."""
     import featviz.featuremaps as fm
 
     calls = []
-    real = fm._blend_uint8_cpu
-    monkeypatch.setattr(fm, "_blend_uint8_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = fm._blend_cpu
+    monkeypatch.setattr(fm, "_blend_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(7)
     img = rng.integers(0, 256, size=(3, 16, 20, 3), dtype=np.uint8)
     same = rng.random((3, 16, 20)).astype(np.float32)  # no resizing: identical numbers
@@ -420,9 +425,19 @@ def test_overlay_uint8_opencv_path_equals_torch_path(cmap, monkeypatch):
         )
         assert diff.max() <= 1 and (diff == 0).mean() > 0.999
     assert len(calls) == 12
+    # float images: blended as float32 in [0, 255] by both paths
+    imgf = img.astype(np.float32) / 255.0
+    for alpha in (0.25, 0.4, 0.5):
+        p = fm._prepare(imgf, same, alpha, None, None, True)
+        diff = np.abs(
+            overlay(imgf, same, alpha=alpha, cmap=cmap).astype(int)
+            - fm._blend_torch(p, alpha, cmap).numpy().astype(int)
+        )
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+    assert len(calls) == 15
     # a channel-first tensor (not contiguous as channel-last) and a broadcast image
     chw = torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
     from_tensor = overlay(chw, torch.from_numpy(small)).numpy()
     np.testing.assert_array_equal(from_tensor, overlay(img, small))
     np.testing.assert_array_equal(overlay(img[0], small), overlay(img[[0, 0, 0]], small))
-    assert len(calls) == 16
+    assert len(calls) == 19

@@ -8,8 +8,8 @@ Everything runs batched on the device the tensors live on:
   ``align_corners=False``: the same numbers as OpenCV's ``INTER_LINEAR``);
 * `colorize` turns [0, 1] maps into RGB uint8 with a matplotlib colour map (or OpenCV's
   own tables, ``cmap="cv2:jet"``), as a lookup table indexed on the device;
-* `overlay` blends colourised heatmaps over images of any common kind (RGB uint8 images
-  on the CPU are coloured and blended by OpenCV's kernels, a whole chunk at a time);
+* `overlay` blends colourised heatmaps over images of any common kind (on the CPU,
+  OpenCV's kernels colour and blend a whole chunk of the batch at a time);
 * `plot_feature_grid` and `plot_overlays` draw the figures.
 
 Example:
@@ -561,22 +561,21 @@ def _fast_indices(heat01: torch.Tensor, n: int, opencv: bool, out: torch.Tensor)
 def _blend(p: _Prepared, alpha: float, cmap: str | Colormap) -> torch.Tensor:
     """The overlays, uint8 (N, H, W, 3): ``floor((1 - alpha) * image + alpha * colour + 0.5)``.
 
-    RGB uint8 images on the CPU go through OpenCV's kernels (`_blend_uint8_cpu`, 2-3x
-    faster there); everything else through torch (`_blend_torch`). Both give the same
-    numbers when no resizing is needed, and agree within 1 level otherwise.
+    On the CPU, OpenCV's kernels colour and blend (`_blend_cpu`, 2-3x faster there);
+    on other devices, and for tables of over 256 colours or heatmaps larger than their
+    images, torch does (`_blend_torch`). For uint8 images both give the same numbers
+    when no resizing is needed, and agree within 1 level otherwise.
     """
     table, opencv = _lut(cmap)
     img = p.images
     rows = table.shape[0] - (0 if opencv else 3)
     if (
         img.device.type == "cpu"
-        and img.dtype == torch.uint8
-        and img.shape[-1] == 3
         and rows <= 256
         and p.heat.shape[-2] <= img.shape[1]
         and p.heat.shape[-1] <= img.shape[2]
     ):
-        return _blend_uint8_cpu(p, alpha, table[:rows], opencv)
+        return _blend_cpu(p, alpha, table[:rows], opencv)
     return _blend_torch(p, alpha, cmap)
 
 
@@ -625,19 +624,20 @@ def _blend_torch(
     return out
 
 
-#: Added before rounding in `_blend_uint8_cpu`: OpenCV rounds halves to even, featviz up.
+#: Added before rounding in `_blend_cpu`: OpenCV rounds halves to even, featviz up.
 _HALF_UP = 2.0**-12
 
 
-def _blend_uint8_cpu(
+def _blend_cpu(
     p: _Prepared, alpha: float, table: np.ndarray, opencv: bool, chunk_pixels: int = 1 << 18
 ) -> torch.Tensor:
-    """`_blend` for RGB uint8 images on the CPU, the same numbers by OpenCV's SIMD kernels.
+    """`_blend` on the CPU, with OpenCV's SIMD kernels doing the per-pixel work.
 
     The batch is processed as one tall image (``k * H`` rows) per chunk of ``k`` images:
     torch resizes the heatmaps (two matrix products) and computes the table rows,
     ``cv2.applyColorMap`` with a 256-row RGB table colours them and ``cv2.addWeighted``
-    blends; no per-image loop. ``addWeighted`` rounds halves to even, so ``_HALF_UP``
+    blends them with the image (RGB uint8 as it is; anything else as float32 RGB in
+    [0, 255] from `_to_rgb255`); no per-image loop. ``addWeighted`` rounds halves to even, so ``_HALF_UP``
     (2**-12, far above float32 noise at 255 and below any other fraction of the blend
     of two integers) makes it round halves up like the torch path.
     """
@@ -661,7 +661,8 @@ def _blend_uint8_cpu(
     idx32 = torch.empty((step, h, w), dtype=torch.int32)
     idx8 = torch.empty((step, h, w), dtype=torch.uint8)
     colour = np.empty((step * h, w, 3), dtype=np.uint8)
-    images = img.numpy()
+    direct = img.dtype == torch.uint8 and img.shape[-1] == 3
+    images = img.numpy() if direct else None
     for s in range(0, n_img, step):
         e = min(s + step, n_img)
         k = e - s
@@ -669,9 +670,13 @@ def _blend_uint8_cpu(
         big[:k].clamp_(0.0, float(rows - 1))  # x == 1 -> the last row, as matplotlib
         idx8[:k].copy_(idx32[:k].copy_(big[:k]))  # truncates; via int32 (faster)
         col = cv2.applyColorMap(idx8[:k].numpy().reshape(k * h, w), lut, dst=colour[: k * h])
-        src = np.ascontiguousarray(images[s:e]).reshape(k * h, w, 3)
+        if images is not None:
+            src = np.ascontiguousarray(images[s:e]).reshape(k * h, w, 3)
+        else:  # float32, as the torch path blends it
+            src = np.ascontiguousarray(_to_rgb255(img[s:e], p.mean_std).numpy())
+            src = src.reshape(k * h, w, 3)
         dst = out_np[s:e].reshape(k * h, w, 3)
-        res = cv2.addWeighted(src, 1.0 - alpha, col, alpha, _HALF_UP, dst=dst)
+        res = cv2.addWeighted(src, 1.0 - alpha, col, alpha, _HALF_UP, dst=dst, dtype=cv2.CV_8U)
         if res is not dst:  # OpenCV allocated instead of writing in place
             dst[...] = res
     return out
@@ -692,9 +697,9 @@ def overlay(
     Each heatmap is min-max normalised (per image, at its own resolution), resized to
     its image with bilinear interpolation (`upsample`), coloured with `colorize`, and
     blended, rounding halves up. The work is batched on the images' device, in chunks
-    that stay in cache on the CPU; no per-image Python loop. RGB uint8 images on the CPU
-    use OpenCV's SIMD kernels for the colouring and blending (the same numbers, 2-3x
-    faster there); everything else runs on torch.
+    that stay in cache on the CPU; no per-image Python loop. On the CPU, OpenCV's SIMD
+    kernels do the colouring and blending (the same numbers as torch, 2-3x faster
+    there for uint8 images); on other devices everything runs on torch.
 
     Accepted images:
 
