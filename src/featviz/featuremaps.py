@@ -637,9 +637,10 @@ def _blend_cpu(
     torch resizes the heatmaps (two matrix products) and computes the table rows,
     ``cv2.applyColorMap`` with a 256-row RGB table colours them and ``cv2.addWeighted``
     blends them with the image (RGB uint8 as it is; anything else as float32 RGB in
-    [0, 255] from `_to_rgb255`); no per-image loop. ``addWeighted`` rounds halves to even, so ``_HALF_UP``
-    (2**-12, far above float32 noise at 255 and below any other fraction of the blend
-    of two integers) makes it round halves up like the torch path.
+    [0, 255] from `_to_rgb255`); no per-image loop. ``addWeighted`` rounds halves to
+    even, so ``_HALF_UP`` (2**-12: far above float32 noise at 255, and for uint8 images
+    below the gap between a half and any other fraction the blend of two integers with
+    a weight of a few decimals can take) makes it round halves up like the torch path.
     """
     import cv2
 
