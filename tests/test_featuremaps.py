@@ -379,24 +379,24 @@ def test_overlay_equals_its_definition():
 
 
 def test_overlay_chunking_does_not_change_results():
-    from featviz.featuremaps import _blend_cpu, _blend_torch, _lut, _prepare
+    from featviz.featuremaps import _blend_cpu, _blend_torch, _colour_rows, _prepare
 
     gen = torch.Generator().manual_seed(0)
     imgs = torch.rand(5, 3, 12, 10, generator=gen)
     heats = torch.rand(5, 4, 4, generator=gen)
+    table, opencv = _colour_rows("jet")
     p = _prepare(imgs, heats, 0.4, None, None, True)
-    whole = _blend_torch(p, 0.4, "jet")
+    whole = _blend_torch(p, 0.4, table, opencv)
     for pixels in (1, 120, 250):  # 1, 1 and 2 images per chunk
-        assert torch.equal(_blend_torch(p, 0.4, "jet", chunk_pixels=pixels), whole)
+        assert torch.equal(_blend_torch(p, 0.4, table, opencv, chunk_pixels=pixels), whole)
     # the OpenCV path (what overlay uses on the CPU), float and uint8 images, likewise
-    table, opencv = _lut("jet")
     p8 = _prepare((imgs * 255).to(torch.uint8), heats, 0.4, None, None, True)
     for prep, ref in (
         (p, overlay(imgs, heats)),
         (p8, overlay(p8.images.permute(0, 3, 1, 2), heats)),
     ):
         for pixels in (1, 120, 250, 10_000):
-            assert torch.equal(_blend_cpu(prep, 0.4, table[:256], opencv, pixels), ref)
+            assert torch.equal(_blend_cpu(prep, 0.4, table, opencv, pixels), ref)
     diff = (overlay(imgs, heats).int() - whole.int()).abs()
     assert int(diff.max()) <= 1 and float((diff == 0).float().mean()) > 0.99
 
@@ -414,25 +414,21 @@ def test_overlay_opencv_path_equals_torch_path(cmap, monkeypatch):
     same = rng.random((3, 16, 20)).astype(np.float32)  # no resizing: identical numbers
     same[0, 0, 0], same[0, 0, 1] = 0.0, 1.0  # the ends of the table
     small = rng.random((3, 5, 4)).astype(np.float32)
+
+    def both(image, heat, alpha):  # (overlay, the torch path) as int arrays
+        p = fm._prepare(image, heat, alpha, None, None, True)
+        torch_path = fm._blend_torch(p, alpha, *fm._colour_rows(cmap)).numpy()
+        return overlay(image, heat, alpha=alpha, cmap=cmap).astype(int), torch_path.astype(int)
+
     for alpha in (0.0, 0.25, 0.4, 0.5, 0.75, 1.0):  # 0.5: halves must round up
-        p = fm._prepare(img, same, alpha, None, None, True)
-        torch_path = fm._blend_torch(p, alpha, cmap).numpy()
-        np.testing.assert_array_equal(overlay(img, same, alpha=alpha, cmap=cmap), torch_path)
-        p = fm._prepare(img, small, alpha, None, None, True)
-        diff = np.abs(
-            overlay(img, small, alpha=alpha, cmap=cmap).astype(int)
-            - fm._blend_torch(p, alpha, cmap).numpy().astype(int)
-        )
+        np.testing.assert_array_equal(*both(img, same, alpha))
+        diff = np.abs(np.subtract(*both(img, small, alpha)))
         assert diff.max() <= 1 and (diff == 0).mean() > 0.999
     assert len(calls) == 12
     # float images: blended as float32 in [0, 255] by both paths
     imgf = img.astype(np.float32) / 255.0
     for alpha in (0.25, 0.4, 0.5):
-        p = fm._prepare(imgf, same, alpha, None, None, True)
-        diff = np.abs(
-            overlay(imgf, same, alpha=alpha, cmap=cmap).astype(int)
-            - fm._blend_torch(p, alpha, cmap).numpy().astype(int)
-        )
+        diff = np.abs(np.subtract(*both(imgf, same, alpha)))
         assert diff.max() <= 1 and (diff == 0).mean() > 0.999
     assert len(calls) == 15
     # a channel-first tensor (not contiguous as channel-last) and a broadcast image

@@ -533,6 +533,15 @@ def _linear_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
     return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T
 
 
+def _enlarge_matrices(
+    hw_in: tuple[int, int], hw_out: tuple[int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A_h (H, h), A_w (w, W))`` with ``A_h @ X @ A_w`` the bilinear resize of (h, w) X."""
+    a_h = _linear_matrix(hw_in[0], hw_out[0], device)
+    a_w = _linear_matrix(hw_in[1], hw_out[1], device).T.contiguous()
+    return a_h, a_w
+
+
 def _heat_to(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(n, h, w) -> new float32 (n, H, W) in [0, 1], bilinear (antialiased when shrinking).
 
@@ -544,8 +553,7 @@ def _heat_to(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return heat.clone().clamp_(0.0, 1.0)
     if h > size[0] or w > size[1]:
         return _resize(heat, size, "bilinear", antialias=True).clamp_(0.0, 1.0)
-    a_h = _linear_matrix(h, size[0], heat.device)  # (H, h)
-    a_w = _linear_matrix(w, size[1], heat.device).T  # (w, W)
+    a_h, a_w = _enlarge_matrices((h, w), size, heat.device)
     return torch.matmul(torch.matmul(a_h, heat), a_w).clamp_(0.0, 1.0)
 
 
@@ -566,41 +574,48 @@ def _blend(p: _Prepared, alpha: float, cmap: str | Colormap) -> torch.Tensor:
     images, torch does (`_blend_torch`). For uint8 images both give the same numbers
     when no resizing is needed, and agree within 1 level otherwise.
     """
-    table, opencv = _lut(cmap)
+    table, opencv = _colour_rows(cmap)
     img = p.images
-    rows = table.shape[0] - (0 if opencv else 3)
     if (
         img.device.type == "cpu"
-        and rows <= 256
+        and len(table) <= 256
         and p.heat.shape[-2] <= img.shape[1]
         and p.heat.shape[-1] <= img.shape[2]
     ):
-        return _blend_cpu(p, alpha, table[:rows], opencv)
-    return _blend_torch(p, alpha, cmap)
+        return _blend_cpu(p, alpha, table, opencv)
+    return _blend_torch(p, alpha, table, opencv)
+
+
+def _colour_rows(cmap: str | Colormap) -> tuple[np.ndarray, bool]:
+    """``(rows, opencv)``: the uint8 (N, 3) colours a value in [0, 1] can pick.
+
+    That is `_lut` without matplotlib's under/over/bad rows, which clipped values never
+    reach.
+    """
+    table, opencv = _lut(cmap)
+    return (table if opencv else table[:-3]), opencv
 
 
 def _blend_torch(
-    p: _Prepared, alpha: float, cmap: str | Colormap, chunk_pixels: int = 1 << 17
+    p: _Prepared, alpha: float, table: np.ndarray, opencv: bool, chunk_pixels: int = 1 << 17
 ) -> torch.Tensor:
-    """`_blend` on torch, any device and image dtype.
+    """`_blend` on torch, any device and image dtype; ``table`` from `_colour_rows`.
 
     On the CPU, a few images at a time (about ``chunk_pixels`` pixels), reusing the same
     buffers so the work stays in cache; on other devices the whole batch at once.
     """
-    table, opencv = _lut(cmap)
     img = p.images
     n_img, h, w = int(img.shape[0]), int(img.shape[1]), int(img.shape[2])
     hh, hw = int(p.heat.shape[-2]), int(p.heat.shape[-1])
     dev = img.device
-    rows = table.shape[0] - (0 if opencv else 3)
+    rows = int(table.shape[0])
     # colours premultiplied by alpha, plus 0.5 so that the final cast rounds
-    lut = torch.tensor(table[:rows], dtype=torch.float32, device=dev).mul_(alpha).add_(0.5)
+    lut = torch.tensor(table, dtype=torch.float32, device=dev).mul_(alpha).add_(0.5)
     out = torch.empty((n_img, h, w, 3), dtype=torch.uint8, device=dev)
     step = min(max(1, chunk_pixels // (h * w)) if dev.type == "cpu" else n_img, n_img)
     enlarge = hh <= h and hw <= w
     if enlarge:  # bilinear as two matrix products (identity when the sizes match)
-        a_h = _linear_matrix(hh, h, dev)  # (H, h)
-        a_w = _linear_matrix(hw, w, dev).T.contiguous()  # (w, W)
+        a_h, a_w = _enlarge_matrices((hh, hw), (h, w), dev)
     heat_buf = torch.empty((step, h, w), dtype=torch.float32, device=dev)
     colour_buf = torch.empty((step * h * w, 3), dtype=torch.float32, device=dev)
     # float -> int32 -> uint8 is several times faster than float -> uint8 on the CPU
@@ -633,6 +648,8 @@ def _blend_cpu(
 ) -> torch.Tensor:
     """`_blend` on the CPU, with OpenCV's SIMD kernels doing the per-pixel work.
 
+    ``table`` is `_colour_rows`'s, at most 256 rows.
+
     The batch is processed as one tall image (``k * H`` rows) per chunk of ``k`` images:
     torch resizes the heatmaps (two matrix products) and computes the table rows,
     ``cv2.applyColorMap`` with a 256-row RGB table colours them and ``cv2.addWeighted``
@@ -650,8 +667,7 @@ def _blend_cpu(
     rows = int(table.shape[0])
     lut = np.zeros((256, 1, 3), dtype=np.uint8)
     lut[:rows, 0] = table
-    a_h = _linear_matrix(hh, h, img.device)  # (H, h)
-    a_w = _linear_matrix(hw, w, img.device).T.contiguous()  # (w, W)
+    a_h, a_w = _enlarge_matrices((hh, hw), (h, w), img.device)
     # scale the small maps, not the big ones: x * 255 (OpenCV) or x * N (matplotlib)
     scale = 255.0 if opencv else float(rows)
     heat = p.heat.clamp(0.0, 1.0).mul_(scale)
