@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 
@@ -32,13 +30,39 @@ def test_pretrained_accuracy(tiny_model, shapes_test):
     assert tiny_model.classes == shapes_test.classes
 
 
-def test_cache_reload_is_fast_and_identical(tiny_model):
-    start = time.perf_counter()
+def test_cache_reload_does_not_train_and_is_identical(tiny_model, monkeypatch):
+    import featviz.models
+
+    def no_training(**kw):
+        raise AssertionError("the cached model was retrained")
+
+    monkeypatch.setattr(featviz.models, "train_tiny_cnn", no_training)
     again = pretrained_tiny_cnn()
-    assert time.perf_counter() - start < 1.0
     ref, new = tiny_model.state_dict(), again.state_dict()
     for (k, a), (_, b) in zip(ref.items(), new.items(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_trained_and_loaded_models_look_the_same(tmp_path):
+    # a cold cache (trained now) and a warm one (loaded) must give the same object state
+    kw = {"seed": 3, "epochs": 1, "n_train": 64, "directory": tmp_path}
+    for model in (pretrained_tiny_cnn(**kw), pretrained_tiny_cnn(**kw)):
+        assert all(p.grad is None for p in model.parameters())
+        assert all(p.requires_grad for p in model.parameters())
+        assert not any(m.training for m in model.modules())
+        assert model.classes == Shapes(1).classes
+
+
+def test_cache_file_gets_the_umask_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        pretrained_tiny_cnn(seed=2, epochs=1, n_train=64, directory=tmp_path)
+    finally:
+        os.umask(old)
+    (f,) = tmp_path.iterdir()
+    assert f.stat().st_mode & 0o777 == 0o644
 
 
 def test_cache_dir_env(monkeypatch, tmp_path):

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featviz._ops import autograd_input, check_autograd_model, eval_mode, grad_enabled
 from featviz.hooks import LayerSpec, capture, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
@@ -564,15 +565,13 @@ class CAM:
                     "method='cam' weights channels by one class's linear weights and needs "
                     "class indices; a callable 'target' is not supported (use 'gradcam')."
                 )
-        flags = [(m, m.training) for m in self.model.modules()]
-        try:
-            if self.eval_mode:
-                self.model.eval()
+        if self._spec.gradients:
+            check_autograd_model(self.model, f"CAM(method={self.method!r})")
+        # the same maps inside the caller's no_grad() or inference_mode()
+        with grad_enabled(), eval_mode(self.model, self.eval_mode):
+            images = autograd_input(images)
             keys = self._keys if self._keys is not None else [self._probe_layer(images)]
             return self._compute(images, target, keys)
-        finally:
-            for module, flag in flags:
-                module.training = flag
 
     def _forward(
         self, x: torch.Tensor, keys: list[str], detach: bool

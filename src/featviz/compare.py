@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from featviz._ops import eval_mode
+
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
@@ -76,18 +78,12 @@ def _eval_forward(model: nn.Module, images: torch.Tensor, layer: Any = None) -> 
     """
     from featviz.hooks import capture
 
-    was_training = [m.training for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            if layer is None:
-                return model(images), None
-            with capture(model, layer) as cap:
-                out = model(images)
-            return out, next(iter(cap.activations.values()), None)
-    finally:
-        for m, flag in zip(model.modules(), was_training, strict=True):
-            m.train(flag)
+    with eval_mode(model), torch.no_grad():
+        if layer is None:
+            return model(images), None
+        with capture(model, layer) as cap:
+            out = model(images)
+        return out, next(iter(cap.activations.values()), None)
 
 
 def _titles(

@@ -20,6 +20,7 @@ bilinearly to the images' size when needed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from featviz import _ops
 
 __all__ = [
     "CurveScores",
@@ -124,31 +127,15 @@ def _check_reduction(reduction: Any, func: str) -> None:
 # --------------------------------------------------------------------------------------
 # model evaluation
 # --------------------------------------------------------------------------------------
-class _Eval:
-    """Eval mode + no_grad for the block; every module's training flag restored after."""
-
-    def __init__(self, model: nn.Module, eval_mode: bool) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(
-                f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__} "
-                "instead."
-            )
-        self.model = model
-        self.eval_mode = eval_mode
-        self.flags: list[tuple[nn.Module, bool]] = []
-        self._no_grad = torch.no_grad()
-
-    def __enter__(self) -> _Eval:
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        if self.eval_mode:
-            self.model.eval()
-        self._no_grad.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._no_grad.__exit__(*exc)
-        for module, flag in self.flags:
-            module.training = flag
+@contextlib.contextmanager
+def _evaluating(model: nn.Module, eval_mode: bool) -> Iterator[None]:
+    """Eval mode (flags restored after) and no_grad for the block."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__} instead."
+        )
+    with _ops.eval_mode(model, eval_mode), torch.no_grad():
+        yield
 
 
 def _score(outputs: Any, classes: torch.Tensor, probability: bool) -> torch.Tensor:
@@ -255,7 +242,7 @@ def _curve(
     curve = torch.empty(n * (steps + 1), dtype=torch.float32, device=x.device)
     from tqdm.auto import tqdm
 
-    with _Eval(model, eval_mode):
+    with _evaluating(model, eval_mode):
         classes = _classes(model, x, target, batch_size)
         total = n * (steps + 1)
         bar = tqdm(total=total, desc=func, disable=not progress)
@@ -403,7 +390,7 @@ def _confidences(
     batch_size = _check_int(batch_size, "batch_size", func, 1)
     x = images.detach()
     maps = _maps_for(x, saliency)
-    with _Eval(model, eval_mode):
+    with _evaluating(model, eval_mode):
         classes = _classes(model, x, target, batch_size)
         y = torch.cat([_score(model(x[i]), classes[i], True) for i in _chunks(len(x), batch_size)])
         o = torch.cat(

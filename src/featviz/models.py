@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from featviz._io import atomic_path
+from featviz._ops import grad_enabled
 from featviz._version import __version__
 from featviz.datasets import SHAPE_CLASSES, Shapes
 
@@ -141,7 +142,8 @@ def train_tiny_cnn(
     recipe = _recipe(seed, epochs, n_train, classes)
     data = Shapes(n_train, size=recipe["size"], seed=seed, classes=classes)
     images, labels = data.tensors()
-    with torch.random.fork_rng(devices=[]):
+    # training needs autograd also when called inside no_grad() or inference_mode()
+    with grad_enabled(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = TinyCNN(len(classes), width=recipe["width"])
         gen = torch.Generator().manual_seed(seed)
@@ -169,22 +171,17 @@ def train_tiny_cnn(
                 sched.step()
                 bar.update()
         bar.close()
+        # a trained model looks the same as one loaded from the cache: no .grad fields
+        opt.zero_grad(set_to_none=True)
     model.eval()
     return model
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # umask mode, not mkstemp's 0600: a shared cache stays readable by its other users
+    with atomic_path(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def pretrained_tiny_cnn(
@@ -225,11 +222,14 @@ def pretrained_tiny_cnn(
     path = Path(directory) if directory is not None else cache_dir()
     path = path / f"tiny_cnn-{key}.pt"
     if cache and path.exists():
-        with torch.random.fork_rng(devices=[]):  # init draws from the global RNG
+        # init draws from the global RNG; parameters made outside inference_mode stay
+        # usable by autograd
+        with grad_enabled(), torch.random.fork_rng(devices=[]):
             model = TinyCNN(len(classes), width=recipe["width"])
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["state_dict"])
+            with torch.inference_mode(False), torch.no_grad():
+                model.load_state_dict(state["state_dict"])
             model.eval()
             model.classes = classes  # type: ignore[assignment]
             return model
