@@ -8,10 +8,14 @@ or `DemoContext.save_image`, which record them for ``index.md``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
 import pkgutil
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +48,7 @@ class DemoContext:
     Attributes:
         out: Output folder (exists).
         fast: Use fewer images and iterations.
+        full: Full-size scores (more images and steps).
         device: Device to run models on.
         overwrite: Whether files may be replaced (``--force``).
         items: ``(section title, file name, caption)`` of every file written so far.
@@ -51,6 +56,7 @@ class DemoContext:
 
     out: Path
     fast: bool = False
+    full: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     overwrite: bool = False
     section: str = ""
@@ -65,10 +71,14 @@ class DemoContext:
 
     @cached_property
     def data(self) -> Shapes:
-        """Held-out `Shapes` images (seed 1): 64 with ``fast``, else 512."""
+        """Held-out `Shapes` images (seed 1): 64 with ``fast``, 512 with ``full``, else 256."""
         from featviz.datasets import Shapes
 
-        return Shapes(64 if self.fast else 512, seed=1)
+        return Shapes(self.sized(64, 256, 512), seed=1)
+
+    def sized(self, fast: int, default: int, full: int) -> int:
+        """The number for this run's size: ``fast``, ``default`` or ``full``."""
+        return fast if self.fast else full if self.full else default
 
     @cached_property
     def photos(self) -> dict[str, np.ndarray]:
@@ -121,48 +131,67 @@ def _sections() -> list[Any]:
     return sorted(modules, key=lambda m: (m.ORDER, m.__name__))
 
 
-def run_demo(
-    out: str | Path,
-    *,
-    force: bool = False,
-    fast: bool = False,
-    device: str | torch.device | None = None,
-) -> Path:
-    """Write every demo figure into ``out`` and an ``index.md`` listing them.
+#: Marks a folder as a demo's unfinished staging folder, safe for a later run to delete.
+_PARTIAL_MARK = ".featviz-demo-partial"
 
-    Args:
-        out: Output folder; created if missing.
-        force: Allow writing into a non-empty folder (files of the same name are replaced;
-            nothing else is touched).
-        fast: Fewer images and iterations (for tests and quick looks).
-        device: Torch device; default CUDA when available, else CPU.
 
-    Returns:
-        Path of the written ``index.md``.
-
-    Raises:
-        DemoError: ``out`` exists, is not empty, and ``force`` is False; or ``out`` is a file.
-    """
-    out = Path(out)
+def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise DemoError(f"{str(out)!r} exists and is not a folder")
+        raise DemoError(f"{str(out)!r} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise DemoError(f"{str(out)!r} is not empty; pass --force to write into it anyway")
-    out.mkdir(parents=True, exist_ok=True)
-    dev = (
-        torch.device(device)
-        if device
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    ctx = DemoContext(out=out, fast=fast, device=dev, overwrite=force)
-    timings: list[tuple[str, float]] = []
-    for section in _sections():
-        ctx.section = section.TITLE
-        start = time.perf_counter()
-        logger.info("demo: %s", section.TITLE)
-        section.run(ctx)
-        timings.append((section.TITLE, time.perf_counter() - start))
-    lines = ["# featviz demo", "", f"Device: `{dev}`. Written by `featviz demo`.", ""]
+    if not out.parent.is_dir():
+        raise DemoError(f"the folder of --out {str(out)!r} does not exist; create it first")
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """Yield the folder the demo writes into, and finish or clean it up.
+
+    That is ``out`` itself when it is a non-empty folder (``--force``), else a hidden
+    staging folder beside it that becomes ``out`` only when every section succeeded.
+    A failed or killed run leaves nothing in the way of the next one: the staging
+    folder is removed on failure, and one left by a killed run (it holds
+    `_PARTIAL_MARK`, so it is known to be ours) is removed at the next start.
+    """
+    if out.is_dir() and any(out.iterdir()):
+        yield out
+        return
+    stage = out.parent / f".{out.name}.featviz-partial"
+    if stage.is_dir() and (stage / _PARTIAL_MARK).is_file():
+        shutil.rmtree(stage)
+    try:
+        stage.mkdir()
+    except OSError as exc:
+        raise DemoError(f"cannot write beside {str(out)!r}: {exc.strerror}") from exc
+    (stage / _PARTIAL_MARK).touch()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    (stage / _PARTIAL_MARK).unlink()
+    if out.is_dir():
+        out.rmdir()  # empty (checked above); replaced by the finished folder
+    os.replace(stage, out)
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise DemoError(
+            f"--device {str(device)!r} is not usable here ({str(exc).splitlines()[0]}); "
+            "use 'cpu', or 'cuda' on a machine with a GPU"
+        ) from exc
+    return dev
+
+
+def _index(ctx: DemoContext, timings: list[tuple[str, float]]) -> str:
+    lines = ["# featviz demo", "", f"Device: `{ctx.device}`. Written by `featviz demo`.", ""]
     current = None
     for title, name, caption in ctx.items:
         if title != current:
@@ -174,7 +203,69 @@ def run_demo(
             lines += [f"- [`{name}`]({name}): {caption}", ""]
     lines += ["## Timings", "", "| section | seconds |", "| --- | ---: |"]
     lines += [f"| {t} | {s:.1f} |" for t, s in timings]
-    index = out / "index.md"
-    with atomic_path(index, overwrite=True) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return index
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    force: bool = False,
+    fast: bool = False,
+    full: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Path:
+    """Write every demo figure into ``out`` and an ``index.md`` listing them.
+
+    The default size fits a first run on 2 CPU cores into about 2 minutes, training of
+    the built-in model included; ``full`` computes the scores over more images and steps.
+    Until every section has succeeded the files go to a hidden staging folder beside
+    ``out``, so a failed run leaves ``out`` as it was (with ``force`` into a non-empty
+    folder, files are written in place).
+
+    Args:
+        out: Output folder; created if missing (its parent must exist).
+        force: Allow writing into a non-empty folder (files of the same name are replaced;
+            nothing else is touched).
+        fast: Fewer images and iterations (for tests and quick looks).
+        full: Full-size scores (256 images for localisation, 64 x 16 steps for
+            faithfulness); slower. Ignored with ``fast``.
+        device: Torch device; default CUDA when available, else CPU.
+        progress: Show which section runs and how far along the demo is (tqdm, stderr).
+
+    Returns:
+        Path of the written ``index.md``.
+
+    Raises:
+        DemoError: ``out`` exists, is not empty, and ``force`` is False; ``out`` is a file;
+            the device is not usable; or a section failed (the message names it; the
+            original exception is chained as ``__cause__``).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    _check_out(out, force)
+    dev = _device(device)
+    sections = _sections()
+    timings: list[tuple[str, float]] = []
+    with _staging(out) as folder:
+        ctx = DemoContext(
+            out=folder, fast=fast, full=full and not fast, device=dev, overwrite=force
+        )
+        bar = tqdm(sections, desc="featviz demo", unit="section", disable=not progress)
+        for section in bar:
+            ctx.section = section.TITLE
+            bar.set_postfix_str(section.TITLE)
+            start = time.perf_counter()
+            logger.info("demo: %s", section.TITLE)
+            try:
+                section.run(ctx)
+            except Exception as exc:
+                raise DemoError(
+                    f"section {section.TITLE!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            timings.append((section.TITLE, time.perf_counter() - start))
+        bar.close()
+        with atomic_path(folder / "index.md", overwrite=True) as tmp:
+            tmp.write_text(_index(ctx, timings), encoding="utf-8")
+    return out / "index.md"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -18,17 +19,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="featviz-demo", help="output folder (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
     p.add_argument("--fast", action="store_true", help="fewer images and iterations (for tests)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="full-size scores (more images and steps; several minutes on a CPU)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; returns 0 on success, 1 when OUT is non-empty without --force."""
+    """Run the demo; returns 0 on success, 1 when it cannot run or a section fails.
+
+    Errors are one line on stderr; ``featviz -v demo`` adds the traceback.
+    """
     from featviz.demo import DemoError, run_demo
 
     try:
-        index = run_demo(Path(args.out), force=args.force, fast=args.fast, device=args.device)
+        index = run_demo(
+            Path(args.out),
+            force=args.force,
+            fast=args.fast,
+            full=args.full,
+            device=args.device,
+            progress=not args.quiet,
+        )
     except DemoError as exc:
+        if getattr(args, "verbose", False):
+            traceback.print_exception(exc)
         sys.stderr.write(f"featviz demo: {exc}\n")
         return 1
     sys.stdout.write(f"featviz demo: wrote {index.parent} (see {index})\n")

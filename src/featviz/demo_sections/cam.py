@@ -56,7 +56,7 @@ def run(ctx: DemoContext) -> None:
     data = ctx.data
     images, _ = data.tensors()
     images = images.to(ctx.device)
-    n_eval = min(len(images), 64 if ctx.fast else 256)
+    n_eval = min(len(images), ctx.sized(64, 128, 256))
     shown = 4 if ctx.fast else 6
     maps: dict[str, torch.Tensor] = {}
     for method in METHODS:
@@ -100,8 +100,8 @@ def run(ctx: DemoContext) -> None:
     # localisation and faithfulness scores
     boxes = data.boxes[:n_eval]
     # deletion/insertion need steps + 1 forward passes per image and method: a subset
-    n_faith = min(n_eval, 32 if ctx.fast else 64)
-    steps = 8 if ctx.fast else 16
+    n_faith = min(n_eval, ctx.sized(32, 32, 64))
+    steps = ctx.sized(8, 8, 16)
     lines = [
         f"Pointing game and energy in box on {n_eval} held-out Shapes images; deletion, "
         f"insertion ({steps} steps) and Average Drop on the first {n_faith} "
