@@ -6,17 +6,31 @@ rules are written). Each primitive has one rule:
 - `grad_enabled` / `autograd_input`: code that needs autograd works the same when the
   caller is inside `torch.no_grad` or `torch.inference_mode`.
 - `eval_mode`: every module's train/eval flag is saved and restored, also on errors.
+- `minmax`: scaling to [0, 1] with one rule for constant maps and non-finite values.
+- `resize`: bilinear (or other) resizing of the last two axes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["autograd_input", "check_autograd_model", "eval_mode", "grad_enabled"]
+__all__ = [
+    "CONSTANT_RTOL",
+    "autograd_input",
+    "check_autograd_model",
+    "eval_mode",
+    "finite_or_zero",
+    "grad_enabled",
+    "minmax",
+    "resize",
+]
 
 
 @contextlib.contextmanager
@@ -88,3 +102,125 @@ def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+#: A map whose range is at most this fraction of its magnitude counts as constant.
+CONSTANT_RTOL = 1e-5
+
+
+def minmax(t: torch.Tensor, *, per_item: bool = True, what: str = "map") -> torch.Tensor:
+    """Scale to [0, 1] by the minimum and maximum: the one rule featviz uses everywhere.
+
+    - Each item of the first axis is scaled alone with ``per_item`` (a batch of maps),
+      else one minimum and maximum serve the whole tensor.
+    - A constant map (range at most `CONSTANT_RTOL` times its magnitude, which holds at
+      any scale and in float16) becomes all zeros, never NaN.
+    - Non-finite values (NaN, inf) do not count towards the minimum and maximum and come
+      out as 0, with a `RuntimeWarning` naming ``what``; an item with no finite value
+      becomes all zeros.
+
+    The arithmetic runs in float32 (float64 stays float64); the result has the input's
+    float dtype (float32 for integer input), shape and device. The input is not modified.
+
+    Args:
+        t: Tensor of any shape with at least one element; (N, ...) with ``per_item``.
+        per_item: Scale each ``t[i]`` separately.
+        what: How the warning names the data (for example ``"heatmap"``).
+
+    Returns:
+        Tensor of the same shape with values in [0, 1].
+    """
+    out_dtype = t.dtype if t.is_floating_point() else torch.float32
+    if t.numel() == 0:
+        return torch.zeros(t.shape, dtype=out_dtype, device=t.device)
+    x = t if t.dtype in (torch.float32, torch.float64) else t.float()
+    flat = x.reshape(x.shape[0] if per_item and x.ndim > 0 else 1, -1)
+    finite = torch.isfinite(flat)
+    if bool(finite.all()):
+        lo, hi = torch.aminmax(flat, dim=1)
+        finite_mask = None
+    else:
+        bad = int((~finite).sum())
+        warnings.warn(
+            f"featviz: {bad} non-finite value(s) (NaN or inf) in the {what} were ignored "
+            "for its minimum and maximum and set to 0.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
+        lo = torch.where(finite, flat, inf).amin(1)
+        hi = torch.where(finite, flat, -inf).amax(1)
+        finite_mask = finite
+    span = hi - lo
+    ok = span > CONSTANT_RTOL * torch.maximum(hi.abs(), lo.abs())
+    # a constant (or empty) item: subtract 0 and divide by inf -> exact zeros
+    lo = torch.where(ok, lo, torch.zeros_like(lo))
+    span = torch.where(ok, span, torch.full_like(span, math.inf))
+    out = (flat - lo[:, None]).div_(span[:, None])
+    if finite_mask is not None:
+        out = torch.where(finite_mask, out, torch.zeros_like(out))
+    return out.reshape(x.shape).to(out_dtype)
+
+
+def resize(
+    t: torch.Tensor,
+    size: tuple[int, int],
+    mode: str = "bilinear",
+    *,
+    antialias: bool = False,
+) -> torch.Tensor:
+    """Resize the last two axes of a float tensor of rank 2-4: the one resize featviz uses.
+
+    Bilinear and bicubic use ``align_corners=False`` (OpenCV's ``INTER_LINEAR`` when
+    enlarging); ``antialias`` low-pass filters when shrinking. float16/bfloat16 on the
+    CPU are resized in float32 and cast back. Same size: ``t`` itself is returned.
+
+    Args:
+        t: (H, W), (N, H, W) or (N, C, H, W) float tensor.
+        size: Output ``(height, width)``.
+        mode: A ``torch.nn.functional.interpolate`` mode.
+        antialias: Low-pass filter when shrinking (bilinear and bicubic only).
+
+    Returns:
+        Tensor (..., height, width) of ``t``'s dtype and device.
+    """
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    import torch.nn.functional as F
+
+    shape = t.shape
+    x = t.reshape((-1, 1, *shape[-2:])) if t.ndim != 4 else t
+    half = x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu"
+    if half:
+        x = x.float()
+    kw: dict[str, Any] = {}
+    if mode in ("bilinear", "bicubic"):
+        kw = {"align_corners": False, "antialias": antialias}
+    y = F.interpolate(x, size=tuple(size), mode=mode, **kw)
+    if half:
+        y = y.to(t.dtype)
+    return y.reshape((*shape[:-2], *size))
+
+
+def finite_or_zero(t: torch.Tensor, *, what: str = "map") -> torch.Tensor:
+    """``t`` with NaN and inf set to 0 (with a `RuntimeWarning` naming ``what``), else ``t``.
+
+    The same rule as `minmax` for data that is used without scaling.
+
+    Args:
+        t: Float tensor of any shape.
+        what: How the warning names the data.
+
+    Returns:
+        ``t`` itself when every value is finite, else a new tensor.
+    """
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return t
+    warnings.warn(
+        f"featviz: {int((~finite).sum())} non-finite value(s) (NaN or inf) in the {what} "
+        "were set to 0.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return torch.where(finite, t, torch.zeros_like(t))

@@ -25,10 +25,16 @@ from types import TracebackType
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from featviz._ops import autograd_input, check_autograd_model, eval_mode, grad_enabled
+from featviz._ops import (
+    autograd_input,
+    check_autograd_model,
+    eval_mode,
+    grad_enabled,
+    minmax,
+    resize,
+)
 from featviz.hooks import LayerSpec, capture, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
@@ -41,9 +47,6 @@ Target = int | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor] | No
 
 #: Output size: ``"input"`` (the images' size), None (the layer's size) or ``(H, W)``.
 Size = Literal["input"] | tuple[int, int] | None
-
-#: Maps whose range is below this fraction of their magnitude count as constant (-> 0).
-_CONSTANT_RTOL = 1e-5
 
 
 # --------------------------------------------------------------------------------------
@@ -155,10 +158,7 @@ def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Ten
 
     for chunk in tqdm(chunks, desc="Score-CAM", disable=not job.progress or len(chunks) <= 1):
         i, k = chunk[:, 0], chunk[:, 1]
-        m = F.interpolate(a[i, k][:, None], size=size, mode="bilinear", align_corners=False)
-        lo = m.amin(_HW, keepdim=True)
-        hi = m.amax(_HW, keepdim=True)
-        m = (m - lo) / (hi - lo + 1e-8)
+        m = minmax(resize(a[i, k], size), what="Score-CAM mask")[:, None]
         img_rows = i.to(images.device)
         out = job.model(images[img_rows] * m.to(images.device, images.dtype))
         scores[i, k] = job.score(out, img_rows).float().to(a.device)
@@ -284,22 +284,6 @@ def _target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 # maps: normalisation, resizing, fusion
 # --------------------------------------------------------------------------------------
-def _minmax(maps: torch.Tensor) -> torch.Tensor:
-    """Per-image min-max to [0, 1]; constant (or near-constant) maps become zeros."""
-    lo, hi = torch.aminmax(maps.flatten(1), dim=1)
-    span = hi - lo
-    ok = span > _CONSTANT_RTOL * torch.maximum(hi.abs(), lo.abs())
-    # dividing the (finite) maps by an infinite span gives exact zeros for constant maps
-    span = torch.where(ok, span, torch.full_like(span, math.inf))
-    return (maps - lo[:, None, None]).div_(span[:, None, None])
-
-
-def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(maps.shape[-2:]) == size:
-        return maps
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
 def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
     """ViT tokens (N, 1 + h*w, C) -> (N, C, h, w): drop the class token, square grid."""
     if tokens.ndim != 3:
@@ -710,13 +694,13 @@ class CAM:
                 stacklevel=3,
             )
             raw = [torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0) for r in raw]
-        maps = [_resize(r, size).to(images.device) for r in raw]
+        maps = [resize(r, size).to(images.device) for r in raw]
         if len(maps) == 1:
             out = maps[0]
         else:
-            out = torch.stack([_minmax(m) if self.normalize else m for m in maps]).mean(0)
+            out = torch.stack([minmax(m) if self.normalize else m for m in maps]).mean(0)
         if self.normalize:
-            out = _minmax(out)
+            out = minmax(out)
         return out.float().contiguous()
 
     # -- context manager ---------------------------------------------------------------

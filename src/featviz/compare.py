@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from featviz._ops import eval_mode
+from featviz._ops import eval_mode, minmax
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -114,23 +114,16 @@ def _check_scale(scale: Any, func: str) -> None:
         )
 
 
-def _rescale(maps: dict[str, torch.Tensor], scale: Scale, eps: float = 1e-12) -> None:
+def _rescale(maps: dict[str, torch.Tensor], scale: Scale) -> None:
     """Min-max normalise in place: each map alone ("map") or jointly per row ("row")."""
     if scale == "map":
         for name, m in maps.items():
-            flat = m.flatten(1)
-            lo = flat.min(dim=1).values[:, None, None]
-            hi = flat.max(dim=1).values[:, None, None]
-            span = hi - lo
-            maps[name] = torch.where(span > eps, (m - lo) / span.clamp_min(eps), 0.0)
+            maps[name] = minmax(m, what="CAM")
         return
     # "row": one min and max per image over every model's map (maps share a size)
-    stacked = torch.stack([m.flatten(1) for m in maps.values()], dim=0)  # (M, N, hw)
-    lo = stacked.amin(dim=(0, 2))[:, None, None]
-    hi = stacked.amax(dim=(0, 2))[:, None, None]
-    span = hi - lo
-    for name, m in maps.items():
-        maps[name] = torch.where(span > eps, (m - lo) / span.clamp_min(eps), 0.0)
+    joint = minmax(torch.stack(list(maps.values()), dim=1), what="CAM")  # (N, M, h, w)
+    for i, name in enumerate(maps):
+        maps[name] = joint[:, i]
 
 
 def _draw(

@@ -32,6 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featviz._images import mean_std, pil_to_rgb, size2
+from featviz._ops import finite_or_zero, minmax, resize
+
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
@@ -123,58 +126,44 @@ def sum_channels(fmap: Any, reduce: str = "sum") -> Any:
     return _back(out, was_numpy)
 
 
-def normalize(map: Any, *, per_image: bool = True, eps: float = 1e-12) -> Any:
-    """Min-max scale maps to [0, 1]: ``(x - min) / max(max - min, eps)``.
+def normalize(map: Any, *, per_image: bool = True, eps: float | None = None) -> Any:
+    """Min-max scale maps to [0, 1]: ``(x - min) / (max - min)``.
 
-    A constant map becomes all zeros (never NaN).
+    The rule of every featviz function that scales maps: a constant map (its range at
+    most 1e-5 of its magnitude, at any scale and in float16) becomes all zeros, never
+    NaN; NaN and inf values do not count towards the minimum and maximum and become 0,
+    with a `RuntimeWarning`.
 
     Args:
         map: (H, W), (N, H, W) or (N, C, H, W), a tensor or an array.
         per_image: With a batch (3-D or 4-D input), take min and max over each item of
             the first axis separately; ``False`` uses one min and max for everything.
             2-D input is always one image.
-        eps: Smallest range divided by (guards constant maps).
+        eps: Deprecated and ignored (constant maps follow the rule above); passing it
+            emits a `FutureWarning`.
 
     Returns:
-        Floats in [0, 1], same shape and kind as ``map`` (float32 for integer input).
+        Floats in [0, 1], same shape and kind as ``map`` (float32 for integer input,
+        else the input's float dtype).
 
     Raises:
         TypeError: ``map`` is neither a tensor nor an array.
         ValueError: ``map`` has fewer than 2 dimensions or is empty.
     """
+    if eps is not None:
+        warnings.warn(
+            "The 'eps' parameter of normalize is deprecated and ignored: constant maps "
+            "always become zeros. Remove the argument.",
+            FutureWarning,
+            stacklevel=2,
+        )
     t, was_numpy = _as_tensor(map, "map", "normalize")
     if t.ndim < 2 or t.numel() == 0:
         raise ValueError(
             "The 'map' parameter of normalize must be a non-empty array with at least 2 "
             f"dimensions (H, W). Got shape {tuple(t.shape)} instead."
         )
-    return _back(_normalize(_float(t), per_image and t.ndim > 2, eps), was_numpy)
-
-
-def _normalize(t: torch.Tensor, per_image: bool, eps: float = 1e-12) -> torch.Tensor:
-    if per_image:
-        flat = t.reshape(t.shape[0], -1)
-        lo = flat.amin(1).reshape((-1,) + (1,) * (t.ndim - 1))
-        hi = flat.amax(1).reshape((-1,) + (1,) * (t.ndim - 1))
-    else:
-        lo, hi = t.amin(), t.amax()
-    return (t - lo) / (hi - lo).clamp_min(eps)
-
-
-def _size2(size: Any, param: str, func: str) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (int(size), int(size))
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-        or min(size) < 1
-    ):
-        raise ValueError(
-            f"The {param!r} parameter of {func} must be an int >= 1 or a pair "
-            f"(height, width) of ints >= 1. Got {size!r} instead."
-        )
-    return int(size[0]), int(size[1])
+    return _back(minmax(t, per_item=per_image and t.ndim > 2), was_numpy)
 
 
 def upsample(
@@ -217,29 +206,11 @@ def upsample(
         raise ValueError(
             f"The 'mode' parameter of upsample must be one of {list(_MODES)}. Got {mode!r} instead."
         )
-    hw = _size2(size, "size", "upsample")
-    out = _resize(_float(t), hw, mode, antialias)
+    hw = size2(size, "size", "upsample")
+    out = resize(_float(t), hw, mode, antialias=antialias)
     if out is t or out.data_ptr() == t.data_ptr():
         out = out.clone()  # same size: never hand back the caller's memory
     return _back(out, was_numpy)
-
-
-def _resize(t: torch.Tensor, hw: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
-    """Resize the last two axes of a float tensor of rank 2-4."""
-    if tuple(t.shape[-2:]) == hw:
-        return t
-    shape = t.shape
-    x = t.reshape((-1, 1, *shape[-2:])) if t.ndim != 4 else t
-    half = x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu"
-    if half:
-        x = x.float()
-    kw: dict[str, Any] = {}
-    if mode in ("bilinear", "bicubic"):
-        kw = {"align_corners": False, "antialias": antialias}
-    y = F.interpolate(x, size=hw, mode=mode, **kw)
-    if half:
-        y = y.to(t.dtype)
-    return y.reshape((*shape[:-2], *hw))
 
 
 # -- colour maps ------------------------------------------------------------------------
@@ -359,9 +330,7 @@ def _image_batch(image: Any, device: torch.device | None) -> tuple[torch.Tensor,
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        from featviz.imageio import _pil_to_rgb
-
-        t = torch.from_numpy(_pil_to_rgb(image))
+        t = torch.from_numpy(pil_to_rgb(image))
         if device is not None:
             t = t.to(device)
         return t[None], False, False
@@ -433,15 +402,8 @@ def _mean_std(mean: Any, std: Any, nhwc: torch.Tensor) -> tuple[torch.Tensor, to
             "The 'mean' and 'std' parameters of overlay apply to normalized float "
             "images; the image is uint8."
         )
-    c = nhwc.shape[-1]
-    m = torch.as_tensor(mean, dtype=torch.float32, device=nhwc.device).reshape(-1)
-    sd = torch.as_tensor(std, dtype=torch.float32, device=nhwc.device).reshape(-1)
-    if m.numel() not in (1, c) or sd.numel() not in (1, c):
-        raise ValueError(
-            f"The 'mean' and 'std' parameters of overlay must have 1 or {c} values "
-            f"(one per channel). Got mean={mean!r}, std={std!r}."
-        )
-    return m, sd
+    m, sd = mean_std(mean, std, nhwc.shape[-1], nhwc.device, "overlay")
+    return m.reshape(-1), sd.reshape(-1)
 
 
 def _to_rgb255(
@@ -507,9 +469,7 @@ def _prepare(
     img, img_batched, tensor_input = _image_batch(image, device)
     mean_std = _mean_std(mean, std, img)
     heat, heat_batched = _heatmap_batch(heatmap, img.device)
-    heat = torch.nan_to_num(heat, nan=0.0)
-    if normalize:
-        heat = _normalize(heat, per_image=True)
+    heat = minmax(heat, what="heatmap") if normalize else finite_or_zero(heat, what="heatmap")
     ni, nh = img.shape[0], heat.shape[0]
     if ni != nh:
         if ni != 1 and nh != 1:
@@ -552,7 +512,7 @@ def _heat_to(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if (h, w) == size:
         return heat.clone().clamp_(0.0, 1.0)
     if h > size[0] or w > size[1]:
-        return _resize(heat, size, "bilinear", antialias=True).clamp_(0.0, 1.0)
+        return resize(heat, size, antialias=True).clamp_(0.0, 1.0)
     a_h, a_w = _enlarge_matrices((h, w), size, heat.device)
     return torch.matmul(torch.matmul(a_h, heat), a_w).clamp_(0.0, 1.0)
 
@@ -629,7 +589,7 @@ def _blend_torch(
         if enlarge:
             torch.matmul(torch.matmul(a_h, p.heat[s:e]), a_w, out=heat)
         else:
-            heat.copy_(_resize(p.heat[s:e], (h, w), "bilinear", antialias=True))
+            heat.copy_(resize(p.heat[s:e], (h, w), antialias=True))
         idx = _fast_indices(heat.clamp_(0.0, 1.0), rows, opencv, idx_buf[:m])
         colour = torch.index_select(lut, 0, idx, out=colour_buf[:m]).view(e - s, h, w, 3)
         rgb = img[s:e] if direct else _to_rgb255(img[s:e], p.mean_std)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from featviz._images import mean_std, pil_to_float, size2
 from featviz._io import atomic_path
+from featviz._ops import resize
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -206,38 +208,6 @@ def save_image(
 
 
 # -- files -> tensors -------------------------------------------------------------------
-def _pil_to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """Any PIL image -> uint8 RGB (H, W, 3); transparency composited onto ``background``."""
-    return np.clip(np.rint(_pil_to_float(img, background) * 255.0), 0, 255).astype(np.uint8)
-
-
-def _pil_to_float(
-    img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)
-) -> np.ndarray:
-    """Any PIL image -> float32 RGB (H, W, 3) in [0, 1], at full bit depth."""
-    mode = img.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        a = np.asarray(img).astype(np.float32)
-        # 16-bit files: 0..65535; 32-bit "I" holding 8-bit data stays 0..255
-        top = 255.0 if mode == "I" and a.size and a.max() <= 255 else 65535.0
-        g = np.clip(a / top, 0.0, 1.0)
-        return np.repeat(g[..., None], 3, axis=2)
-    if mode == "F":
-        g = np.asarray(img, dtype=np.float32)
-        if g.size and g.max() > 1:  # float data stored as 0..255
-            g = g / 255.0
-        return np.repeat(np.clip(g, 0.0, 1.0)[..., None], 3, axis=2)
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode in ("P", "L", "RGB") and "transparency" in img.info
-    )
-    if has_alpha:
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-        a = rgba[..., 3:]
-        bg = np.asarray(background, dtype=np.float32) / 255.0
-        return (rgba[..., :3] * a + bg * (1.0 - a)).astype(np.float32)
-    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-
-
 def load_image(
     path: str | os.PathLike[str],
     *,
@@ -288,14 +258,12 @@ def load_image(
         )
     hw = None
     if size is not None:
-        from featviz.featuremaps import _size2
-
-        hw = _size2(size, "size", "load_image")
+        hw = size2(size, "size", "load_image")
     try:
         with Image.open(p) as im:
             im.load()
             upright = ImageOps.exif_transpose(im)
-            rgb01 = _pil_to_float(upright)
+            rgb01 = pil_to_float(upright)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(
             f"The 'path' parameter of load_image names a file that is not a readable "
@@ -304,27 +272,11 @@ def load_image(
     original = np.clip(np.rint(rgb01 * 255.0), 0, 255).astype(np.uint8)
     x = torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1)))[None]
     if hw is not None and tuple(x.shape[-2:]) != hw:
-        import torch.nn.functional as F
-
-        x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
-        x = x.clamp(0.0, 1.0)
+        x = resize(x, hw, antialias=True).clamp(0.0, 1.0)
     if mean is not None and std is not None:
-        m, s = _mean_std(mean, std, x.device, "load_image")
+        m, s = mean_std(mean, std, 3, x.device, "load_image")
         x = (x - m) / s
     return x.contiguous(), original
-
-
-def _mean_std(
-    mean: Sequence[float], std: Sequence[float], device: torch.device, func: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    m = torch.as_tensor(mean, dtype=torch.float32, device=device).reshape(-1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=device).reshape(-1)
-    if m.numel() not in (1, 3) or s.numel() not in (1, 3) or bool((s == 0).any()):
-        raise ValueError(
-            f"The 'mean' and 'std' parameters of {func} must have 1 or 3 values each, with "
-            f"std != 0. Got mean={mean!r}, std={std!r}."
-        )
-    return m.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
 
 
 def denormalize(
@@ -366,7 +318,7 @@ def denormalize(
         )
     if t.dtype != torch.float64:
         t = t.float()
-    m, s = _mean_std(mean, std, t.device, "denormalize")
+    m, s = mean_std(mean, std, 3, t.device, "denormalize")
     c = t.shape[-3]
     if m.shape[0] not in (1, c):
         raise ValueError(

@@ -102,9 +102,7 @@ def _as_maps(saliency: Any, n: int | None = None) -> torch.Tensor:
 def _maps_for(images: torch.Tensor, saliency: Any) -> torch.Tensor:
     maps = _as_maps(saliency, images.shape[0]).to(images.device)
     size = tuple(images.shape[-2:])
-    if tuple(maps.shape[-2:]) != size:
-        maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return maps
+    return _ops.resize(maps, size)
 
 
 def _check_int(value: Any, name: str, func: str, low: int) -> int:
