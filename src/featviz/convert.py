@@ -585,7 +585,7 @@ def _decode(src: Path, opts: _Options) -> _Prepared:
         raise ValueError(f"Cannot read the image {str(src)!r}: {exc}") from exc
     if n_frames > 1:
         logger.info("%s has %d frames; converting the first", src, n_frames)
-        prepared.losses.insert(0, f"frames 2 to {n_frames} (only the first is converted)")
+        prepared.losses.insert(0, f"frames (pages) 2 to {n_frames} (only the first is converted)")
     if wide:
         prepared.losses.append("its 16-bit colour samples (decoded as 8 bits)")
     return prepared
@@ -941,22 +941,47 @@ def _check_out_dir(out_dir: object) -> Path | None:
     return out_path
 
 
-def _gather(
-    inputs: list[Path], recursive: bool, out_path: Path | None
-) -> list[tuple[Path, Path | None]]:
-    """Inputs -> ``(file, folder it was found in or None)``, folders expanded, in order.
+@dataclass(frozen=True)
+class _Input:
+    """One input file.
 
-    Files inside ``out_path`` are left out of folder listings. Duplicates stay (see
-    `_first_of`).
+    ``root`` is the folder it was found in (None: given directly); ``problem`` says why
+    it cannot even be looked at (None: fine).
     """
-    found: list[tuple[Path, Path | None]] = []
+
+    path: Path
+    root: Path | None = None
+    problem: str | None = None
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # unreadable parent, NUL byte: reported later
+        return False
+
+
+def _gather(inputs: list[Path], recursive: bool, out_path: Path | None) -> list[_Input]:
+    """Inputs -> files, folders expanded (sorted), in input order.
+
+    Files inside ``out_path`` are left out of folder listings. Duplicates stay (`_plan`
+    reports them); a folder that cannot be listed becomes one input with a problem.
+    """
+    found: list[_Input] = []
     for item in inputs:
-        if item.is_dir():
-            files = item.rglob("*") if recursive else item.iterdir()
-            found += [(f, item) for f in sorted(p for p in files if p.is_file())]
-            found = [(f, root) for f, root in found if root is None or not _is_within(f, out_path)]
-        else:
-            found.append((item, None))
+        if not _is_folder(item):
+            found.append(_Input(item))
+            continue
+        try:
+            files = sorted(
+                p for p in (item.rglob("*") if recursive else item.iterdir()) if p.is_file()
+            )
+        except OSError as exc:
+            found.append(
+                _Input(item, problem=f"cannot list the folder {str(item)!r}: {exc.strerror}")
+            )
+            continue
+        found += [_Input(f, item) for f in files if not _is_within(f, out_path)]
     return found
 
 
@@ -964,7 +989,7 @@ def _identity(path: Path) -> Path:
     """The key two spellings of one file share (symlinks and ``..`` resolved)."""
     try:
         return path.resolve()
-    except (OSError, RuntimeError):  # symlink loops
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
         return Path(os.path.abspath(path))
 
 
@@ -978,8 +1003,14 @@ def _destination(src: Path, root: Path | None, out_path: Path | None, suffix: st
 
 def _screen(src: Path, fmt: str) -> _Outcome | None:
     """Why ``src`` is not converted (missing, hidden, not an image, already ``fmt``), or None."""
-    if not src.exists():
+    try:
+        src.stat()
+    except FileNotFoundError:
         return _Outcome("failed", f"no such file or folder: {str(src)!r}")
+    except (OSError, ValueError) as exc:
+        return _Outcome(
+            "failed", f"cannot access {str(src)!r}: {getattr(exc, 'strerror', None) or exc}"
+        )
     if src.name.startswith("."):
         return _Outcome("skipped", "hidden file")
     if src.suffix.lower() not in _INPUT_SUFFIXES:
@@ -990,7 +1021,7 @@ def _screen(src: Path, fmt: str) -> _Outcome | None:
 
 
 def _plan(
-    found: list[tuple[Path, Path | None]], out_path: Path | None, opts: _Options
+    found: list[_Input], out_path: Path | None, opts: _Options
 ) -> tuple[dict[int, _Outcome], list[tuple[int, Path, Path]]]:
     """Decide each input's fate before writing anything.
 
@@ -1002,8 +1033,12 @@ def _plan(
     jobs: list[tuple[int, Path, Path]] = []
     first: dict[Path, Path] = {}  # identity -> first spelling
     planned: dict[Path, Path] = {}  # destination identity -> its source
-    sources = {_identity(f) for f, _ in found}
-    for i, (src, root) in enumerate(found):
+    sources = {_identity(item.path) for item in found}
+    for i, item in enumerate(found):
+        src = item.path
+        if item.problem is not None:
+            results[i] = _Outcome("failed", item.problem)
+            continue
         key = _identity(src)
         if key in first:
             results[i] = _Outcome(
@@ -1015,7 +1050,7 @@ def _plan(
         if screened is not None:
             results[i] = screened
             continue
-        dst = _destination(src, root, out_path, opts.suffix)
+        dst = _destination(src, item.root, out_path, opts.suffix)
         target = _identity(dst)
         if target in sources:
             results[i] = _Outcome(
@@ -1049,15 +1084,13 @@ def _convert_one(src: Path, dst: Path, opts: _Options) -> _Outcome:
     return _Outcome("converted", dst)
 
 
-def _build_report(
-    found: list[tuple[Path, Path | None]], results: dict[int, _Outcome]
-) -> ConversionReport:
+def _build_report(found: list[_Input], results: dict[int, _Outcome]) -> ConversionReport:
     report = ConversionReport()
-    for i, (src, _) in enumerate(found):
+    for i, item in enumerate(found):
         outcome = results[i]
-        getattr(report, outcome.status).append((src, outcome.value))
+        getattr(report, outcome.status).append((item.path, outcome.value))
         if outcome.kept is not None:
-            report.kept.append((src, outcome.kept))
+            report.kept.append((item.path, outcome.kept))
     return report
 
 
