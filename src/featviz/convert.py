@@ -23,11 +23,19 @@ fixed, documented rules where it does not:
   still matches the written pixels (a grey profile is dropped when grey becomes RGB).
 
 Safety: every file is written through `featviz._io.atomic_path` (a temporary file beside
-the destination, moved into place only when complete); an existing destination is never
-replaced unless ``overwrite=True``; the source is only read, and it is deleted only when
-``remove_source=True`` *and* the written file, flushed to disk, re-opens (``verify`` +
-``load``) with the expected size and format. Corrupt or truncated images raise
-`ValueError` naming the file; `PIL.ImageFile.LOAD_TRUNCATED_IMAGES` is never changed.
+the destination, moved into place only when complete; its name never appears in an
+error message); an existing destination is never replaced unless ``overwrite=True``;
+the source is only read, and it is deleted only when ``remove_source=True`` *and* the
+written file, flushed to disk, re-opens (``verify`` + ``load``) with the expected size
+and format *and* the output holds everything the source held. When the output lacks
+something (frames 2..n, used transparency, bits, CMYK, an ICC profile, EXIF, XMP, a
+comment, PNG text), the output is written and the source kept, with a
+`SourceKeptWarning` (`convert_image`) or an entry in `ConversionReport.kept`
+(`convert_images`); docs/conversion.md has the table. A deletion that fails (e.g. a
+read-only folder) is reported as such, and a rerun accepts an existing destination
+that holds exactly this conversion. Corrupt or truncated images and decompression
+bombs raise `ValueError` naming the file; `PIL.ImageFile.LOAD_TRUNCATED_IMAGES` is
+never changed.
 
 Example:
     >>> featviz.convert_image("scan.png", to="jpg")  # doctest: +SKIP
@@ -585,7 +593,8 @@ def _decode(src: Path, opts: _Options) -> _Prepared:
         raise ValueError(f"Cannot read the image {str(src)!r}: {exc}") from exc
     if n_frames > 1:
         logger.info("%s has %d frames; converting the first", src, n_frames)
-        prepared.losses.insert(0, f"frames (pages) 2 to {n_frames} (only the first is converted)")
+        rest = "frame (page) 2" if n_frames == 2 else f"frames (pages) 2 to {n_frames}"
+        prepared.losses.insert(0, f"{rest} (only the first is converted)")
     if wide:
         prepared.losses.append("its 16-bit colour samples (decoded as 8 bits)")
     return prepared
@@ -1020,46 +1029,63 @@ def _screen(src: Path, fmt: str) -> _Outcome | None:
     return None
 
 
+def _screen_all(found: list[_Input], fmt: str) -> tuple[dict[int, _Outcome], list[int]]:
+    """Sort inputs into those not to convert and the candidates.
+
+    Returns:
+        Outcomes of the inputs not to convert (a problem, a duplicate, `_screen`), by
+        index, and the indices of the rest, in order.
+    """
+    results: dict[int, _Outcome] = {}
+    candidates: list[int] = []
+    first: dict[Path, Path] = {}  # identity -> first spelling
+    for i, item in enumerate(found):
+        key = _identity(item.path)
+        if item.problem is not None:
+            results[i] = _Outcome("failed", item.problem)
+        elif key in first:
+            results[i] = _Outcome(
+                "skipped", f"the same file as {str(first[key])!r} (converted once)"
+            )
+        else:
+            first[key] = item.path
+            screened = _screen(item.path, fmt)
+            if screened is None:
+                candidates.append(i)
+            else:
+                results[i] = screened
+    return results, candidates
+
+
 def _plan(
     found: list[_Input], out_path: Path | None, opts: _Options
 ) -> tuple[dict[int, _Outcome], list[tuple[int, Path, Path]]]:
     """Decide each input's fate before writing anything.
 
+    A destination that is another input to convert fails; one that is an input left
+    alone (e.g. already in the target format: an earlier run's output) is an ordinary
+    existing destination, except with ``overwrite``, where it fails rather than be
+    replaced.
+
     Returns:
         Outcomes already known (skipped or failed), by input index, and the
         ``(index, source, destination)`` jobs to run.
     """
-    results: dict[int, _Outcome] = {}
+    results, candidates = _screen_all(found, opts.fmt)
+    converting = {_identity(found[i].path) for i in candidates}
+    left_alone = {_identity(found[i].path) for i in results}
     jobs: list[tuple[int, Path, Path]] = []
-    first: dict[Path, Path] = {}  # identity -> first spelling
     planned: dict[Path, Path] = {}  # destination identity -> its source
-    sources = {_identity(item.path) for item in found}
-    for i, item in enumerate(found):
-        src = item.path
-        if item.problem is not None:
-            results[i] = _Outcome("failed", item.problem)
-            continue
-        key = _identity(src)
-        if key in first:
-            results[i] = _Outcome(
-                "skipped", f"the same file as {str(first[key])!r} (converted once)"
-            )
-            continue
-        first[key] = src
-        screened = _screen(src, opts.fmt)
-        if screened is not None:
-            results[i] = screened
-            continue
-        dst = _destination(src, item.root, out_path, opts.suffix)
+    for i in candidates:
+        src = found[i].path
+        dst = _destination(src, found[i].root, out_path, opts.suffix)
         target = _identity(dst)
-        if target in sources:
-            results[i] = _Outcome(
-                "failed", f"the destination {str(dst)!r} is one of the input files"
-            )
+        if target in converting or (opts.overwrite and target in left_alone):
+            reason = f"the destination {str(dst)!r} is one of the input files"
+            results[i] = _Outcome("failed", reason)
         elif target in planned:
-            results[i] = _Outcome(
-                "failed", f"the destination {str(dst)!r} is also that of {str(planned[target])!r}"
-            )
+            reason = f"the destination {str(dst)!r} is also that of {str(planned[target])!r}"
+            results[i] = _Outcome("failed", reason)
         else:
             planned[target] = src
             jobs.append((i, src, dst))
