@@ -576,7 +576,8 @@ def _decode(src: Path, opts: _Options) -> _Prepared:
             im.load()
             prepared = _prepare(im, opts.fmt, opts.background)
             prepared.image.load()
-            prepared.metadata = _metadata_kinds(im)
+            if opts.remove_source:  # compared with the output's only then
+                prepared.metadata = _metadata_kinds(im)
     except UnidentifiedImageError as exc:
         raise ValueError(
             f"{str(src)!r} is not an image in a supported format (PNG, JPEG, WebP, BMP, TIFF, GIF)."
