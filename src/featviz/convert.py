@@ -331,8 +331,8 @@ class _Prepared:
         image: Pixels in a mode the target format stores.
         icc: ICC profile to embed, or None.
         exif: EXIF block to embed (orientation removed), or None.
-        losses: What the output will lack compared with the source (see `_LOSS_TABLE`
-            in the docs), e.g. ``"frames 2 to 3"``; empty when nothing is lost.
+        losses: What the output will lack compared with the source (the table in
+            docs/conversion.md), e.g. ``"frames (pages) 2 to 3 (...)"``; empty: nothing.
         metadata: Kinds of metadata the source holds (`_metadata_kinds`).
     """
 
