@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
+import struct
 import tempfile
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageFile
+from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
 import featviz
 from featviz import convert as conv
@@ -499,3 +503,425 @@ def test_property_every_target_reopens_with_same_size(mode, w, h, src_fmt, seed)
                 if to in ("jpg", "bmp"):
                     assert back.mode in ("L", "RGB")
         assert src.read_bytes() == before
+
+
+# ----------------------------------------------------------------------- remove_source and losses
+
+
+def png16(path: Path, a: np.ndarray) -> None:
+    """Write a 16-bit-per-channel RGB(A) PNG by hand (Pillow only writes 8-bit RGB)."""
+    h, w, c = a.shape
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def make_lossy(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """A source file of one lossy case and the target that loses something."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    camera = Image.Exif()
+    camera[0x010F] = "featviz-camera"
+    frames = [Image.new("RGB", (6, 4), c) for c in ("red", "lime", "blue")]
+    src = tmp_path / {"gif": "anim.gif", "tiff-pages": "pages.tif", "48bit": "deep48.png"}.get(
+        case, f"{case}.png"
+    )
+    if case == "gif":
+        frames[0].save(src, save_all=True, append_images=frames[1:], duration=40)
+        return src, "png"
+    if case == "tiff-pages":
+        frames[0].save(src, save_all=True, append_images=frames[1:])
+        return src.with_suffix(".tif"), "tiff"
+    if case == "alpha":
+        Image.new("RGBA", (6, 4), (10, 20, 30, 100)).save(src)
+        return src, "jpg"
+    if case == "palette-transparency":
+        im = Image.new("P", (6, 4), 1)
+        im.putpalette([0, 0, 255, 255, 0, 0] + [0] * 762)
+        im.paste(0, (0, 0, 2, 2))
+        im.save(src, transparency=0)
+        return src, "bmp"
+    if case == "16bit":
+        Image.fromarray(np.full((4, 6), 1000, np.uint16)).save(src)
+        return src, "jpg"
+    if case == "48bit":
+        png16(src, np.full((4, 6, 3), 40000, np.uint16))
+        return src, "png"
+    if case == "float":
+        src = src.with_suffix(".tif")
+        Image.fromarray(np.full((4, 6), 0.3, np.float32), mode="F").save(src)
+        return src, "png"
+    if case == "cmyk":
+        src = src.with_suffix(".jpg")
+        Image.new("CMYK", (6, 4), (0, 255, 255, 0)).save(src)
+        return src, "png"
+    if case == "icc":
+        Image.new("RGB", (6, 4), (1, 2, 3)).save(src, icc_profile=srgb)
+        return src, "bmp"
+    if case == "exif":
+        src = src.with_suffix(".jpg")
+        Image.new("RGB", (6, 4)).save(src, exif=camera)
+        return src, "bmp"
+    if case == "xmp":
+        src = src.with_suffix(".jpg")
+        Image.new("RGB", (6, 4)).save(src, xmp=b"<x:xmpmeta>rating 5</x:xmpmeta>")
+        return src, "png"
+    if case == "png-text":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Title", "holiday")
+        Image.new("RGB", (6, 4)).save(src, pnginfo=info)
+        return src, "jpg"
+    assert case == "comment"
+    src = src.with_suffix(".jpg")
+    Image.new("RGB", (6, 4)).save(src, comment=b"shot by featviz")
+    return src, "webp"
+
+
+LOSSY = {
+    "gif": "frames (pages) 2 to 3",
+    "tiff-pages": "frames (pages) 2 to 3",
+    "alpha": "its transparency",
+    "palette-transparency": "its transparency",
+    "16bit": "its 16-bit samples (reduced to 8 bits)",
+    "48bit": "its 16-bit colour samples (decoded as 8 bits)",
+    "float": "its 32-bit float samples",
+    "cmyk": "its CMYK colours",
+    "icc": "its ICC colour profile",
+    "exif": "its EXIF data",
+    "xmp": "its XMP metadata",
+    "png-text": "its PNG text chunks",
+    "comment": "its comment",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSSY))
+def test_remove_source_keeps_a_source_the_output_lacks_part_of(tmp_path, case):
+    src, to = make_lossy(tmp_path, case)
+    before = src.read_bytes()
+    dst = tmp_path / f"out.{to}"
+    with pytest.warns(conv.SourceKeptWarning) as record:
+        assert convert_image(src, to, dst=dst, remove_source=True) == dst
+    (message,) = [str(w.message) for w in record]
+    assert LOSSY[case] in message and repr(str(src)) in message and repr(str(dst)) in message
+    assert src.read_bytes() == before  # byte for byte
+    with Image.open(dst) as out:
+        out.load()
+        assert out.size == (6, 4) and out.format == conv._TARGETS[to]
+    assert no_temp_files(tmp_path)
+
+
+def test_gif_kept_and_first_frame_written(tmp_path):
+    src, _ = make_lossy(tmp_path, "gif")
+    with pytest.warns(conv.SourceKeptWarning, match="frames"):
+        out = convert_image(src, "png", remove_source=True)
+    mode, px = pixels(out)
+    assert mode == "RGB" and (px == [255, 0, 0]).all()
+    with Image.open(src) as im:
+        assert im.n_frames == 3
+
+
+def test_two_frame_webp_kept(tmp_path):
+    src = tmp_path / "two.webp"
+    frames = [Image.new("RGB", (4, 4), c) for c in ("red", "blue")]
+    frames[0].save(src, save_all=True, append_images=frames[1:], lossless=True)
+    before = src.read_bytes()
+    with pytest.warns(conv.SourceKeptWarning, match=r"lacks frame \(page\) 2 \(only the first"):
+        out = convert_image(src, "png", remove_source=True)
+    assert src.read_bytes() == before and (pixels(out)[1] == [255, 0, 0]).all()
+
+
+@pytest.mark.parametrize(
+    ("make", "to"),
+    [
+        (lambda p: Image.new("RGBA", (5, 3), (9, 8, 7, 255)).save(p), "jpg"),  # opaque alpha
+        (lambda p: Image.fromarray(np.full((3, 5), 1000, np.uint16)).save(p), "png"),
+        (lambda p: Image.new("P", (5, 3), 0).save(p), "bmp"),  # palette, no transparency
+        (lambda p: Image.new("1", (5, 3), 1).save(p), "bmp"),
+    ],
+)
+def test_remove_source_deletes_when_nothing_is_lost(tmp_path, make, to):
+    src = tmp_path / "src.png"
+    make(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", conv.SourceKeptWarning)
+        out = convert_image(src, to, dst=tmp_path / f"out.{to}", remove_source=True)
+    assert not src.exists() and out.exists()
+
+
+def test_exif_kept_by_png_so_source_removed(tmp_path):
+    src, _ = make_lossy(tmp_path, "exif")  # loses EXIF only for BMP
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", conv.SourceKeptWarning)
+        out = convert_image(src, "png", remove_source=True)
+    assert not src.exists()
+    with Image.open(out) as im:
+        assert im.getexif()[0x010F] == "featviz-camera"
+
+
+def test_batch_lists_kept_sources_and_is_not_ok(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    gif, _ = make_lossy(folder, "gif")
+    Image.new("RGB", (6, 4), "red").save(folder / "plain.png")
+    before = gif.read_bytes()
+    rep = convert_images(folder, "webp", remove_source=True, progress=False)
+    assert rep.converted == [
+        (gif, gif.with_suffix(".webp")),
+        (folder / "plain.png", folder / "plain.webp"),
+    ]
+    assert [s for s, _ in rep.kept] == [gif] and "frames (pages) 2 to 3" in rep.kept[0][1]
+    assert rep.failed == [] and not rep.ok
+    assert rep.summary() == "2 converted, 0 skipped, 0 failed, 1 source kept"
+    assert gif.read_bytes() == before and not (folder / "plain.png").exists()
+    # the CLI: one "kept:" line, exit status 1; a rerun accepts the outputs (idempotent)
+    code = main(["convert", str(folder), "--to", "webp", "--remove-source", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.splitlines() == [f"kept: {gif}: {rep.kept[0][1]}"]
+    assert (
+        out.splitlines()[-1] == "featviz convert: 1 converted, 2 skipped, 0 failed, 1 source kept"
+    )
+    assert gif.read_bytes() == before
+
+
+# ----------------------------------------------------------------------- removal failures, reruns
+
+
+def refuse_unlink(monkeypatch, victim: Path) -> None:
+    """Make deleting ``victim`` fail as in a read-only folder (root ignores chmod)."""
+    real = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self == victim:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
+def test_failed_removal_reports_good_output_and_rerun_finishes(rgba_png, tmp_path, monkeypatch):
+    before = rgba_png.read_bytes()
+    with monkeypatch.context() as m:
+        refuse_unlink(m, rgba_png)
+        with pytest.raises(PermissionError) as exc:
+            convert_image(rgba_png, "png", dst=tmp_path / "out.png", remove_source=True)
+    message = str(exc.value)
+    assert exc.value.errno == 13
+    assert "could not delete the source: Permission denied" in message
+    assert repr(str(rgba_png)) in message and "out.png" in message and ".tmp" not in message
+    assert rgba_png.read_bytes() == before and no_temp_files(tmp_path)
+    written = (tmp_path / "out.png").read_bytes()
+    np.testing.assert_array_equal(pixels(tmp_path / "out.png")[1], pixels(rgba_png)[1])
+    # rerun: the existing output is exactly this conversion -> accepted, source deleted
+    assert convert_image(rgba_png, "png", dst=tmp_path / "out.png", remove_source=True)
+    assert not rgba_png.exists() and (tmp_path / "out.png").read_bytes() == written
+
+
+def test_batch_failed_removal_is_converted_and_kept_then_rerun_clean(tmp_path, monkeypatch):
+    files = make_folder(tmp_path / "in")
+    files["corrupt"].unlink()
+    good = files["good"]
+    with monkeypatch.context() as m:
+        refuse_unlink(m, good)
+        rep = convert_images(tmp_path / "in", "tiff", remove_source=True, progress=False)
+    assert (good, good.with_suffix(".tiff")) in rep.converted and rep.failed == []
+    (kept,) = rep.kept
+    assert kept[0] == good and kept[1].startswith("PermissionError: Converted")
+    assert (
+        "could not delete the source" in kept[1] and "run again with remove_source=True" in kept[1]
+    )
+    assert good.exists() and not files["rgba"].exists()
+    rep = convert_images(tmp_path / "in", "tiff", remove_source=True, progress=False)
+    assert rep.converted == [(good, good.with_suffix(".tiff"))] and rep.kept == [] and rep.ok
+    assert not good.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_folder(tmp_path):  # pragma: no cover - CI runs as root
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    Image.new("RGB", (4, 4), "red").save(folder / "a.png")
+    out = tmp_path / "out"
+    folder.chmod(0o555)
+    try:
+        rep = convert_images(folder, "jpg", out_dir=out, remove_source=True, progress=False)
+        assert rep.converted == [(folder / "a.png", out / "a.jpg")]
+        assert "PermissionError" in rep.kept[0][1]
+        rep = convert_images(folder, "jpg", out_dir=out, remove_source=True, progress=False)
+        assert rep.converted and "PermissionError" in rep.kept[0][1] and not rep.failed
+    finally:
+        folder.chmod(0o755)
+
+
+def test_rerun_refuses_an_existing_output_that_differs(rgba_png, tmp_path):
+    dst = tmp_path / "rgba.webp"
+    convert_image(rgba_png, "webp", quality=90)
+    theirs = dst.read_bytes()
+    before = rgba_png.read_bytes()
+    with pytest.raises(
+        FileExistsError, match=r"rgba\.webp.*not this conversion of.*overwrite=True"
+    ):
+        convert_image(rgba_png, "webp", quality=80, remove_source=True)  # other bytes
+    assert dst.read_bytes() == theirs and rgba_png.read_bytes() == before
+    convert_image(rgba_png, "webp", quality=90, remove_source=True)  # same bytes: accepted
+    assert not rgba_png.exists() and dst.read_bytes() == theirs
+
+
+# ------------------------------------------------------------------ duplicates, bombs, temp names
+
+
+def test_same_file_listed_several_ways_is_reported_not_dropped(tmp_path):
+    (tmp_path / "a").mkdir()
+    src = tmp_path / "a" / "x.png"
+    Image.new("RGB", (4, 4), "red").save(src)
+    link = tmp_path / "link.png"
+    link.symlink_to(src)
+    dotted = tmp_path / "a" / ".." / "a" / "x.png"
+    rep = convert_images([src, src, dotted, link], "bmp", progress=False)
+    assert rep.converted == [(src, src.with_suffix(".bmp"))]
+    reason = f"the same file as {str(src)!r} (converted once)"
+    assert rep.skipped == [(src, reason), (dotted, reason), (link, reason)]
+    assert rep.ok and rep.summary() == "1 converted, 3 skipped, 0 failed"
+
+
+def test_symlink_inside_a_folder_is_reported(tmp_path):
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "b.png")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")  # sorts first
+    rep = convert_images(tmp_path, "jpg", progress=False)
+    assert rep.converted == [(tmp_path / "a.png", tmp_path / "a.jpg")]
+    assert rep.skipped == [
+        (tmp_path / "b.png", f"the same file as {str(tmp_path / 'a.png')!r} (converted once)")
+    ]
+
+
+def test_decompression_bomb_is_a_value_error_naming_the_file(tmp_path, monkeypatch):
+    src = tmp_path / "bomb.png"
+    Image.new("RGB", (10, 10)).save(src)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # 100 > 2 * 40 pixels
+    with pytest.raises(ValueError, match=r"bomb\.png.*MAX_IMAGE_PIXELS"):
+        convert_image(src, "jpg", remove_source=True)
+    assert src.exists() and sorted(tmp_path.iterdir()) == [src]
+    rep = convert_images(src, "jpg", progress=False)
+    assert (
+        rep.failed[0][0] == src
+        and "ValueError" in rep.failed[0][1]
+        and "bomb.png" in rep.failed[0][1]
+    )
+
+
+def test_temp_names_never_reach_messages(rgba_png, tmp_path, monkeypatch):
+    # a destination appearing during the write: os.link's message names the temp file
+    real_verify = conv._verify_written
+
+    def verify_then_race(path, fmt, size):
+        rgba_png.with_suffix(".webp").write_bytes(b"late")
+        real_verify(path, fmt, size)
+
+    with monkeypatch.context() as m:
+        m.setattr(conv, "_verify_written", verify_then_race)
+        with pytest.raises(FileExistsError) as exc:
+            convert_image(rgba_png, "webp", remove_source=True)
+    assert rgba_png.exists() and rgba_png.with_suffix(".webp").read_bytes() == b"late"
+    assert ".tmp" not in str(exc.value) and "rgba.webp" in str(exc.value)
+    assert "appeared while converting" in str(exc.value)
+    rgba_png.with_suffix(".webp").unlink()
+
+    # no permission to create the temporary file
+    def no_mkstemp(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".rgba.x1y2.tmp.webp"))
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", no_mkstemp)
+        with pytest.raises(PermissionError) as exc:
+            convert_image(rgba_png, "webp")
+        assert str(exc.value) == f"Cannot write {str(tmp_path / 'rgba.webp')!r}: Permission denied."
+        rep = convert_images(rgba_png, "webp", progress=False)
+    assert rep.failed[0][1] == f"PermissionError: {exc.value}"
+
+    # a written file that does not verify: named by its destination
+    def broken(path, fmt, size):
+        raise conv._VerifyError(f"The written file {str(path)!r} does not re-open: simulated")
+
+    with monkeypatch.context() as m:
+        m.setattr(conv, "_verify_written", broken)
+        with pytest.raises(OSError) as exc:
+            convert_image(rgba_png, "bmp", remove_source=True)
+    assert str(exc.value) == (
+        f"The written file {str(tmp_path / 'rgba.bmp')!r} does not re-open: simulated "
+        f"The source {str(rgba_png)!r} was kept; nothing was written."
+    )
+    assert no_temp_files(tmp_path)
+
+
+# -------------------------------------------------------------------- bad input, one message each
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "pattern"),
+    [
+        (lambda p: convert_image(p, 5), TypeError, r"'to' parameter of convert_image.*Got int"),
+        (lambda p: convert_image(p, "heic"), ValueError, r"'to'.*Got 'heic'"),
+        (lambda p: convert_image(str(p)[:-4]), FileNotFoundError, r"'src'.*rgba'"),
+        (lambda p: convert_image(5), TypeError, r"'src' parameter.*Got int"),
+        (lambda p: convert_image(p, dst=5), TypeError, r"'dst' parameter.*Got int"),
+        (
+            lambda p: convert_image(p, dst=p.parent / "no" / "x.jpg"),
+            FileNotFoundError,
+            r"'dst'.*no'",
+        ),
+        (lambda p: convert_image(p, quality=True), ValueError, r"'quality'.*Got True"),
+        (lambda p: convert_image(p, quality=101), ValueError, r"'quality'.*\[1, 100\]. Got 101"),
+        (lambda p: convert_image(p, background="#zz"), ValueError, r"'background'.*Got '#zz'"),
+        (lambda p: convert_image(p, background=(0, 0, 256)), ValueError, r"'background'.*256"),
+        (lambda p: convert_image(p, remove_source=1), TypeError, r"'remove_source'.*Got 1"),
+        (lambda p: convert_images(5), TypeError, r"'paths_or_folder'.*Got int"),
+        (lambda p: convert_images([p, 5]), TypeError, r"'paths_or_folder'.*Got list"),
+        (lambda p: convert_images(p, "gif"), ValueError, r"'to' parameter of convert_images"),
+        (lambda p: convert_images(p, workers=2.0), ValueError, r"'workers'.*Got 2.0"),
+        (lambda p: convert_images(p, workers=True), ValueError, r"'workers'.*Got True"),
+        (lambda p: convert_images(p, out_dir=3), TypeError, r"'out_dir'.*Got int"),
+        (lambda p: convert_images(p, out_dir=p), NotADirectoryError, r"'out_dir'.*rgba\.png"),
+        (lambda p: convert_images(p, recursive="yes"), TypeError, r"'recursive'.*Got 'yes'"),
+        (lambda p: convert_images(p, progress=1), TypeError, r"'progress'.*Got 1"),
+    ],
+)
+def test_bad_input_names_the_parameter(rgba_png, call, error, pattern):
+    before = rgba_png.read_bytes()
+    with pytest.raises(error, match=pattern):
+        call(rgba_png)
+    assert rgba_png.read_bytes() == before
+    assert sorted(p.name for p in rgba_png.parent.iterdir()) == ["rgba.png"]
+
+
+def test_batch_reports_inputs_it_cannot_access(tmp_path):
+    nul = tmp_path / "x\x00y.png"
+    rep = convert_images([nul, tmp_path / "f.png" / "g.png"], progress=False)
+    assert rep.converted == [] and rep.skipped == []
+    assert rep.failed[0][1] == f"cannot access {str(nul)!r}: embedded null byte"
+    assert rep.failed[1][1] == f"no such file or folder: {str(tmp_path / 'f.png' / 'g.png')!r}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "first_words"),
+    [
+        (["--workers", "0"], "featviz convert: error: --workers must be an int"),
+        (
+            ["--quality", "0"],
+            "featviz convert: error: --quality must be an int in the range [1, 100]",
+        ),
+        (["--background", "nope"], "featviz convert: error: --background must be"),
+        (["--out", "{src}"], "featviz convert: error: --out names a file"),
+    ],
+)
+def test_cli_bad_options_one_line_exit_2(rgba_png, capsys, argv, first_words):
+    argv = [a.replace("{src}", str(rgba_png)) for a in argv]
+    assert main(["convert", str(rgba_png), *argv, "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith(first_words)
+    assert "Traceback" not in err and "convert_images" not in err

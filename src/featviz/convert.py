@@ -23,11 +23,19 @@ fixed, documented rules where it does not:
   still matches the written pixels (a grey profile is dropped when grey becomes RGB).
 
 Safety: every file is written through `featviz._io.atomic_path` (a temporary file beside
-the destination, moved into place only when complete); an existing destination is never
-replaced unless ``overwrite=True``; the source is only read, and it is deleted only when
-``remove_source=True`` *and* the written file, flushed to disk, re-opens (``verify`` +
-``load``) with the expected size and format. Corrupt or truncated images raise
-`ValueError` naming the file; `PIL.ImageFile.LOAD_TRUNCATED_IMAGES` is never changed.
+the destination, moved into place only when complete; its name never appears in an
+error message); an existing destination is never replaced unless ``overwrite=True``;
+the source is only read, and it is deleted only when ``remove_source=True`` *and* the
+written file, flushed to disk, re-opens (``verify`` + ``load``) with the expected size
+and format *and* the output holds everything the source held. When the output lacks
+something (frames 2..n, used transparency, bits, CMYK, an ICC profile, EXIF, XMP, a
+comment, PNG text), the output is written and the source kept, with a
+`SourceKeptWarning` (`convert_image`) or an entry in `ConversionReport.kept`
+(`convert_images`); docs/conversion.md has the table. A deletion that fails (e.g. a
+read-only folder) is reported as such, and a rerun accepts an existing destination
+that holds exactly this conversion. Corrupt or truncated images and decompression
+bombs raise `ValueError` naming the file; `PIL.ImageFile.LOAD_TRUNCATED_IMAGES` is
+never changed.
 
 Example:
     >>> featviz.convert_image("scan.png", to="jpg")  # doctest: +SKIP
@@ -42,10 +50,11 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -54,7 +63,7 @@ from featviz._io import atomic_path, check_destination
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ConversionReport", "convert_image", "convert_images"]
+__all__ = ["ConversionReport", "SourceKeptWarning", "convert_image", "convert_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +94,22 @@ _ICC_TARGETS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})
 _EXIF_TARGETS = frozenset({"JPEG", "PNG", "WEBP"})
 _NO_ALPHA = frozenset({"JPEG", "BMP"})
 _EXIF_ORIENTATION = 0x0112
+#: EXIF tags that describe the picture (not the TIFF layout): description, make, model,
+#: date, artist, copyright, and the pointers to the Exif and GPS sub-blocks.
+_EXIF_DESCRIPTIVE = frozenset({0x010E, 0x010F, 0x0110, 0x0132, 0x013B, 0x8298, 0x8769, 0x8825})
 
 
 class _VerifyError(OSError):
     """Internal: a written file did not re-open as expected."""
+
+
+class SourceKeptWarning(UserWarning):
+    """``remove_source=True`` kept a source because its output lacks part of it.
+
+    The message names the source, the output and what the output lacks (frames,
+    transparency, bit depth, colour profile, metadata). Delete the source yourself
+    if the output is enough.
+    """
 
 
 # --------------------------------------------------------------------------- validation
@@ -302,26 +323,59 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes
     return im.convert("RGB"), None
 
 
-def _prepare(
-    im: Image.Image, fmt: str, background: tuple[int, int, int]
-) -> tuple[Image.Image, bytes | None, bytes | None]:
-    """Loaded source image -> (image ready to save as ``fmt``, ICC bytes, EXIF bytes)."""
-    from PIL import ImageOps
+@dataclass
+class _Prepared:
+    """A decoded source, ready to encode.
 
-    src_mode = im.mode
-    icc: bytes | None = im.info.get("icc_profile") or None
-    has_exif = "exif" in im.info
-    if im.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1):
-        im = ImageOps.exif_transpose(im)
-    exif: bytes | None = None
-    if has_exif and fmt in _EXIF_TARGETS:
-        try:
-            ex = im.getexif()
-            ex.pop(_EXIF_ORIENTATION, None)
-            exif = ex.tobytes() if len(ex) else None
-        except Exception as exc:
-            logger.info("EXIF block dropped (%s)", exc)
+    Attributes:
+        image: Pixels in a mode the target format stores.
+        icc: ICC profile to embed, or None.
+        exif: EXIF block to embed (orientation removed), or None.
+        losses: What the output will lack compared with the source (the table in
+            docs/conversion.md), e.g. ``"frames (pages) 2 to 3 (...)"``; empty: nothing.
+        metadata: Kinds of metadata the source holds (`_metadata_kinds`).
+    """
 
+    image: Image.Image
+    icc: bytes | None
+    exif: bytes | None
+    losses: list[str] = field(default_factory=list)
+    metadata: frozenset[str] = frozenset()
+
+
+def _exif_for(im: Image.Image, fmt: str) -> bytes | None:
+    """The source's EXIF block without the orientation tag, for targets that hold EXIF."""
+    if "exif" not in im.info or fmt not in _EXIF_TARGETS:
+        return None
+    try:
+        ex = im.getexif()
+        ex.pop(_EXIF_ORIENTATION, None)
+        return ex.tobytes() if len(ex) else None
+    except Exception as exc:
+        logger.info("EXIF block dropped (%s)", exc)
+        return None
+
+
+def _depth_loss(im: Image.Image, fmt: str) -> str | None:
+    """What writing an I;16 / I / F image as ``fmt`` loses, None when it is exact."""
+    if fmt == "TIFF":
+        return None
+    if fmt == "PNG":
+        if im.mode.startswith("I;16"):
+            return None
+        if im.mode == "I":
+            lo, hi = cast("tuple[int, int]", im.getextrema())
+            if 0 <= lo and hi <= 65535:
+                return None
+            return f"its 32-bit integer samples (min-max scaled to 16 bits, from [{lo}, {hi}])"
+        return "its 32-bit float samples (rounded to 16 bits)"
+    return f"its {'16' if im.mode.startswith('I;16') else '32'}-bit samples (reduced to 8 bits)"
+
+
+def _to_target_mode(
+    im: Image.Image, fmt: str, icc: bytes | None, losses: list[str]
+) -> tuple[Image.Image, bytes | None]:
+    """Palette, bilevel, CMYK, 16-bit and float pixels -> a mode ``fmt`` stores."""
     mode = im.mode
     has_transparency = "transparency" in im.info and im.info["transparency"] is not None
     if mode == "1":
@@ -337,30 +391,90 @@ def _prepare(
     elif mode in ("RGBX", "YCbCr", "HSV"):
         im = im.convert("RGB")
     elif mode == "CMYK" and fmt != "TIFF":
+        losses.append("its CMYK colours (converted to RGB)")
         im, icc = _cmyk_to_rgb(im, icc)
     elif mode in ("I", "F") or mode.startswith("I;16"):
+        loss = _depth_loss(im, fmt)
+        if loss:
+            losses.append(loss)
         if fmt == "PNG":
             im = _scale_depth(im, 16)
         elif fmt != "TIFF":
             im = _scale_depth(im, 8)
     elif mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
         raise ValueError(f"pixel mode {mode!r} is not supported")
+    return im, icc
 
+
+def _flatten_alpha(
+    im: Image.Image, fmt: str, background: tuple[int, int, int], losses: list[str]
+) -> Image.Image:
+    """Composite transparency for JPEG/BMP; WebP stores grey as RGB(A)."""
     if im.mode in ("RGBA", "LA") and fmt in _NO_ALPHA:
+        if im.getchannel("A").getextrema() != (255, 255):
+            losses.append("its transparency (blended onto the background)")
         im = _composite(im, background)
     if fmt == "WEBP" and im.mode in ("L", "LA"):
         im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+    return im
 
-    if icc is not None:
-        target_space = _mode_family(im.mode)
-        space = _icc_space(icc)
-        keep = fmt in _ICC_TARGETS and (
-            space == target_space if space is not None else target_space == _mode_family(src_mode)
-        )
-        if not keep:
-            logger.info("ICC profile (%s) dropped for %s %s output", space, im.mode, fmt)
-            icc = None
-    return im, icc, exif
+
+def _fit_icc(icc: bytes | None, src_mode: str, im: Image.Image, fmt: str) -> bytes | None:
+    """The ICC profile if ``fmt`` holds one and it still describes ``im``'s colour space."""
+    if icc is None:
+        return None
+    target_space = _mode_family(im.mode)
+    space = _icc_space(icc)
+    keep = fmt in _ICC_TARGETS and (
+        space == target_space if space is not None else target_space == _mode_family(src_mode)
+    )
+    if not keep:
+        logger.info("ICC profile (%s) dropped for %s %s output", space, im.mode, fmt)
+        return None
+    return icc
+
+
+def _prepare(im: Image.Image, fmt: str, background: tuple[int, int, int]) -> _Prepared:
+    """Loaded source image -> pixels, ICC and EXIF ready to save as ``fmt``, and the losses."""
+    from PIL import ImageOps
+
+    src_mode = im.mode
+    icc: bytes | None = im.info.get("icc_profile") or None
+    if im.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1):
+        im = ImageOps.exif_transpose(im)
+    exif = _exif_for(im, fmt)
+    losses: list[str] = []
+    im, icc = _to_target_mode(im, fmt, icc, losses)
+    im = _flatten_alpha(im, fmt, background, losses)
+    return _Prepared(im, _fit_icc(icc, src_mode, im, fmt), exif, losses)
+
+
+def _metadata_kinds(im: Image.Image) -> frozenset[str]:
+    """The kinds of metadata an opened image holds (names used in loss messages)."""
+    kinds = set()
+    if im.info.get("icc_profile"):
+        kinds.add("ICC colour profile")
+    try:
+        if set(im.getexif()) & _EXIF_DESCRIPTIVE:
+            kinds.add("EXIF data")
+    except Exception:  # an unreadable EXIF block is no EXIF data
+        pass
+    if im.info.get("xmp") or im.info.get("XML:com.adobe.xmp"):
+        kinds.add("XMP metadata")
+    if im.info.get("comment"):
+        kinds.add("comment")
+    if im.format == "PNG" and set(getattr(im, "text", {})) - {"XML:com.adobe.xmp"}:
+        kinds.add("PNG text chunks")
+    return frozenset(kinds)
+
+
+def _metadata_lost(source: frozenset[str], data: bytes) -> list[str]:
+    """Kinds of source metadata missing from the encoded file ``data``, sorted."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as out:
+        lost = source - _metadata_kinds(out)
+    return [f"its {kind}" for kind in sorted(lost)]
 
 
 def _save_options(fmt: str, quality: int, icc: bytes | None, exif: bytes | None) -> dict[str, Any]:
@@ -417,66 +531,206 @@ def _is_fs_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno is not None
 
 
-def _convert(
-    src: Path,
-    dst: Path,
-    fmt: str,
-    *,
-    quality: int,
-    background: tuple[int, int, int],
-    overwrite: bool,
-    remove_source: bool,
-    make_parents: bool = False,
-) -> Path:
-    """Decode ``src``, write ``dst`` atomically, optionally delete ``src`` after verifying."""
+def _os_error(exc: OSError, text: str) -> OSError:
+    """An error of ``exc``'s class (PermissionError, ...) and errno with the message ``text``.
+
+    Used instead of re-raising ``exc`` where its message would name a temporary file.
+    """
+    new = type(exc)(text)
+    new.errno = exc.errno
+    return new
+
+
+# --------------------------------------------------------------------------- one file, in steps
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The settings shared by every file of one call (already validated)."""
+
+    fmt: str
+    suffix: str
+    quality: int
+    background: tuple[int, int, int]
+    overwrite: bool
+    remove_source: bool
+    make_parents: bool = False
+
+
+def _decode(src: Path, opts: _Options) -> _Prepared:
+    """Read ``src`` (first frame) and prepare it for ``opts.fmt``.
+
+    Raises:
+        ValueError: ``src`` is not a readable image in a supported format (corrupt,
+            truncated, a decompression bomb, ...), naming the file.
+        OSError: ``src`` cannot be read (permissions, ...).
+    """
     from PIL import Image, UnidentifiedImageError
 
-    if dst.exists() or dst.parent.is_dir():  # fail before decoding when we can
-        check_destination(dst, overwrite=overwrite, param="dst")
     try:
         with Image.open(src, formats=list(_INPUT_FORMATS)) as im:
             n_frames = getattr(im, "n_frames", 1)
-            if n_frames > 1:
-                logger.info("%s has %d frames; converting the first", src, n_frames)
+            wide = im.mode in ("L", "LA", "RGB", "RGBA") and any(
+                ";16" in str(tile.args) for tile in im.tile
+            )
             im.load()
-            out, icc, exif = _prepare(im, fmt, background)
-            out.load()
+            prepared = _prepare(im, opts.fmt, opts.background)
+            prepared.image.load()
+            if opts.remove_source:  # compared with the output's only then
+                prepared.metadata = _metadata_kinds(im)
     except UnidentifiedImageError as exc:
         raise ValueError(
             f"{str(src)!r} is not an image in a supported format (PNG, JPEG, WebP, BMP, TIFF, GIF)."
         ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"Refusing to read {str(src)!r}: {exc} If you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS before converting it."
+        ) from exc
     except Exception as exc:
         if _is_fs_error(exc) or isinstance(exc, MemoryError):
             raise
-        # decoder errors, truncation ("image file is truncated"), bad headers, bombs
+        # decoder errors, truncation ("image file is truncated"), bad headers
         raise ValueError(f"Cannot read the image {str(src)!r}: {exc}") from exc
+    if n_frames > 1:
+        logger.info("%s has %d frames; converting the first", src, n_frames)
+        rest = "frame (page) 2" if n_frames == 2 else f"frames (pages) 2 to {n_frames}"
+        prepared.losses.insert(0, f"{rest} (only the first is converted)")
+    if wide:
+        prepared.losses.append("its 16-bit colour samples (decoded as 8 bits)")
+    return prepared
 
-    if make_parents:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-    size = out.size
-    kw = _save_options(fmt, quality, icc, exif)
+
+def _encode(prepared: _Prepared, src: Path, dst: Path, opts: _Options) -> bytes:
+    """The bytes of the output file, encoded in memory."""
+    buf = io.BytesIO()
     try:
-        with atomic_path(dst, overwrite=overwrite, param="dst") as tmp:
+        prepared.image.save(
+            buf, **_save_options(opts.fmt, opts.quality, prepared.icc, prepared.exif)
+        )
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"Cannot write {str(src)!r} as {opts.fmt} to {str(dst)!r}: {exc}") from exc
+    return buf.getvalue()
+
+
+def _write(data: bytes, src: Path, dst: Path, opts: _Options, size: tuple[int, int]) -> None:
+    """Write ``data`` to ``dst`` atomically; with ``remove_source``, fsync and verify it.
+
+    Error messages name ``dst``, never the temporary file.
+    """
+    if opts.make_parents:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(dst, overwrite=opts.overwrite, param="dst") as tmp:
             with open(tmp, "wb") as fh:
-                out.save(fh, **kw)
-                if remove_source:
+                fh.write(data)
+                if opts.remove_source:
                     fh.flush()
                     os.fsync(fh.fileno())
-            if remove_source:
-                _verify_written(tmp, fmt, size)
+            if opts.remove_source:
+                try:
+                    _verify_written(tmp, opts.fmt, size)
+                except _VerifyError as exc:
+                    raise _VerifyError(str(exc).replace(str(tmp), str(dst))) from exc
     except _VerifyError as exc:
         raise OSError(f"{exc} The source {str(src)!r} was kept; nothing was written.") from exc
-    except (FileExistsError, IsADirectoryError, FileNotFoundError, PermissionError):
-        raise  # destination problems, already naming the file
-    except Exception as exc:
-        if _is_fs_error(exc) or isinstance(exc, MemoryError):
+    except FileExistsError as exc:
+        if exc.filename is None:
+            raise  # check_destination's own message
+        raise _os_error(
+            exc,
+            f"The 'dst' parameter names an existing file {str(dst)!r} (it appeared while "
+            "converting); it was left as it is. Pass overwrite=True to replace it.",
+        ) from exc
+    except OSError as exc:
+        if exc.filename is None:
             raise
-        raise ValueError(f"Cannot write {str(src)!r} as {fmt} to {str(dst)!r}: {exc}") from exc
-    if remove_source:
-        _fsync_dir(dst.parent)
+        raise _os_error(exc, f"Cannot write {str(dst)!r}: {exc.strerror or exc}.") from exc
+
+
+def _accept_existing(
+    data: bytes, src: Path, dst: Path, opts: _Options, size: tuple[int, int]
+) -> None:
+    """An existing ``dst`` is accepted when it holds exactly ``data`` (an earlier run's output).
+
+    Raises:
+        FileExistsError: ``dst`` holds anything else; it is left as it is.
+    """
+    try:
+        with open(dst, "rb") as fh:
+            same = fh.read(len(data) + 1) == data
+            if same:
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        raise _os_error(exc, f"Cannot read the existing {str(dst)!r}: {exc.strerror}.") from exc
+    if not same:
+        raise FileExistsError(
+            f"The 'dst' parameter names an existing file {str(dst)!r} that is not this "
+            f"conversion of {str(src)!r} (its bytes differ); it was left as it is. Pass "
+            "overwrite=True to replace it, or move it away."
+        )
+    try:
+        _verify_written(dst, opts.fmt, size)
+    except _VerifyError as exc:
+        raise OSError(f"{exc} The source {str(src)!r} was kept.") from exc
+    logger.info("%s already holds this conversion of %s", dst, src)
+
+
+def _convert(src: Path, dst: Path, opts: _Options) -> list[str]:
+    """Decode ``src`` and write ``dst`` (verified when ``opts.remove_source``).
+
+    The source is never deleted here (see `_remove_source`). With ``remove_source``
+    and no ``overwrite``, an existing ``dst`` that already holds exactly this conversion
+    (an earlier run whose removal failed) is accepted instead of raising.
+
+    Returns:
+        What the output lacks compared with the source (empty: nothing), as phrases
+        for `_kept_message`. Metadata is compared only with ``remove_source``.
+    """
+    if not opts.remove_source and (dst.exists() or dst.parent.is_dir()):
+        check_destination(dst, overwrite=opts.overwrite, param="dst")  # fail before decoding
+    prepared = _decode(src, opts)
+    data = _encode(prepared, src, dst, opts)
+    size = prepared.image.size
+    if not opts.remove_source:
+        _write(data, src, dst, opts, size)
+        return prepared.losses
+    if not opts.overwrite and dst.exists() and not dst.is_dir():
+        _accept_existing(data, src, dst, opts, size)
+    else:
+        _write(data, src, dst, opts, size)
+    return prepared.losses + _metadata_lost(prepared.metadata, data)
+
+
+def _kept_message(src: Path, dst: Path, fmt: str, losses: list[str]) -> str:
+    return (
+        f"The source {str(src)!r} was kept despite remove_source=True: the {fmt} output "
+        f"{str(dst)!r} lacks {'; '.join(losses)}. Delete the source yourself if the "
+        "output is enough."
+    )
+
+
+def _remove_source(src: Path, dst: Path) -> None:
+    """Delete ``src`` once ``dst`` is on disk.
+
+    Raises:
+        OSError: Of the cause's class (e.g. PermissionError), saying that ``dst`` is
+            complete and what to do.
+    """
+    _fsync_dir(dst.parent)
+    try:
         src.unlink()
-        logger.info("removed %s after writing %s", src, dst)
-    return dst
+    except OSError as exc:
+        raise _os_error(
+            exc,
+            f"Converted {str(src)!r} to {str(dst)!r} (verified), but could not delete the "
+            f"source: {exc.strerror or exc}. Both files are complete. Delete the source "
+            "yourself, or fix the cause and run again with remove_source=True: the "
+            "existing output is recognised and the source then deleted.",
+        ) from exc
+    logger.info("removed %s after writing %s", src, dst)
 
 
 # --------------------------------------------------------------------------- public API
@@ -510,7 +764,12 @@ def convert_image(
             ``(r, g, b)`` ints, a grey int, or a colour string (``"white"``, ``"#fff"``).
         overwrite: Replace an existing ``dst``.
         remove_source: Delete ``src`` after the written file was flushed to disk and
-            re-opened (``verify`` + full decode) with the expected format and size.
+            re-opened (``verify`` + full decode) with the expected format and size, and
+            only when the output holds everything the source held: when it lacks
+            something (frames 2..n, transparency, bits, a colour profile, EXIF, ...; see
+            the table in the docs) the output is still written, the source is kept and a
+            `SourceKeptWarning` says what is missing. An existing ``dst`` that holds
+            exactly this conversion (an earlier run whose removal failed) is accepted.
 
     Returns:
         The path written.
@@ -518,63 +777,115 @@ def convert_image(
     Raises:
         FileNotFoundError: ``src`` does not exist, or ``dst``'s folder does not.
         IsADirectoryError: ``src`` or ``dst`` is a folder.
-        FileExistsError: ``dst`` exists and ``overwrite`` is False.
+        FileExistsError: ``dst`` exists and ``overwrite`` is False (with
+            ``remove_source``: and it is not exactly this conversion).
         ValueError: ``src`` is not a readable image in a supported format (corrupt,
-            truncated, other format), ``to`` is unknown, ``dst`` has the wrong suffix
-            or is ``src``, or another argument is out of range.
-        OSError: ``remove_source=True`` and the written file did not verify; the
-            source is kept and no output is left behind.
+            truncated, a decompression bomb, other format), ``to`` is unknown, ``dst``
+            has the wrong suffix or is ``src``, or another argument is out of range.
+        OSError: ``remove_source=True`` and the written file did not verify (the source
+            is kept and no output is left behind), or the output is complete but the
+            source could not be deleted (e.g. PermissionError; the message says so).
         TypeError: An argument has the wrong type.
+
+    Warns:
+        SourceKeptWarning: ``remove_source=True`` but the output lacks part of the source.
     """
-    func = "convert_image"
+    opts = _validate_common("convert_image", to, quality, background, overwrite, remove_source)
+    src_path = _check_source(src, "convert_image")
+    dst_path = _check_dst(src_path, dst, opts.fmt, opts.suffix, "convert_image")
+    # an existing dst may still be accepted with remove_source (see _convert)
+    check_destination(dst_path, overwrite=overwrite or remove_source, param="dst")
+    losses = _convert(src_path, dst_path, opts)
+    if remove_source and losses:
+        warnings.warn(
+            _kept_message(src_path, dst_path, opts.fmt, losses), SourceKeptWarning, stacklevel=2
+        )
+    elif remove_source:
+        _remove_source(src_path, dst_path)
+    return dst_path
+
+
+def _validate_common(
+    func: str,
+    to: object,
+    quality: object,
+    background: object,
+    overwrite: object,
+    remove_source: object,
+) -> _Options:
+    """The arguments `convert_image` and `convert_images` share, checked, as `_Options`."""
     fmt, suffix = _parse_target(to, func)
-    quality = _check_quality(quality, func)
-    bg = _parse_background(background, func)
-    overwrite = _check_bool(overwrite, "overwrite", func)
-    remove_source = _check_bool(remove_source, "remove_source", func)
-    src_path = _check_source(src, func)
-    dst_path = _check_dst(src_path, dst, fmt, suffix, func)
-    check_destination(dst_path, overwrite=overwrite, param="dst")
-    if remove_source:
-        _refuse_truncated_loading(func)
-    return _convert(
-        src_path,
-        dst_path,
-        fmt,
-        quality=quality,
-        background=bg,
-        overwrite=overwrite,
-        remove_source=remove_source,
+    opts = _Options(
+        fmt=fmt,
+        suffix=suffix,
+        quality=_check_quality(quality, func),
+        background=_parse_background(background, func),
+        overwrite=_check_bool(overwrite, "overwrite", func),
+        remove_source=_check_bool(remove_source, "remove_source", func),
     )
+    if opts.remove_source:
+        _refuse_truncated_loading(func)
+    return opts
+
+
+# --------------------------------------------------------------------------- batches
 
 
 @dataclass
 class ConversionReport:
     """What `convert_images` did, file by file, in input order.
 
+    Every input is in exactly one of ``converted``, ``skipped`` and ``failed``;
+    ``kept`` is a subset of ``converted``.
+
     Attributes:
-        converted: ``(source, written file)`` pairs.
+        converted: ``(source, output)`` pairs: the output was written (or, with
+            ``remove_source``, found already holding exactly this conversion).
         skipped: ``(source, reason)`` for files left alone on purpose: not an image
-            (by suffix), hidden, or already in the target format.
+            (by suffix), hidden, already in the target format, or the same file as an
+            earlier input (a duplicate, a symlink, ``a/../a.png``).
         failed: ``(source, reason)`` for files that could not be converted (corrupt,
             unreadable, destination exists or collides, ...). Their sources are untouched.
+        kept: ``(source, reason)`` for converted files whose source ``remove_source=True``
+            did not delete: the output lacks part of the source (frames, transparency,
+            bits, metadata), or the deletion failed (e.g. a read-only folder). The
+            reason says which and what to do.
     """
 
     converted: list[tuple[Path, Path]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    kept: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no file failed (skipped files do not count as failures)."""
-        return not self.failed
+        """True when no file failed and no source was kept against ``remove_source``.
+
+        Skipped files do not count.
+        """
+        return not self.failed and not self.kept
 
     def summary(self) -> str:
-        """One line such as ``'3 converted, 1 skipped, 0 failed'``."""
-        return (
+        """One line such as ``'3 converted, 1 skipped, 0 failed'``.
+
+        ``', 1 source kept'`` is added when ``kept`` is not empty.
+        """
+        text = (
             f"{len(self.converted)} converted, {len(self.skipped)} skipped, "
             f"{len(self.failed)} failed"
         )
+        if self.kept:
+            text += f", {len(self.kept)} source{'s' if len(self.kept) > 1 else ''} kept"
+        return text
+
+
+@dataclass
+class _Outcome:
+    """One input's line in the report: ``status`` is a `ConversionReport` list name."""
+
+    status: str
+    value: Any  # the output path for "converted", else the reason
+    kept: str | None = None
 
 
 def _iter_inputs(paths_or_folder: object) -> list[Path]:
@@ -612,6 +923,204 @@ def _is_within(path: Path, folder: Path | None) -> bool:
     return True
 
 
+def _check_workers(workers: object) -> int:
+    if workers is None:
+        return min(4, os.cpu_count() or 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            "The 'workers' parameter of convert_images must be an int in the range [1, inf) "
+            f"or None. Got {workers!r} instead."
+        )
+    return workers
+
+
+def _check_out_dir(out_dir: object) -> Path | None:
+    if out_dir is None:
+        return None
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(
+            "The 'out_dir' parameter of convert_images must be None, a str or os.PathLike. "
+            f"Got {type(out_dir).__name__} instead."
+        )
+    out_path = Path(out_dir)
+    if out_path.exists() and not out_path.is_dir():
+        raise NotADirectoryError(
+            f"The 'out_dir' parameter of convert_images names a file: {str(out_path)!r}; "
+            "pass a folder (it is created if missing)."
+        )
+    return out_path
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One input file.
+
+    ``root`` is the folder it was found in (None: given directly); ``problem`` says why
+    it cannot even be looked at (None: fine).
+    """
+
+    path: Path
+    root: Path | None = None
+    problem: str | None = None
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # unreadable parent, NUL byte: reported later
+        return False
+
+
+def _gather(inputs: list[Path], recursive: bool, out_path: Path | None) -> list[_Input]:
+    """Inputs -> files, folders expanded (sorted), in input order.
+
+    Files inside ``out_path`` are left out of folder listings. Duplicates stay (`_plan`
+    reports them); a folder that cannot be listed becomes one input with a problem.
+    """
+    found: list[_Input] = []
+    for item in inputs:
+        if not _is_folder(item):
+            found.append(_Input(item))
+            continue
+        try:
+            files = sorted(
+                p for p in (item.rglob("*") if recursive else item.iterdir()) if p.is_file()
+            )
+        except OSError as exc:
+            found.append(
+                _Input(item, problem=f"cannot list the folder {str(item)!r}: {exc.strerror}")
+            )
+            continue
+        found += [_Input(f, item) for f in files if not _is_within(f, out_path)]
+    return found
+
+
+def _identity(path: Path) -> Path:
+    """The key two spellings of one file share (symlinks and ``..`` resolved)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        return Path(os.path.abspath(path))
+
+
+def _destination(src: Path, root: Path | None, out_path: Path | None, suffix: str) -> Path:
+    if out_path is None:
+        return src.with_suffix(suffix)
+    if root is not None:
+        return out_path / src.relative_to(root).with_suffix(suffix)
+    return out_path / src.with_suffix(suffix).name
+
+
+def _screen(src: Path, fmt: str) -> _Outcome | None:
+    """Why ``src`` is not converted (missing, hidden, not an image, already ``fmt``), or None."""
+    try:
+        src.stat()
+    except FileNotFoundError:
+        return _Outcome("failed", f"no such file or folder: {str(src)!r}")
+    except (OSError, ValueError) as exc:
+        return _Outcome(
+            "failed", f"cannot access {str(src)!r}: {getattr(exc, 'strerror', None) or exc}"
+        )
+    if src.name.startswith("."):
+        return _Outcome("skipped", "hidden file")
+    if src.suffix.lower() not in _INPUT_SUFFIXES:
+        return _Outcome("skipped", f"not an image file (suffix {src.suffix!r})")
+    if _sniff_format(src) in (fmt, "MPO" if fmt == "JPEG" else fmt):
+        return _Outcome("skipped", f"already {fmt}")
+    return None
+
+
+def _screen_all(found: list[_Input], fmt: str) -> tuple[dict[int, _Outcome], list[int]]:
+    """Sort inputs into those not to convert and the candidates.
+
+    Returns:
+        Outcomes of the inputs not to convert (a problem, a duplicate, `_screen`), by
+        index, and the indices of the rest, in order.
+    """
+    results: dict[int, _Outcome] = {}
+    candidates: list[int] = []
+    first: dict[Path, Path] = {}  # identity -> first spelling
+    for i, item in enumerate(found):
+        key = _identity(item.path)
+        if item.problem is not None:
+            results[i] = _Outcome("failed", item.problem)
+        elif key in first:
+            results[i] = _Outcome(
+                "skipped", f"the same file as {str(first[key])!r} (converted once)"
+            )
+        else:
+            first[key] = item.path
+            screened = _screen(item.path, fmt)
+            if screened is None:
+                candidates.append(i)
+            else:
+                results[i] = screened
+    return results, candidates
+
+
+def _plan(
+    found: list[_Input], out_path: Path | None, opts: _Options
+) -> tuple[dict[int, _Outcome], list[tuple[int, Path, Path]]]:
+    """Decide each input's fate before writing anything.
+
+    A destination that is another input to convert fails; one that is an input left
+    alone (e.g. already in the target format: an earlier run's output) is an ordinary
+    existing destination, except with ``overwrite``, where it fails rather than be
+    replaced.
+
+    Returns:
+        Outcomes already known (skipped or failed), by input index, and the
+        ``(index, source, destination)`` jobs to run.
+    """
+    results, candidates = _screen_all(found, opts.fmt)
+    converting = {_identity(found[i].path) for i in candidates}
+    left_alone = {_identity(found[i].path) for i in results}
+    jobs: list[tuple[int, Path, Path]] = []
+    planned: dict[Path, Path] = {}  # destination identity -> its source
+    for i in candidates:
+        src = found[i].path
+        dst = _destination(src, found[i].root, out_path, opts.suffix)
+        target = _identity(dst)
+        if target in converting or (opts.overwrite and target in left_alone):
+            reason = f"the destination {str(dst)!r} is one of the input files"
+            results[i] = _Outcome("failed", reason)
+        elif target in planned:
+            reason = f"the destination {str(dst)!r} is also that of {str(planned[target])!r}"
+            results[i] = _Outcome("failed", reason)
+        else:
+            planned[target] = src
+            jobs.append((i, src, dst))
+    return results, jobs
+
+
+def _convert_one(src: Path, dst: Path, opts: _Options) -> _Outcome:
+    """Convert one planned file; never raises (the outcome says what happened)."""
+    try:
+        losses = _convert(src, dst, opts)
+    except Exception as exc:
+        logger.info("convert failed: %s: %s", src, exc)
+        return _Outcome("failed", f"{type(exc).__name__}: {exc}")
+    if not opts.remove_source:
+        return _Outcome("converted", dst)
+    if losses:
+        return _Outcome("converted", dst, kept=_kept_message(src, dst, opts.fmt, losses))
+    try:
+        _remove_source(src, dst)
+    except OSError as exc:
+        return _Outcome("converted", dst, kept=f"{type(exc).__name__}: {exc}")
+    return _Outcome("converted", dst)
+
+
+def _build_report(found: list[_Input], results: dict[int, _Outcome]) -> ConversionReport:
+    report = ConversionReport()
+    for i, item in enumerate(found):
+        outcome = results[i]
+        getattr(report, outcome.status).append((item.path, outcome.value))
+        if outcome.kept is not None:
+            report.kept.append((item.path, outcome.kept))
+    return report
+
+
 def convert_images(
     paths_or_folder: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     to: str = "jpg",
@@ -633,11 +1142,14 @@ def convert_images(
 
     * **skipped**: the suffix is not an image suffix (``.png``, ``.jpg``, ``.jpeg``,
       ``.webp``, ``.bmp``, ``.tif``, ``.tiff``, ``.gif``, ...), the name is hidden
-      (starts with ``.``), or the file is already in the target format (by content);
+      (starts with ``.``), the file is already in the target format (by content), or
+      it is the same file as an earlier input (listed twice, a symlink, ``a/../a.png``);
     * **failed**: missing, unreadable, corrupt or truncated, its destination exists
       (without ``overwrite``), or two inputs would write the same destination, or the
       destination is itself one of the inputs;
-    * **converted**: written as with `convert_image`.
+    * **converted**: written as with `convert_image`. With ``remove_source``, a source
+      that was not deleted (the output lacks part of it, or the deletion failed) is
+      also listed in **kept** with the reason.
 
     Files are converted on a thread pool: Pillow releases the GIL while decoding and
     encoding, so threads scale like processes here without the start-up and pickling
@@ -653,146 +1165,53 @@ def convert_images(
         quality: JPEG/WebP quality in [1, 100].
         background: Colour transparent pixels are blended onto (JPEG, BMP).
         overwrite: Replace existing destinations.
-        remove_source: Delete each source after its output verified (see
-            `convert_image`).
+        remove_source: Delete each source after its output verified and only if the
+            output holds everything the source held (see `convert_image`).
         progress: Show a ``tqdm`` progress bar.
 
     Returns:
-        A `ConversionReport`; ``report.ok`` is True when nothing failed.
+        A `ConversionReport`; ``report.ok`` is True when nothing failed and no source
+        was kept against ``remove_source``.
 
     Raises:
         TypeError, ValueError: An argument is invalid (checked before any file is
             touched). Problems with individual files never raise; they are reported.
+        NotADirectoryError: ``out_dir`` names a file.
     """
-    func = "convert_images"
-    fmt, suffix = _parse_target(to, func)
-    quality = _check_quality(quality, func)
-    bg = _parse_background(background, func)
-    for name, value in (
-        ("recursive", recursive),
-        ("overwrite", overwrite),
-        ("remove_source", remove_source),
-        ("progress", progress),
-    ):
-        _check_bool(value, name, func)
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1)
-    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(
-            f"The 'workers' parameter of {func} must be an int in the range [1, inf) or "
-            f"None. Got {workers!r} instead."
-        )
-    out_path: Path | None = None
-    if out_dir is not None:
-        if not isinstance(out_dir, (str, os.PathLike)):
-            raise TypeError(
-                f"The 'out_dir' parameter of {func} must be None, a str or os.PathLike. "
-                f"Got {type(out_dir).__name__} instead."
-            )
-        out_path = Path(out_dir)
-        if out_path.exists() and not out_path.is_dir():
-            raise NotADirectoryError(
-                f"The 'out_dir' parameter of {func} names a file: {str(out_path)!r}."
-            )
-    if remove_source:
-        _refuse_truncated_loading(func)
+    opts = _validate_common("convert_images", to, quality, background, overwrite, remove_source)
+    for name, value in (("recursive", recursive), ("progress", progress)):
+        _check_bool(value, name, "convert_images")
+    n_workers = _check_workers(workers)
+    out_path = _check_out_dir(out_dir)
+    opts = replace(opts, make_parents=out_path is not None)
 
-    # (source, root folder or None) in input order, each file once
-    found: list[tuple[Path, Path | None]] = []
-    results: dict[int, tuple[str, Any]] = {}
-    seen: set[Path] = set()
-    for item in _iter_inputs(paths_or_folder):
-        if item.is_dir():
-            files = item.rglob("*") if recursive else item.iterdir()
-            for f in sorted(p for p in files if p.is_file()):
-                if not _is_within(f, out_path) and f.resolve() not in seen:
-                    seen.add(f.resolve())
-                    found.append((f, item))
-        elif item.resolve() not in seen:
-            seen.add(item.resolve())
-            found.append((item, None))
-
-    sources = {f.resolve() for f, _ in found}
-    planned: dict[Path, Path] = {}
-    jobs: list[tuple[int, Path, Path]] = []
-    for i, (src, root) in enumerate(found):
-        if not src.exists():
-            results[i] = ("failed", f"no such file or folder: {str(src)!r}")
-            continue
-        if src.name.startswith("."):
-            results[i] = ("skipped", "hidden file")
-            continue
-        if src.suffix.lower() not in _INPUT_SUFFIXES:
-            results[i] = ("skipped", f"not an image file (suffix {src.suffix!r})")
-            continue
-        if _sniff_format(src) in (fmt, "MPO" if fmt == "JPEG" else fmt):
-            results[i] = ("skipped", f"already {fmt}")
-            continue
-        if out_path is None:
-            dst = src.with_suffix(suffix)
-        elif root is not None:
-            dst = out_path / src.relative_to(root).with_suffix(suffix)
-        else:
-            dst = out_path / src.with_suffix(suffix).name
-        key = dst.resolve()
-        if key in sources:
-            results[i] = ("failed", f"the destination {str(dst)!r} is one of the input files")
-        elif key in planned:
-            results[i] = (
-                "failed",
-                f"the destination {str(dst)!r} is also that of {str(planned[key])!r}",
-            )
-        else:
-            planned[key] = src
-            jobs.append((i, src, dst))
-
-    def work(src: Path, dst: Path) -> tuple[str, Any]:
-        try:
-            written = _convert(
-                src,
-                dst,
-                fmt,
-                quality=quality,
-                background=bg,
-                overwrite=overwrite,
-                remove_source=remove_source,
-                make_parents=out_path is not None,
-            )
-        except Exception as exc:
-            logger.info("convert failed: %s: %s", src, exc)
-            return "failed", f"{type(exc).__name__}: {exc}"
-        return "converted", written
-
-    _run_jobs(jobs, work, results, workers=workers, progress=progress)
-
-    report = ConversionReport()
-    for i, (src, _) in enumerate(found):
-        status, value = results[i]
-        getattr(report, status).append((src, value))
-    return report
+    found = _gather(_iter_inputs(paths_or_folder), recursive, out_path)
+    results, jobs = _plan(found, out_path, opts)
+    _run_jobs(jobs, opts, results, workers=n_workers, progress=progress)
+    return _build_report(found, results)
 
 
 def _run_jobs(
     jobs: list[tuple[int, Path, Path]],
-    work: Callable[[Path, Path], tuple[str, Any]],
-    results: dict[int, tuple[str, Any]],
+    opts: _Options,
+    results: dict[int, _Outcome],
     *,
     workers: int,
     progress: bool,
 ) -> None:
-    """Run ``work`` on every job (serially or on threads), storing results by index."""
+    """Run `_convert_one` on every job (serially or on threads), storing outcomes by index."""
     from tqdm.auto import tqdm
 
     with tqdm(total=len(jobs), desc="convert", unit="file", disable=not progress) as bar:
         if workers == 1 or len(jobs) <= 1:
             for i, src, dst in jobs:
-                results[i] = work(src, dst)
+                results[i] = _convert_one(src, dst, opts)
                 bar.update()
             return
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            futures = {pool.submit(work, src, dst): i for i, src, dst in jobs}
+            futures = {pool.submit(_convert_one, src, dst, opts): i for i, src, dst in jobs}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
                 bar.update()

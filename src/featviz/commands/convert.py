@@ -2,16 +2,50 @@
 
 Exit status: 0 when no file failed (files skipped on purpose, e.g. already in the
 target format or not images, do not count as failures); 1 when at least one file
-failed; 2 for invalid arguments. The last line on stdout is the summary, e.g.
+failed or, with ``--remove-source``, a source was kept (its output lacks part of it,
+or it could not be deleted); 2 for invalid arguments. Every problem is one line on
+stderr (``failed: ...``, ``kept: ...``, ``featviz convert: error: ...``), never a
+traceback; the last line on stdout is the summary, e.g.
 ``featviz convert: 12 converted, 1 skipped, 0 failed``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 _FORMATS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
+#: convert_images parameter -> the option that sets it, for error messages.
+_OPTIONS = {
+    "paths_or_folder": "SRC",
+    "to": "--to",
+    "out_dir": "--out",
+    "quality": "--quality",
+    "background": "--background",
+    "workers": "--workers",
+    "remove_source": "--remove-source",
+    "overwrite": "--overwrite",
+}
+
+
+def _one_line(text: str) -> str:
+    r"""``text`` on one line: line breaks (e.g. inside a quoted path) written as ``\n``."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _error_line(exc: BaseException) -> str:
+    """A library error as the CLI says it, on one line.
+
+    ``The 'quality' parameter of convert_images must be ...`` becomes
+    ``featviz convert: error: --quality must be ...``.
+    """
+    text = re.sub(
+        r"The '(\w+)' parameter of convert_images",
+        lambda m: _OPTIONS.get(m[1], m[1]),
+        _one_line(str(exc)),
+    )
+    return f"featviz convert: error: {text}"
 
 
 def _format(text: str) -> str:
@@ -30,9 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Transparency is blended onto --background for JPEG/BMP; 16-bit, float, CMYK "
         "and palette images are handled; EXIF orientation is applied. Files are written "
         "atomically, existing files are never replaced without --overwrite, and sources "
-        "are deleted only with --remove-source after the output re-opened correctly. "
-        "Exit status: 0 when nothing failed (skipped files are fine), 1 when a file "
-        "failed, 2 for bad arguments.",
+        "are deleted only with --remove-source after the output re-opened correctly and "
+        "only when it holds everything the source held (else the source is kept and "
+        "listed). Exit status: 0 when nothing failed (skipped files are fine), 1 when a "
+        "file failed or a source was kept, 2 for bad arguments.",
     )
     p.add_argument("src", nargs="+", metavar="SRC", help="image files and/or folders")
     p.add_argument(
@@ -47,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--recursive", action="store_true", help="also convert sub-folders")
     p.add_argument(
-        "--remove-source", action="store_true", help="delete each source once its output verified"
+        "--remove-source",
+        action="store_true",
+        help="delete each source once its output verified and lacks nothing of it",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--workers", type=int, default=None, help="threads (default: min(4, CPUs))")
@@ -73,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (TypeError, ValueError, OSError) as exc:
-        sys.stderr.write(f"featviz convert: error: {exc}\n")
+        sys.stderr.write(_error_line(exc) + "\n")
         return 2
-    for src, reason in report.failed:
-        sys.stderr.write(f"failed: {src}: {reason}\n")
+    lines = [("failed", report.failed), ("kept", report.kept)]
     if getattr(args, "verbose", False):
-        for src, reason in report.skipped:
-            sys.stderr.write(f"skipped: {src}: {reason}\n")
+        lines.append(("skipped", report.skipped))
+    for label, entries in lines:
+        for src, reason in entries:
+            sys.stderr.write(_one_line(f"{label}: {src}: {reason}") + "\n")
     sys.stdout.write(f"featviz convert: {report.summary()}\n")
     return 0 if report.ok else 1
