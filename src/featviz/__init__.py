@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "convert_image": "featviz.convert",
     "convert_images": "featviz.convert",
     "ConversionReport": "featviz.convert",
+    "SourceKeptWarning": "featviz.convert",
     # correlation heatmaps
     "correlation": "featviz.correlations",
     "plot_correlation": "featviz.correlations",
@@ -91,7 +92,12 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
     from featviz import datasets, metrics, models
     from featviz.cam import CAM, class_activation_map, grad_cam
     from featviz.compare import compare_cams, compare_feature_maps, compare_projections
-    from featviz.convert import ConversionReport, convert_image, convert_images
+    from featviz.convert import (
+        ConversionReport,
+        SourceKeptWarning,
+        convert_image,
+        convert_images,
+    )
     from featviz.correlations import (
         correlation,
         plot_correlation,
