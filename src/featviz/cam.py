@@ -35,15 +35,12 @@ from featviz._ops import (
     minmax,
     resize,
 )
+from featviz._outputs import Target, as_logits, call_target, target_classes
 from featviz.hooks import LayerSpec, capture, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
 
 logger = logging.getLogger(__name__)
-
-#: What ``target`` may be: None (arg-max class), one class for all images, one class per
-#: image, or a callable ``outputs -> (N,) scores``.
-Target = int | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor] | None
 
 #: Output size: ``"input"`` (the images' size), None (the layer's size) or ``(H, W)``.
 Size = Literal["input"] | tuple[int, int] | None
@@ -68,10 +65,10 @@ class _Job:
     def score(self, outputs: Any, rows: torch.Tensor) -> torch.Tensor:
         """Target scores (B,) of ``outputs`` whose rows belong to images ``rows`` (B,)."""
         if self.classes is not None:
-            logits = _as_logits(outputs)
+            logits = as_logits(outputs)
             return logits.gather(1, self.classes[rows].to(logits.device)[:, None])[:, 0]
         assert self.target_fn is not None
-        return _call_target(self.target_fn, outputs, len(rows))
+        return call_target(self.target_fn, outputs, len(rows))
 
 
 _HW = (2, 3)
@@ -147,10 +144,10 @@ def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Ten
         # a zero mask blanks the whole input: one forward pass serves every such channel
         zero_out = job.model(torch.zeros_like(images[:1]))
         if job.classes is not None:
-            zero = _as_logits(zero_out)[0, job.classes.to(images.device)]
+            zero = as_logits(zero_out)[0, job.classes.to(images.device)]
         else:
             assert job.target_fn is not None
-            zero = _call_target(job.target_fn, zero_out, 1).expand(n)
+            zero = call_target(job.target_fn, zero_out, 1).expand(n)
         scores = torch.where(constant, zero.float().to(a.device)[:, None], scores)
     pairs = (~constant).nonzero()
     chunks = pairs.split(job.batch_size)
@@ -211,76 +208,6 @@ def _method_name(method: Any) -> str:
 # --------------------------------------------------------------------------------------
 # targets
 # --------------------------------------------------------------------------------------
-def _as_logits(outputs: Any) -> torch.Tensor:
-    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
-        what = (
-            f"a tensor of shape {tuple(outputs.shape)}"
-            if isinstance(outputs, torch.Tensor)
-            else type(outputs).__name__
-        )
-        raise ValueError(
-            "A class target (None, an int or one int per image) needs model outputs of shape "
-            f"(N, num_classes); the model returned {what}. Pass a callable target "
-            "'outputs -> (N,) scores' instead."
-        )
-    return outputs
-
-
-def _call_target(fn: Callable[[Any], torch.Tensor], outputs: Any, n: int) -> torch.Tensor:
-    scores = fn(outputs)
-    if not isinstance(scores, torch.Tensor) or scores.shape != (n,):
-        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(
-            f"The 'target' callable must return a tensor of shape ({n},), one score per "
-            f"image. Got {got} instead."
-        )
-    return scores
-
-
-def _target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
-    """Class index (N,) int64 per image for a non-callable target."""
-    logits = _as_logits(outputs)
-    k = logits.shape[1]
-    if target is None:
-        return logits.detach().argmax(1)
-    if isinstance(target, bool):
-        raise TypeError("The 'target' parameter must not be a bool. Got True/False instead.")
-    if isinstance(target, int):
-        classes = torch.full((n,), target, dtype=torch.long, device=logits.device)
-    elif isinstance(target, str):
-        raise TypeError(
-            "The 'target' parameter must be None, an int, a sequence of ints or a callable. "
-            f"Got str {target!r} instead."
-        )
-    else:
-        try:
-            classes = torch.as_tensor(target).to(device=logits.device)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(
-                "The 'target' parameter must be None, an int, a sequence of ints or a "
-                f"callable. Got {type(target).__name__} instead."
-            ) from exc
-        if classes.ndim == 0:
-            classes = classes.expand(n)
-        if classes.ndim != 1 or classes.dtype.is_floating_point or classes.dtype == torch.bool:
-            raise TypeError(
-                "The 'target' parameter must hold one int class per image. "
-                f"Got dtype {classes.dtype} and shape {tuple(classes.shape)} instead."
-            )
-        if len(classes) != n:
-            raise ValueError(
-                f"The 'target' parameter must have one entry per image: the batch has {n} "
-                f"images but 'target' has {len(classes)} entries."
-            )
-        classes = classes.long()
-    if n and (int(classes.min()) < 0 or int(classes.max()) >= k):
-        raise ValueError(
-            f"The 'target' parameter must hold classes in the range [0, {k - 1}] "
-            f"(the model has {k} outputs). Got {classes.tolist() if n <= 16 else target!r}."
-        )
-    return classes
-
-
 # --------------------------------------------------------------------------------------
 # maps: normalisation, resizing, fusion
 # --------------------------------------------------------------------------------------
@@ -604,10 +531,10 @@ class CAM:
                         )
                 if callable_target:
                     classes = None
-                    scores = _call_target(target, outputs, n)  # type: ignore[arg-type]
+                    scores = call_target(target, outputs, n)  # type: ignore[arg-type]
                 else:
-                    classes = _target_classes(outputs, target, n)
-                    scores = _as_logits(outputs).gather(1, classes[:, None])[:, 0]
+                    classes = target_classes(outputs, target, n)
+                    scores = as_logits(outputs).gather(1, classes[:, None])[:, 0]
                 grads = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
             for key, g in zip(keys, grads, strict=True):
                 if g is None:
@@ -622,10 +549,10 @@ class CAM:
                 need_target = spec.target and not (self.method == "cam" and self.average_classes)
                 if need_target:
                     if callable_target:
-                        scores_opt = _call_target(target, outputs, n)  # type: ignore[arg-type]
+                        scores_opt = call_target(target, outputs, n)  # type: ignore[arg-type]
                     else:
-                        classes = _target_classes(outputs, target, n)
-                        scores_opt = _as_logits(outputs).gather(1, classes[:, None])[:, 0]
+                        classes = target_classes(outputs, target, n)
+                        scores_opt = as_logits(outputs).gather(1, classes[:, None])[:, 0]
             grads = [None] * len(acts)
             del outputs
         self.layers_ = list(keys)

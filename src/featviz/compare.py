@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from featviz._ops import eval_mode, minmax
+from featviz._validation import check_choice
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -105,13 +106,6 @@ def _class_name(model: nn.Module, class_names: Sequence[str] | None, index: int)
     if names is not None and 0 <= index < len(names):
         return str(names[index])
     return str(index)
-
-
-def _check_scale(scale: Any, func: str) -> None:
-    if scale not in ("map", "row"):
-        raise ValueError(
-            f"The 'scale' parameter of {func} must be 'map' or 'row'. Got {scale!r} instead."
-        )
 
 
 def _rescale(maps: dict[str, torch.Tensor], scale: Scale) -> None:
@@ -240,7 +234,7 @@ def compare_cams(
     func = "compare_cams"
     models = _check_models(models, func)
     images = _check_images(images, func)
-    _check_scale(scale, func)
+    check_choice(scale, "scale", func, ("map", "row"))
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
     for name, model in models.items():
@@ -313,7 +307,7 @@ def compare_feature_maps(
     func = "compare_feature_maps"
     models = _check_models(models, func)
     images = _check_images(images, func)
-    _check_scale(scale, func)
+    check_choice(scale, "scale", func, ("map", "row"))
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
     size = tuple(images.shape[-2:])

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from featviz._io import atomic_path
+from featviz._validation import check_choice
 from featviz.hooks import to_numpy
 
 if TYPE_CHECKING:
@@ -51,15 +52,6 @@ def _check_axis(axis: Any, func: str) -> int:
     if isinstance(axis, bool) or axis not in (0, 1):
         raise ValueError(f"The 'axis' parameter of {func} must be 0 or 1. Got {axis!r} instead.")
     return int(axis)
-
-
-def _check_choice(value: Any, param: str, func: str, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        opts = ", ".join(repr(c) for c in choices)
-        raise ValueError(
-            f"The {param!r} parameter of {func} must be one of {opts}. Got {value!r} instead."
-        )
-    return value
 
 
 def _nonfinite_message(param: str, func: str, bad: np.ndarray, dims: Sequence[str]) -> str:
@@ -197,7 +189,7 @@ def correlation(x: Any, *, method: Method = "pearson", axis: int = 0) -> Any:
                [0.99339927, 1.        ]])
     """
     func = "correlation"
-    method = _check_choice(method, "method", func, _METHODS)  # type: ignore[assignment]
+    method = check_choice(method, "method", func, _METHODS)  # type: ignore[assignment]
     axis = _check_axis(axis, func)
     is_tensor = isinstance(x, torch.Tensor)
     if is_tensor:
@@ -275,7 +267,7 @@ def _label_stack(
 ) -> tuple[list[list[Any]], np.ndarray, bool]:
     """Selected labels per matrix, the thresholds used (B,), and whether input was a stack."""
     axis = _check_axis(axis, func)
-    reduce = _check_choice(reduce, "reduce", func, _REDUCERS)
+    reduce = check_choice(reduce, "reduce", func, _REDUCERS)
     m = _as_float_numpy(matrix, "matrix", func)
     if m.ndim not in (2, 3):
         raise ValueError(

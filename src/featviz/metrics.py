@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from featviz import _ops
+from featviz._outputs import as_logits, target_classes
+from featviz._validation import check_choice, check_int
 
 __all__ = [
     "CurveScores",
@@ -105,23 +107,6 @@ def _maps_for(images: torch.Tensor, saliency: Any) -> torch.Tensor:
     return _ops.resize(maps, size)
 
 
-def _check_int(value: Any, name: str, func: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(
-            f"The {name!r} parameter of {func} must be an int in the range [{low}, inf). "
-            f"Got {value!r} instead."
-        )
-    return int(value)
-
-
-def _check_reduction(reduction: Any, func: str) -> None:
-    if reduction not in ("mean", "none"):
-        raise ValueError(
-            f"The 'reduction' parameter of {func} must be 'mean' or 'none'. "
-            f"Got {reduction!r} instead."
-        )
-
-
 # --------------------------------------------------------------------------------------
 # model evaluation
 # --------------------------------------------------------------------------------------
@@ -137,17 +122,13 @@ def _evaluating(model: nn.Module, eval_mode: bool) -> Iterator[None]:
 
 
 def _score(outputs: Any, classes: torch.Tensor, probability: bool) -> torch.Tensor:
-    from featviz.cam import _as_logits
-
-    logits = _as_logits(outputs).float()
+    logits = as_logits(outputs).float()
     if probability:
         logits = logits.softmax(1)
     return logits.gather(1, classes.to(logits.device)[:, None])[:, 0]
 
 
 def _classes(model: nn.Module, images: torch.Tensor, target: Any, batch_size: int) -> torch.Tensor:
-    from featviz.cam import _target_classes
-
     if target is not None and callable(target) and not isinstance(target, torch.Tensor):
         raise TypeError(
             "The 'target' parameter of the metrics must be None, an int or one int per image; "
@@ -156,10 +137,10 @@ def _classes(model: nn.Module, images: torch.Tensor, target: Any, batch_size: in
     n = images.shape[0]
     if target is None:
         outs = [model(chunk) for chunk in images.split(batch_size)]
-        return torch.cat([_target_classes(o, None, len(o)) for o in outs])
+        return torch.cat([target_classes(o, None, len(o)) for o in outs])
     probe = model(images[:1])
     probe = probe.expand(n, -1) if isinstance(probe, torch.Tensor) and probe.ndim == 2 else probe
-    return _target_classes(probe, target, n)
+    return target_classes(probe, target, n)
 
 
 def _gaussian_blur(images: torch.Tensor, ksize: int = 11, sigma: float = 5.0) -> torch.Tensor:
@@ -224,8 +205,8 @@ def _curve(
     func: str,
 ) -> CurveScores:
     images = _check_images(images)
-    steps = _check_int(steps, "steps", func, 1)
-    batch_size = _check_int(batch_size, "batch_size", func, 1)
+    steps = check_int(steps, "steps", func, 1)
+    batch_size = check_int(batch_size, "batch_size", func, 1)
     maps = _maps_for(images, saliency)
     n = images.shape[0]
     hw = images.shape[-2] * images.shape[-1]
@@ -385,7 +366,7 @@ def _confidences(
     func: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     images = _check_images(images)
-    batch_size = _check_int(batch_size, "batch_size", func, 1)
+    batch_size = check_int(batch_size, "batch_size", func, 1)
     x = images.detach()
     maps = _maps_for(x, saliency)
     with _evaluating(model, eval_mode):
@@ -433,7 +414,7 @@ def average_drop(
     Returns:
         A float percentage, or a float32 tensor (N,) with ``reduction="none"``.
     """
-    _check_reduction(reduction, "average_drop")
+    check_choice(reduction, "reduction", "average_drop", ("mean", "none"))
     y, o = _confidences(model, images, saliency, target, batch_size, eval_mode, "average_drop")
     per = 100.0 * (y - o).clamp_min(0) / y
     return per if reduction == "none" else float(per.mean())
@@ -470,7 +451,7 @@ def increase_in_confidence(
     Returns:
         A float percentage, or a float32 tensor (N,) with ``reduction="none"``.
     """
-    _check_reduction(reduction, "increase_in_confidence")
+    check_choice(reduction, "reduction", "increase_in_confidence", ("mean", "none"))
     y, o = _confidences(
         model, images, saliency, target, batch_size, eval_mode, "increase_in_confidence"
     )
@@ -552,7 +533,7 @@ def pointing_game(
         ValueError: Neither or both of ``boxes`` and ``masks``, or shapes that do not
             match the maps.
     """
-    _check_reduction(reduction, "pointing_game")
+    check_choice(reduction, "reduction", "pointing_game", ("mean", "none"))
     if not float(tolerance) >= 0:
         raise ValueError(
             f"The 'tolerance' parameter of pointing_game must be >= 0. Got {tolerance!r} instead."
@@ -610,7 +591,7 @@ def energy_in_box(
     Returns:
         A float in [0, 1], or a float32 tensor (N,) with ``reduction="none"``.
     """
-    _check_reduction(reduction, "energy_in_box")
+    check_choice(reduction, "reduction", "energy_in_box", ("mean", "none"))
     maps = _as_maps(saliency).clamp_min(0)
     b, m = _regions(maps, boxes, masks, "energy_in_box")
     region = _box_masks(b, *maps.shape[-2:]) if b is not None else m

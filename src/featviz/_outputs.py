@@ -1,0 +1,89 @@
+"""Model outputs and targets: any output -> logits, one target class or score per image.
+
+A private module every featviz module may import (CAMs and the metrics share it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["Target", "as_logits", "call_target", "target_classes"]
+
+#: What ``target`` may be: None (arg-max class), one class for all images, one class per
+#: image, or a callable ``outputs -> (N,) scores``.
+Target = int | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor] | None
+
+
+def as_logits(outputs: Any) -> torch.Tensor:
+    """``outputs`` if it is a (N, num_classes) tensor, else a ValueError saying what to pass."""
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
+        what = (
+            f"a tensor of shape {tuple(outputs.shape)}"
+            if isinstance(outputs, torch.Tensor)
+            else type(outputs).__name__
+        )
+        raise ValueError(
+            "A class target (None, an int or one int per image) needs model outputs of shape "
+            f"(N, num_classes); the model returned {what}. Pass a callable target "
+            "'outputs -> (N,) scores' instead."
+        )
+    return outputs
+
+
+def call_target(fn: Callable[[Any], torch.Tensor], outputs: Any, n: int) -> torch.Tensor:
+    """Scores (n,) of a callable target, checked to be one per image."""
+    scores = fn(outputs)
+    if not isinstance(scores, torch.Tensor) or scores.shape != (n,):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(
+            f"The 'target' callable must return a tensor of shape ({n},), one score per "
+            f"image. Got {got} instead."
+        )
+    return scores
+
+
+def target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
+    """Class index (N,) int64 per image for a non-callable target."""
+    logits = as_logits(outputs)
+    k = logits.shape[1]
+    if target is None:
+        return logits.detach().argmax(1)
+    if isinstance(target, bool):
+        raise TypeError("The 'target' parameter must not be a bool. Got True/False instead.")
+    if isinstance(target, int):
+        classes = torch.full((n,), target, dtype=torch.long, device=logits.device)
+    elif isinstance(target, str):
+        raise TypeError(
+            "The 'target' parameter must be None, an int, a sequence of ints or a callable. "
+            f"Got str {target!r} instead."
+        )
+    else:
+        try:
+            classes = torch.as_tensor(target).to(device=logits.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                "The 'target' parameter must be None, an int, a sequence of ints or a "
+                f"callable. Got {type(target).__name__} instead."
+            ) from exc
+        if classes.ndim == 0:
+            classes = classes.expand(n)
+        if classes.ndim != 1 or classes.dtype.is_floating_point or classes.dtype == torch.bool:
+            raise TypeError(
+                "The 'target' parameter must hold one int class per image. "
+                f"Got dtype {classes.dtype} and shape {tuple(classes.shape)} instead."
+            )
+        if len(classes) != n:
+            raise ValueError(
+                f"The 'target' parameter must have one entry per image: the batch has {n} "
+                f"images but 'target' has {len(classes)} entries."
+            )
+        classes = classes.long()
+    if n and (int(classes.min()) < 0 or int(classes.max()) >= k):
+        raise ValueError(
+            f"The 'target' parameter must hold classes in the range [0, {k - 1}] "
+            f"(the model has {k} outputs). Got {classes.tolist() if n <= 16 else target!r}."
+        )
+    return classes
