@@ -40,6 +40,7 @@ __all__ = [
     "ShardStore",
     "Sink",
     "StoreLock",
+    "Survey",
     "barrier",
     "dist_info",
     "fingerprint",
@@ -715,6 +716,9 @@ def merge_store(root: Path) -> dict[str, Any]:
     n = int(uniq.shape[0])
     bounds = np.cumsum([0] + [len(i) for i in indices])
     (root / "data").mkdir(exist_ok=True)
+    for stale in (root / "data").iterdir():  # temp files of an interrupted merge
+        if _temp_of(stale.name, {f"{f}.npy" for f in parts[0][1]["fields"]}):
+            stale.unlink(missing_ok=True)
     fields_info = {}
     for field in parts[0][1]["fields"]:
         files = [d / _shard_name(b, field) for d, b in shards]

@@ -293,7 +293,9 @@ class FeatureSet:
 
         If every rank of a run finished but the shards were not merged yet (e.g. the
         merge was interrupted), they are merged first: ranks combined, the duplicates
-        ``DistributedSampler`` pads with dropped, rows put in dataset order.
+        ``DistributedSampler`` pads with dropped, rows put in dataset order (holding the
+        store's lock meanwhile). Every file is checked against the shape and dtype the
+        manifest records; only files inside ``path`` are read, never unpickled.
 
         Args:
             path: The store folder.
@@ -303,14 +305,18 @@ class FeatureSet:
             The `FeatureSet` (``.path`` set to the folder).
 
         Raises:
-            FileNotFoundError: ``path`` is not a folder or holds no store.
+            FileNotFoundError: ``path`` is not a folder or holds no store, or a file the
+                manifest names is missing (the message names the file and the store).
             ValueError: The store is incomplete (interrupted run: repeat the same
-                `extract` call to resume) or not a featviz store.
+                `extract` call to resume) or not a featviz store; a file is truncated or
+                damaged; the manifest names a file outside ``path``.
+            RuntimeError: The shards need merging but an `extract` call holds the lock.
         """
         return cls._from_parts(read_store(Path(path), mmap=mmap))
 
     @classmethod
     def _from_parts(cls, parts: Parts) -> FeatureSet:
+        """The set a sink finished into (see `featviz._store.Parts`)."""
         fields = parts.fields
         fs = cls(
             {k: fields[f"layer{i}"] for i, k in enumerate(parts.keys)},
