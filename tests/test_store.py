@@ -217,6 +217,16 @@ def test_store_with_extra_user_files_is_refused_and_untouched(tmp_path):
         assert model.calls == 0 and snapshot(store) == before
 
 
+def test_finished_store_with_added_files_still_opens_without_writing(tmp_path):
+    store = _finished(tmp_path)
+    (store / "notes.txt").write_text("mine")
+    before = snapshot(store)
+    model = Counting()
+    fs = extract(model, DataLoader(pairs(6), batch_size=2), ["fc"], store=store, progress=False)
+    assert model.calls == 0 and snapshot(store) == before
+    np.testing.assert_array_equal(fs.labels, np.arange(6))
+
+
 def test_merge_deletes_only_the_shards_it_wrote(tmp_path, monkeypatch):
     store = tmp_path / "s"
 
