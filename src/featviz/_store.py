@@ -1,7 +1,7 @@
 """Where `extract` puts its rows: in RAM, or a folder of ``.npy`` shards (a store).
 
-Both sinks share one small interface (`Sink`): ``open()`` (True when a finished store
-is already there), ``skip(b, ...)`` (rows already stored for batch ``b``, checked),
+Both sinks share one small interface (`Sink`): ``open()`` (the finished result when a
+finished store is already there), ``skip(b, ...)`` (rows already stored for batch ``b``, checked),
 ``write(b, arrays, inputs)`` and ``finish(expected) -> Parts``; ``close()`` releases
 what ``open()`` took. `ShardStore` writes one ``.npy`` per field per batch under
 ``rank<r>/``, merges all ranks into ``data/<field>.npy`` and writes ``manifest.json``;
@@ -82,8 +82,8 @@ class Parts(NamedTuple):
 class Sink(Protocol):
     """Where `extract` writes each batch; see the module docstring."""
 
-    def open(self) -> bool:
-        """Prepare; True when a finished, compatible result is already there."""
+    def open(self) -> Parts | None:
+        """Prepare; the result if a finished, compatible one is already there."""
         ...
 
     def close(self) -> None:
@@ -169,9 +169,9 @@ class MemorySink:
         self.parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
         self.batches = 0
 
-    def open(self) -> bool:
+    def open(self) -> Parts | None:
         """Nothing to prepare."""
-        return False
+        return None
 
     def close(self) -> None:
         """Nothing to release."""
@@ -530,20 +530,21 @@ class ShardStore:
         self.lock = StoreLock(root, rank)
         self.unverified: list[int] = []
 
-    def open(self) -> bool:
-        """Check the folder (nothing written before); lock; return True when finished."""
+    def open(self) -> Parts | None:
+        """Check the folder (nothing written before); lock; the result if finished."""
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(
                 f"The 'store' parameter names a file, not a folder: {str(self.root)!r}."
             )
         if self._check():
-            return True
+            logger.info("extract: %s is already complete; opening it", self.root)
+            return read_store(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
             if self._check():  # another run finished it meanwhile
                 self.lock.release()
-                return True
+                return read_store(self.root)
             self.dir.mkdir(exist_ok=True)
             mine = _read_json(self.dir / "manifest.json")
             if mine is not None:
@@ -555,7 +556,7 @@ class ShardStore:
         except BaseException:
             self.lock.release()
             raise
-        return False
+        return None
 
     def close(self) -> None:
         """Release the lock (idempotent)."""

@@ -21,7 +21,6 @@ import collections
 import contextlib
 import inspect
 import json
-import logging
 import os
 import pickle
 import warnings
@@ -51,8 +50,6 @@ if TYPE_CHECKING:
     from featviz.hooks import Capture, LayerSpec
 
 __all__ = ["FeatureSet", "extract"]
-
-logger = logging.getLogger(__name__)
 
 _FORMAT = FORMAT
 _FORMAT_VERSION = FORMAT_VERSION
@@ -624,13 +621,12 @@ def extract(
     config = _config(model, loader, keys, reduce_name, cast, max_batches, world)
     sink = _sink(store, config, rank)
     try:
-        if sink.open():
-            logger.info("extract: %s is already complete; opening it", store)
-            return FeatureSet.open(store)  # type: ignore[arg-type]
-        _run(_Step(model, cap, keys, dev, cast), loader, sink, max_batches, progress)
-        tracked = config["index_source"] == "sampler"
-        expected = _num_batches(loader, max_batches) if tracked else None
-        return FeatureSet._from_parts(sink.finish(expected))
+        result = sink.open()  # a finished store: opened without running the model
+        if result is None:
+            _run(_Step(model, cap, keys, dev, cast), loader, sink, max_batches, progress)
+            tracked = config["index_source"] == "sampler"
+            result = sink.finish(_num_batches(loader, max_batches) if tracked else None)
+        return FeatureSet._from_parts(result)
     finally:
         sink.close()
 
