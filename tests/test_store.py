@@ -217,6 +217,22 @@ def test_store_with_extra_user_files_is_refused_and_untouched(tmp_path):
         assert model.calls == 0 and snapshot(store) == before
 
 
+def test_rank_manifest_with_field_names_that_are_paths_is_not_trusted(tmp_path):
+    store = tmp_path / "a" / "s"
+    interrupted(store)
+    path = store / "rank00000" / "manifest.json"
+    man = json.loads(path.read_text())
+    man["fields"]["../../../evil"] = man["fields"]["outputs"]
+    path.write_text(json.dumps(man))
+    before = snapshot(tmp_path)
+    model = Counting()
+    with pytest.raises(ValueError, match="not a featviz store"):
+        extract(model, DataLoader(pairs(6), batch_size=2), ["fc"], store=store, progress=False)
+    with pytest.raises(FileNotFoundError, match="holds no featviz store"):
+        FeatureSet.open(store)
+    assert model.calls == 0 and snapshot(tmp_path) == before
+
+
 def test_finished_store_with_added_files_still_opens_without_writing(tmp_path):
     store = _finished(tmp_path)
     (store / "notes.txt").write_text("mine")

@@ -58,6 +58,7 @@ _RANK_DIR = re.compile(r"rank(\d{5})")
 _SHARD = re.compile(r"\d{6}-(.+)\.npy")
 _CHECK = re.compile(r"\d{6}-fingerprint\.txt")
 _LOCK = re.compile(r"rank\d{5}\.lock")
+_FIELD = re.compile(r"index|outputs|labels|layer\d+")
 # atomic_path's temporary names: ".<stem>.<8 random chars>.tmp<suffix>"
 _TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
 
@@ -370,12 +371,19 @@ def _owned(base: str, owned: set[str], shard_fields: set[str] | None) -> bool:
 
 
 def _featviz_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest at ``path`` if it is a featviz one; None if absent; {} if foreign."""
+    """The manifest at ``path`` if it is a featviz one; None if absent; {} if foreign.
+
+    Field names must be featviz's own (``index``, ``outputs``, ``labels``, ``layer<i>``),
+    since file names are made from them.
+    """
     data = _read_json(path)
     if data is None:
         return None
-    cfg = data.get("config")
-    return data if isinstance(cfg, dict) and cfg.get("format") == FORMAT else {}
+    cfg, fields = data.get("config"), data.get("fields") or {}
+    ours = isinstance(cfg, dict) and cfg.get("format") == FORMAT and isinstance(fields, dict)
+    if not ours or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields):
+        return {}
+    return data
 
 
 def survey(root: Path) -> Survey:
@@ -397,7 +405,7 @@ def survey(root: Path) -> Survey:
             if part:
                 ranks[p] = part
             else:
-                foreign += _foreign_files(p, set(), None, f"{p.name}/manifest.json")
+                foreign += _foreign_files(p, set(), None, only_temps=True)
         elif p.name == "manifest.json" or (p.name == "data" and plain_dir):
             continue
         elif _temp_of(p.name, {"manifest.json"}):
@@ -415,23 +423,20 @@ def survey(root: Path) -> Survey:
 
 
 def _foreign_files(
-    folder: Path, owned: set[str], shard_fields: set[str] | None, unlisted: str = ""
+    folder: Path, owned: set[str], shard_fields: set[str] | None, *, only_temps: bool = False
 ) -> list[str]:
     """Entries of ``folder`` other than ``owned`` files, shards of ``shard_fields``, temps.
 
-    ``unlisted``: ``folder`` is a rank folder whose manifest is missing or foreign; only
-    temporary files of a manifest being written are then fine.
+    ``only_temps``: ``folder`` is a rank folder without a featviz manifest; only the
+    temporary file of a manifest being written is fine there.
     """
     out = []
     for p in sorted(folder.iterdir()):
         base, temp = _base_name(p.name)
-        if unlisted:
-            ok = temp and base == "manifest.json"
-        else:
-            ok = _owned(base, owned, shard_fields)
+        ok = base == "manifest.json" if only_temps else _owned(base, owned, shard_fields)
         if temp and ok:
             continue  # a temporary file of ours (it may vanish while we look)
-        if not ok or p.is_symlink() or not p.is_file():
+        if not ok or only_temps or p.is_symlink() or not p.is_file():
             out.append(f"{folder.name}/{p.name}")
     return out
 
