@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +21,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import featviz._store as fstore
 from featviz.extraction import FeatureSet, extract
 
-REFERENCE = Path(__file__).parent / "data" / "store_v1"
+# written by featviz 0.1.0 (before the store moved to featviz._store): a finished store
+# and the store a run stopped during its third batch left behind
+REFERENCE = Path(__file__).parent / "data" / "store_v1" / "complete"
+PARTIAL = Path(__file__).parent / "data" / "store_v1" / "partial"
 # the order the reference loader draws samples in (a fixed list: no RNG whose algorithm
 # could change between torch versions); batch 0 is one block of the result, the others
 # are scattered, so the merge's copy and scatter paths are both pinned
@@ -41,20 +45,37 @@ def reference_model() -> nn.Sequential:
     return nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), fc)
 
 
-def reference_loader() -> DataLoader:
+class _Images(TensorDataset):
+    """A TensorDataset that fails to load sample ``broken`` (to interrupt a run)."""
+
+    broken: int | None = None
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        if i == self.broken:
+            raise OSError("interrupted")
+        return super().__getitem__(i)
+
+
+def reference_loader(broken: int | None = None) -> DataLoader:
     """10 integer-valued 3x32x32 images in 3 batches (4, 4, 2) in REFERENCE_ORDER."""
     n = 10
     k = torch.arange(n * 3 * 32 * 32).reshape(n, 3, 32, 32)
     x = ((k * 7 + k // 97) % 11 - 5).float()
     y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
-    return DataLoader(TensorDataset(x, y), batch_size=4, sampler=REFERENCE_ORDER)
+    ds = _Images(x, y)
+    ds.broken = broken
+    return DataLoader(ds, batch_size=4, sampler=REFERENCE_ORDER)
 
 
-def write_reference(path: Path) -> None:
-    """The store pinned under tests/data/store_v1 (two layers, float16, 3 shards merged)."""
+def write_reference(path: Path, broken: int | None = None) -> None:
+    """The store pinned under tests/data/store_v1/complete (2 layers, float16, 3 shards).
+
+    With ``broken=8`` the run stops while loading the third batch: the interrupted store
+    pinned under tests/data/store_v1/partial (rank00000/ with two batches' shards).
+    """
     extract(
         reference_model(),
-        reference_loader(),
+        reference_loader(broken),
         ["0", "1"],
         dtype=torch.float16,
         store=path,
@@ -111,6 +132,39 @@ def test_store_bytes_match_the_pinned_v1_reference(tmp_path):
     np.testing.assert_array_equal(
         np.load(REFERENCE / "data/labels.npy"), [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
     )
+
+
+def test_interrupted_store_bytes_match_the_pinned_v1_reference(tmp_path):
+    with pytest.raises(OSError, match="interrupted"):
+        write_reference(tmp_path / "s", broken=8)
+    assert _files(tmp_path / "s") == _files(PARTIAL)
+    assert len(_files(PARTIAL / "rank00000")) == 11  # manifest + 2 batches x 5 fields
+    for name in _files(PARTIAL):
+        if (PARTIAL / name).is_file():  # the rank manifest holds no version: exact bytes
+            assert (tmp_path / "s" / name).read_bytes() == (PARTIAL / name).read_bytes(), name
+
+
+def test_resuming_the_pinned_v1_interrupted_store_gives_the_pinned_result(tmp_path):
+    shutil.copytree(PARTIAL, tmp_path / "s")
+    model = reference_model()
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda m, a: calls.append(int(a[0].shape[0])))
+    extract(
+        model,
+        reference_loader(),
+        ["0", "1"],
+        dtype=torch.float16,
+        store=tmp_path / "s",
+        progress=False,
+    )
+    assert calls == [2]  # only the third batch ran
+    assert _files(tmp_path / "s") == _files(REFERENCE)
+    for name in _files(REFERENCE):
+        ref, new = REFERENCE / name, tmp_path / "s" / name
+        if name == "manifest.json":
+            assert _normalised_manifest(new) == _normalised_manifest(ref)
+        elif ref.is_file():
+            assert new.read_bytes() == ref.read_bytes(), name
 
 
 # ------------------------------------------------------------------ helpers
