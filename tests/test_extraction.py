@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import featviz.extraction as fx
+import featviz._store as fstore
 from featviz.extraction import FeatureSet, extract
 
 
@@ -345,7 +345,7 @@ def test_open_merges_finished_ranks_when_merge_was_interrupted(tmp_path, monkeyp
         raise OSError(errno.EIO, "merge interrupted")
 
     with monkeypatch.context() as mp:
-        mp.setattr(fx, "_merge_store", broken)
+        mp.setattr(fstore, "merge_store", broken)
         with pytest.raises(OSError, match="merge interrupted"):
             extract(Lin(), loader, ["act"], store=tmp_path / "s", progress=False)
     assert not (tmp_path / "s/manifest.json").exists()
@@ -477,13 +477,13 @@ def _ddp_worker(rank: int, world: int, tmp: str, shuffle: bool) -> None:
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rdzv", rank=rank, world_size=world)
     try:
         listing: dict[str, list[str]] = {}
-        real_merge = fx._merge_store
+        real_merge = fstore.merge_store
 
         def spy(root: Path) -> dict:
             listing["files"] = sorted(str(p.relative_to(root)) for p in root.rglob("*.npy"))
             return real_merge(root)
 
-        fx._merge_store = spy
+        fstore.merge_store = spy
         ds = lin_data(7)  # 7 samples on 2 ranks: DistributedSampler pads one duplicate
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=5)
         loader = DataLoader(ds, batch_size=2, sampler=sampler)

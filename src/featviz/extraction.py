@@ -19,37 +19,40 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import inspect
 import json
-import logging
 import os
 import pickle
-import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from featviz._io import atomic_path
-from featviz._version import __version__
+from featviz._store import (
+    FORMAT,
+    FORMAT_VERSION,
+    MemorySink,
+    Parts,
+    ShardStore,
+    Sink,
+    dist_info,
+    read_store,
+)
 from featviz.hooks import capture, to_numpy, unwrap_model
 
 if TYPE_CHECKING:
-    from featviz.hooks import LayerSpec
+    from featviz.hooks import Capture, LayerSpec
 
 __all__ = ["FeatureSet", "extract"]
 
-logger = logging.getLogger(__name__)
-
-_FORMAT = "featviz.featureset"
-_FORMAT_VERSION = 1
-_REDUCERS = ("flatten", "avg", "max")
-_BUILTIN_FIELDS = ("index", "outputs", "labels")
+_FORMAT = FORMAT
+_FORMAT_VERSION = FORMAT_VERSION
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +290,9 @@ class FeatureSet:
 
         If every rank of a run finished but the shards were not merged yet (e.g. the
         merge was interrupted), they are merged first: ranks combined, the duplicates
-        ``DistributedSampler`` pads with dropped, rows put in dataset order.
+        ``DistributedSampler`` pads with dropped, rows put in dataset order (holding the
+        store's lock meanwhile). Every file is checked against the shape and dtype the
+        manifest records; only files inside ``path`` are read, never unpickled.
 
         Args:
             path: The store folder.
@@ -297,50 +302,27 @@ class FeatureSet:
             The `FeatureSet` (``.path`` set to the folder).
 
         Raises:
-            FileNotFoundError: ``path`` is not a folder or holds no store.
+            FileNotFoundError: ``path`` is not a folder or holds no store, or a file the
+                manifest names is missing (the message names the file and the store).
             ValueError: The store is incomplete (interrupted run: repeat the same
-                `extract` call to resume) or not a featviz store.
+                `extract` call to resume) or not a featviz store; a file is truncated or
+                damaged; the manifest names a file outside ``path``.
+            RuntimeError: The shards need merging but an `extract` call holds the lock.
         """
-        root = Path(path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"The 'path' parameter names no folder: {str(root)!r}.")
-        manifest = _read_json(root / "manifest.json")
-        if manifest is None:
-            ranks = sorted(root.glob("rank*/manifest.json"))
-            if not ranks:
-                raise FileNotFoundError(
-                    f"The 'path' parameter names {str(root)!r}, which holds no featviz store "
-                    "(no manifest.json)."
-                )
-            parts = [_read_json(r) or {} for r in ranks]
-            world = {p.get("config", {}).get("world_size") for p in parts}
-            if not all(p.get("complete") for p in parts) or world != {len(parts)}:
-                done = sum(bool(p.get("complete")) for p in parts)
-                raise ValueError(
-                    f"The store {str(root)!r} is incomplete ({done} of "
-                    f"{max(w or 0 for w in world)} ranks finished): repeat the same extract "
-                    "call to resume it."
-                )
-            manifest = _merge_store(root)
-        _check_format(manifest, root)
-        if not manifest.get("complete"):
-            raise ValueError(
-                f"The store {str(root)!r} is incomplete: repeat the same extract call to resume."
-            )
-        mode: Literal["r"] | None = "r" if mmap else None
-        fields = {
-            name: np.load(root / info["file"], mmap_mode=mode, allow_pickle=False)
-            for name, info in manifest["fields"].items()
-        }
-        keys = manifest["config"]["layers"]
+        return cls._from_parts(read_store(Path(path), mmap=mmap))
+
+    @classmethod
+    def _from_parts(cls, parts: Parts) -> FeatureSet:
+        """The set a sink finished into (see `featviz._store.Parts`)."""
+        fields = parts.fields
         fs = cls(
-            {k: fields[f"layer{i}"] for i, k in enumerate(keys)},
+            {k: fields[f"layer{i}"] for i, k in enumerate(parts.keys)},
             fields.get("outputs"),
             fields.get("labels"),
-            np.array(fields["index"]),
-            manifest.get("metadata"),
+            fields["index"],
+            parts.metadata,
         )
-        fs.path = root
+        fs.path = parts.path
         return fs
 
 
@@ -349,17 +331,6 @@ def _check_no_objects(arr: np.ndarray, name: str) -> None:
         raise TypeError(
             f"FeatureSet field {name!r} holds Python objects (dtype object), which cannot be "
             "stored without pickle; convert it to numbers or strings."
-        )
-
-
-def _check_format(manifest: Mapping[str, Any], root: Path) -> None:
-    cfg = manifest.get("config", {})
-    if cfg.get("format") != _FORMAT:
-        raise ValueError(f"{str(root)!r} holds a manifest.json that is not a featviz store.")
-    if cfg.get("version", 0) > _FORMAT_VERSION:
-        raise ValueError(
-            f"The store {str(root)!r} has format version {cfg.get('version')}; this featviz "
-            f"reads up to {_FORMAT_VERSION}. Upgrade featviz."
         )
 
 
@@ -413,21 +384,6 @@ def _model_device(model: nn.Module) -> torch.device:
     for t in model.buffers():
         return t.device
     return torch.device("cpu")
-
-
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def _split_batch(batch: Any, b: int) -> tuple[torch.Tensor, Any]:
@@ -538,14 +494,19 @@ def _rebuild(loader: Any, batch_sampler: _RecordingBatchSampler) -> Any:
 
 
 def _batches(
-    loader: Any,
-    limit: int | None,
-    skip: Callable[[int, list[int] | None], bool],
-    done_rows: Callable[[int], int],
+    loader: Any, limit: int | None, sink: Sink
 ) -> Iterator[tuple[int, Any, np.ndarray | None, int]]:
-    """Yield ``(batch number, batch, dataset indices or None, running row offset)``."""
+    """Yield ``(batch number, batch, dataset indices or None, running row offset)``.
+
+    Batches ``sink`` already holds are skipped (the sink checks that they hold the same
+    samples: by dataset index, or by the inputs where the index is counted).
+    """
     if _can_track(loader):
-        rec = _RecordingBatchSampler(loader.batch_sampler, limit, skip)
+
+        def done(b: int, idx: list[int]) -> bool:
+            return sink.skip(b, np.asarray(idx, dtype=np.int64), None) is not None
+
+        rec = _RecordingBatchSampler(loader.batch_sampler, limit, done)
         for batch in _rebuild(loader, rec):
             b, idx = rec.queue.popleft()
             yield b, batch, np.asarray(idx, dtype=np.int64), 0
@@ -554,11 +515,12 @@ def _batches(
     for b, batch in enumerate(loader):
         if limit is not None and b >= limit:
             return
-        if skip(b, None):
-            offset += done_rows(b)
+        inputs, _ = _split_batch(batch, b)
+        rows = sink.skip(b, None, inputs)
+        if rows is not None:
+            offset += rows
             continue
         yield b, batch, None, offset
-        inputs, _ = _split_batch(batch, b)
         offset += int(inputs.shape[0])
 
 
@@ -568,299 +530,6 @@ def _num_batches(loader: Any, limit: int | None) -> int | None:
     except TypeError:
         return limit
     return n if limit is None else min(n, limit)
-
-
-# ---------------------------------------------------------------------------------------
-# store files
-# ---------------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}.") from exc
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    text = json.dumps(data, indent=1, sort_keys=True, default=str)
-    try:
-        with atomic_path(path, overwrite=True) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise _store_error(path, exc) from exc
-
-
-def _store_error(path: Path, exc: OSError) -> OSError:
-    why = os.strerror(exc.errno) if exc.errno else str(exc)
-    if exc.errno == errno.ENOSPC:
-        why = "no space left on device"
-    return type(exc)(
-        exc.errno or errno.EIO,
-        f"extract: could not write {path.name} in the store {str(path.parent)!r}: {why}. "
-        "Everything written before is intact: free space and repeat the same extract call "
-        "to resume.",
-    )
-
-
-def _write_npy(path: Path, arr: np.ndarray) -> None:
-    try:
-        with atomic_path(path, overwrite=True) as tmp, open(tmp, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-    except OSError as exc:
-        raise _store_error(path, exc) from exc
-
-
-def _shard_name(b: int, field: str) -> str:
-    return f"{b:06d}-{field}.npy"
-
-
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """Shape, dtype and data offset of a C-ordered ``.npy`` file."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        offset = f.tell()
-    if fortran and len(shape) > 1:
-        offset = -1  # not our own shard layout: take the slow path
-    return tuple(shape), dtype, offset
-
-
-def _copy_bytes(src: Path, src_off: int, dst: Any, dst_off: int, count: int) -> None:
-    """Copy ``count`` bytes from ``src`` at ``src_off`` into open file ``dst`` at ``dst_off``.
-
-    Uses ``os.copy_file_range`` (in-kernel, no user-space buffer) where available.
-    """
-    dst.flush()
-    with open(src, "rb") as s:
-        done = 0
-        copy = getattr(os, "copy_file_range", None)
-        while copy is not None and done < count:
-            try:
-                k = copy(s.fileno(), dst.fileno(), count - done, src_off + done, dst_off + done)
-            except OSError as exc:
-                if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    break
-                raise
-            if k == 0:
-                break
-            done += k
-        if done < count:
-            s.seek(src_off + done)
-            dst.seek(dst_off + done)
-            dst.write(s.read(count - done))
-
-
-def _merge_store(root: Path) -> dict[str, Any]:
-    """Merge all ranks' shards into one ``.npy`` per field, in dataset order; return manifest.
-
-    Memory stays flat: shards are read one at a time and their rows written with plain
-    file writes at their final offsets (no memory map, so no resident file pages).
-    """
-    rank_dirs = sorted(p.parent for p in root.glob("rank*/manifest.json"))
-    parts = [(d, _read_json(d / "manifest.json") or {}) for d in rank_dirs]
-    config = parts[0][1]["config"]
-    shards: list[tuple[Path, int]] = []
-    indices: list[np.ndarray] = []
-    for d, part in parts:
-        for b in range(int(part["num_shards"])):
-            shards.append((d, b))
-            indices.append(np.load(d / _shard_name(b, "index"), allow_pickle=False))
-    all_idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-    uniq, first = np.unique(all_idx, return_index=True)
-    dest = np.full(all_idx.shape[0], -1, dtype=np.int64)
-    dest[first] = np.arange(uniq.shape[0])
-    n = int(uniq.shape[0])
-    bounds = np.cumsum([0] + [len(i) for i in indices])
-    data = root / "data"
-    data.mkdir(exist_ok=True)
-    fields_info: dict[str, Any] = {}
-    for field in parts[0][1]["fields"]:
-        files = [d / _shard_name(b, field) for d, b in shards]
-        heads = [_npy_header(f) for f in files]
-        rows = {h[0][1:] for h in heads}
-        if len(rows) != 1:
-            raise ValueError(
-                f"extract: field {field!r} has rows of different shapes {sorted(rows)} in "
-                "different batches; use reduce='avg' or inputs of one size."
-            )
-        row = rows.pop()
-        dtype = np.result_type(*[h[1] for h in heads])
-        out = data / f"{field}.npy"
-        try:
-            with atomic_path(out, overwrite=True) as tmp, open(tmp, "wb") as f:
-                header = {
-                    "descr": np.lib.format.dtype_to_descr(dtype),
-                    "fortran_order": False,
-                    "shape": (n, *row),
-                }
-                np.lib.format.write_array_header_2_0(f, header)
-                start = f.tell()
-                rowbytes = int(np.prod(row, dtype=np.int64)) * dtype.itemsize
-                for k, path in enumerate(files):
-                    where = dest[bounds[k] : bounds[k + 1]]
-                    m = int(where.shape[0])
-                    shard_shape, shard_dtype, shard_off = heads[k]
-                    if (
-                        m
-                        and shard_off >= 0
-                        and shard_dtype == dtype
-                        and shard_shape[0] == m
-                        and where[0] >= 0
-                        and np.array_equal(where, where[0] + np.arange(m))
-                    ):  # the common case: a whole shard lands in one block, copy as is
-                        _copy_bytes(
-                            path, shard_off, f, start + int(where[0]) * rowbytes, m * rowbytes
-                        )
-                        continue
-                    arr = np.load(path, allow_pickle=False).astype(dtype, copy=False)
-                    keep = where >= 0
-                    pos, arr = where[keep], arr[keep]
-                    order = np.argsort(pos, kind="stable")
-                    pos, arr = pos[order], np.ascontiguousarray(arr[order])
-                    cuts = np.flatnonzero(np.diff(pos) != 1) + 1
-                    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, pos.shape[0]], strict=True):
-                        if hi > lo:
-                            f.seek(start + int(pos[lo]) * rowbytes)
-                            f.write(arr[lo:hi].data)
-                f.seek(start + n * rowbytes)
-                f.truncate()
-        except OSError as exc:
-            raise _store_error(out, exc) from exc
-        fields_info[field] = {
-            "file": f"data/{field}.npy",
-            "shape": [n, *row],
-            "dtype": np.lib.format.dtype_to_descr(dtype),
-        }
-    duplicates = int(all_idx.shape[0] - n)
-    metadata = {
-        "model_class": config["model_class"],
-        "layers": config["layers"],
-        "reduce": config["reduce"],
-        "dtype": config["dtype"],
-        "world_size": config["world_size"],
-        "batch_size": config["batch_size"],
-        "index_source": config["index_source"],
-        "duplicates_dropped": duplicates,
-        "featviz_version": __version__,
-    }
-    manifest = {
-        "config": config,
-        "complete": True,
-        "n": n,
-        "fields": fields_info,
-        "metadata": metadata,
-    }
-    _write_json(root / "manifest.json", manifest)
-    for d, _ in parts:  # shards are merged and the manifest is safe: free the disk space
-        shutil.rmtree(d, ignore_errors=True)
-    logger.info(
-        "extract: merged %d shard(s) into %s (%d duplicate(s) dropped)",
-        len(shards),
-        root,
-        duplicates,
-    )
-    return manifest
-
-
-class _Store:
-    """One rank's side of a store: compatibility checks, shards, manifest."""
-
-    def __init__(self, root: Path, config: dict[str, Any], rank: int) -> None:
-        self.root = root
-        self.config = config
-        self.rank = rank
-        self.dir = root / f"rank{rank:05d}"
-        self.fields: dict[str, Any] = {}
-        self.written = 0
-
-    def prepare(self) -> bool:
-        """Check the folder; return True when a finished, compatible store is already there."""
-        root = self.root
-        if root.exists() and not root.is_dir():
-            raise ValueError(f"The 'store' parameter names a file, not a folder: {str(root)!r}.")
-        top = _read_json(root / "manifest.json") if root.is_dir() else None
-        if top is not None:
-            self._compare(top.get("config", {}), root / "manifest.json")
-            if top.get("complete"):
-                return True
-        if root.is_dir() and top is None:
-            present = {p.name for p in root.iterdir()}
-            foreign = {n for n in present if not (n.startswith("rank") or n in ("data", ".lock"))}
-            if foreign:
-                raise ValueError(
-                    f"The 'store' parameter names {str(root)!r}, a non-empty folder that is not "
-                    f"a featviz store (it holds {sorted(foreign)[:5]}); choose a new or empty "
-                    "folder."
-                )
-        for other in sorted(root.glob("rank*/manifest.json")) if root.is_dir() else []:
-            self._compare((_read_json(other) or {}).get("config", {}), other)
-        root.mkdir(parents=True, exist_ok=True)
-        self.dir.mkdir(exist_ok=True)
-        mine = _read_json(self.dir / "manifest.json")
-        if mine is not None:
-            self.fields = dict(mine.get("fields") or {})
-            for stale in self.dir.glob(".*.tmp*"):  # temp files of a killed run
-                stale.unlink(missing_ok=True)
-        self._save(complete=False)
-        return False
-
-    def _compare(self, stored: Mapping[str, Any], where: Path) -> None:
-        diff = {k: (stored.get(k), v) for k, v in self.config.items() if stored.get(k) != v}
-        if diff:
-            text = "; ".join(f"{k}: stored {a!r}, this call {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"The 'store' parameter names {str(self.root)!r}, whose manifest "
-                f"({where.name}) was written by a different extract call ({text}). Nothing "
-                "was changed; use another folder, or delete this one to start over."
-            )
-
-    def _save(self, *, complete: bool, num_shards: int | None = None) -> None:
-        data = {
-            "config": self.config,
-            "rank": self.rank,
-            "fields": self.fields,
-            "complete": complete,
-        }
-        if num_shards is not None:
-            data["num_shards"] = num_shards
-        _write_json(self.dir / "manifest.json", data)
-
-    def done(self, b: int) -> bool:
-        return (self.dir / _shard_name(b, "index")).is_file()
-
-    def stored_index(self, b: int) -> np.ndarray:
-        return np.load(self.dir / _shard_name(b, "index"), allow_pickle=False)
-
-    def write(self, b: int, arrays: Mapping[str, np.ndarray]) -> None:
-        new = {
-            name: {"shape": list(a.shape[1:]), "dtype": np.lib.format.dtype_to_descr(a.dtype)}
-            for name, a in arrays.items()
-        }
-        for name, info in new.items():
-            old = self.fields.get(name)
-            if old is not None and old["shape"] != info["shape"] and name != "labels":
-                raise ValueError(
-                    f"extract: batch {b} gives {name!r} rows of shape {tuple(info['shape'])}, "
-                    f"but the store holds rows of shape {tuple(old['shape'])}; use "
-                    "reduce='avg' or inputs of one size."
-                )
-        # the index shard goes last: its presence marks the whole shard as finished
-        for name in sorted(arrays, key=lambda k: k == "index"):
-            _write_npy(self.dir / _shard_name(b, name), arrays[name])
-        self.written += 1
-        if not self.fields:
-            self.fields = new
-            self._save(complete=False)
-
-    def finish(self, num_shards: int) -> None:
-        self._save(complete=True, num_shards=num_shards)
 
 
 # ---------------------------------------------------------------------------------------
@@ -895,13 +564,17 @@ def extract(
     With ``store=PATH`` nothing accumulates in RAM: each batch becomes one ``.npy``
     shard per field (written to a temp file, then renamed) under ``PATH/rank<r>/``, with
     a JSON manifest. A run that stopped (crash, Ctrl-C, full disk) resumes with the same
-    call: finished shards are skipped (their recorded indices are checked against the
-    loader's order) and the result is identical to an uninterrupted run. At the end the
+    call: finished shards are skipped after checking that they hold the same samples
+    (their recorded dataset indices, or for loaders without them a fingerprint of each
+    batch's inputs), so the result is identical to an uninterrupted run. At the end the
     shards of all ranks are merged into ``PATH/data/<field>.npy`` in dataset order and
-    opened with `FeatureSet.open` (memory-mapped). Under ``torch.distributed`` every
-    rank must call `extract` with the same arguments; each writes its own shards, rank 0
-    merges them (dropping ``DistributedSampler`` padding duplicates) between two
-    barriers, and every rank gets the merged set.
+    opened with `FeatureSet.open` (memory-mapped). The store only writes files whose
+    names its own manifests define: a non-empty folder that is not a featviz store is
+    refused before the model runs. While a run writes, it holds the lock file
+    ``PATH/rank<r>.lock``, so a second run into the same store is refused. Under
+    ``torch.distributed`` every rank must call `extract` with the same arguments; each
+    writes its own shards, rank 0 merges them (dropping ``DistributedSampler`` padding
+    duplicates) between two barriers, and every rank gets the merged set.
 
     Args:
         model: The model; not moved, not modified.
@@ -931,11 +604,34 @@ def extract(
             target holds Python objects.
         ValueError: Bad ``reduce``/``dtype``/``max_batches``/``device``; a layer
             produced no tensor with one row per sample; the loader yielded nothing;
-            ``store`` holds a different run's manifest or a foreign folder; the loader's
-            order differs from the interrupted run being resumed.
+            ``store`` holds a different run's manifest, a foreign folder or files
+            featviz did not write; the samples of a batch being resumed differ from the
+            interrupted run's.
+        RuntimeError: Another `extract` call is writing into ``store``.
         OSError: Writing the store failed (e.g. disk full); shards written before are
             intact and the same call resumes.
     """
+    _check_args(model, loader, max_batches)
+    reduce_fn, reduce_name = _reducer(reduce)
+    cast = _torch_dtype(dtype)
+    dev = _input_device(model, device)
+    cap = None if layers is None else capture(model, layers, transform=_transform(reduce_fn, cast))
+    keys = [] if cap is None else list(cap.layers)
+    rank, world = dist_info()
+    config = _config(model, loader, keys, reduce_name, cast, max_batches, world)
+    sink = _sink(store, config, rank)
+    try:
+        result = sink.open()  # a finished store: opened without running the model
+        if result is None:
+            _run(_Step(model, cap, keys, dev, cast), loader, sink, max_batches, progress)
+            tracked = config["index_source"] == "sampler"
+            result = sink.finish(_num_batches(loader, max_batches) if tracked else None)
+        return FeatureSet._from_parts(result)
+    finally:
+        sink.close()
+
+
+def _check_args(model: Any, loader: Any, max_batches: Any) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"The 'model' parameter of extract must be a torch.nn.Module. Got "
@@ -955,8 +651,9 @@ def extract(
             "The 'max_batches' parameter of extract must be an int in the range [1, inf) or "
             f"None. Got {max_batches!r} instead."
         )
-    reduce_fn, reduce_name = _reducer(reduce)
-    cast = _torch_dtype(dtype)
+
+
+def _input_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     model_device = _model_device(model)
     dev = model_device if device is None else torch.device(device)
     if device is not None and dev.type != model_device.type:
@@ -964,6 +661,13 @@ def extract(
             f"The 'device' parameter of extract is {str(dev)!r} but the model's parameters are "
             f"on {str(model_device)!r}; move the model there first (extract does not move it)."
         )
+    return dev
+
+
+def _transform(
+    reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None, cast: torch.dtype | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the capture hooks apply to each layer output, on the device."""
 
     def transform(t: torch.Tensor) -> torch.Tensor:
         if reduce_fn is not None:
@@ -974,14 +678,19 @@ def extract(
             )
         return _cast(t, cast)
 
-    keys: list[str] = []
-    cap = None
-    if layers is not None:
-        cap = capture(model, layers, transform=transform)
-        keys = list(cap.layers)
+    return transform
 
-    rank, world = _dist_info()
-    inner_cls = type(unwrap_model(model))
+
+def _config(
+    model: nn.Module,
+    loader: Any,
+    keys: list[str],
+    reduce_name: Any,
+    cast: torch.dtype | None,
+    max_batches: int | None,
+    world: int,
+) -> dict[str, Any]:
+    """The run's description: what a store's manifest records and compares on resume."""
     tracked = _can_track(loader)
     if world > 1 and not tracked:
         raise ValueError(
@@ -989,7 +698,8 @@ def extract(
             "torch.utils.data.DataLoader over a map-style dataset (with a DistributedSampler), "
             f"so that each sample's dataset index is known. Got {type(loader).__name__}."
         )
-    config = {
+    inner_cls = type(unwrap_model(model))
+    return {
         "format": _FORMAT,
         "version": _FORMAT_VERSION,
         "model_class": f"{inner_cls.__module__}.{inner_cls.__qualname__}",
@@ -1003,135 +713,76 @@ def extract(
         "world_size": world,
         "index_source": "sampler" if tracked else "count",
     }
-    if world > 1 and store is None:
+
+
+def _sink(store: str | os.PathLike[str] | None, config: dict[str, Any], rank: int) -> Sink:
+    if store is not None:
+        return ShardStore(Path(store), config, rank)
+    if config["world_size"] > 1:
         warnings.warn(
             "extract: under torch.distributed with store=None each rank returns only its own "
             "samples; pass store=PATH to merge all ranks in dataset order.",
-            stacklevel=2,
+            stacklevel=3,
         )
+    return MemorySink(config)
 
-    st: _Store | None = None
-    if store is not None:
-        st = _Store(Path(store), config, rank)
-        if st.prepare():
-            logger.info("extract: %s is already complete; opening it", st.root)
-            return FeatureSet.open(st.root)
 
-    def skip(b: int, idx: list[int] | None) -> bool:
-        if st is None or not st.done(b):
-            return False
-        if idx is not None:
-            stored = st.stored_index(b)
-            if not np.array_equal(stored, np.asarray(idx, dtype=stored.dtype)):
-                raise ValueError(
-                    f"extract: resuming {str(st.root)!r}, but batch {b} of the loader now "
-                    "holds other samples than in the interrupted run (a shuffling sampler "
-                    "without a seeded generator?). Use the same sample order, or a new store."
-                )
-        return True
+@dataclass
+class _Step:
+    """Runs one batch through the model and turns it into the rows of each field."""
 
-    def done_rows(b: int) -> int:
-        return 0 if st is None else int(st.stored_index(b).shape[0])
+    model: nn.Module
+    cap: Capture | None
+    keys: list[str]
+    device: torch.device
+    cast: torch.dtype | None
+    warned: set[str] = field(default_factory=set)
 
-    collected: dict[str, list[np.ndarray]] = collections.defaultdict(list)
-    flags = [(m, m.training) for m in model.modules()]
-    total = _num_batches(loader, max_batches)
-    n_batches = 0
-    warned_calls: set[str] = set()
+    def arrays(
+        self, b: int, inputs: torch.Tensor, target: Any, idx: np.ndarray | None, offset: int
+    ) -> dict[str, np.ndarray]:
+        """``{"index": (B,), "outputs": (B, ...), "labels": (B, ...), "layer<i>": ...}``."""
+        n = int(inputs.shape[0]) if inputs.ndim else 0
+        if self.cap is not None:
+            self.cap.clear()
+        out = self.model(inputs.to(self.device, non_blocking=True))
+        index = idx if idx is not None else np.arange(offset, offset + n, dtype=np.int64)
+        if index.shape[0] != n:
+            raise ValueError(
+                f"extract: batch {b} holds {n} inputs but its sampler drew {index.shape[0]} "
+                "indices (a collate_fn that drops or adds samples?)."
+            )
+        if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != n:
+            raise ValueError(
+                f"extract: the model must return a tensor with one row per sample (N={n}); "
+                f"for batch {b} it returned {_describe(out)}. Wrap the model so that it "
+                "returns one tensor."
+            )
+        arrays = {"index": index, "outputs": to_numpy(_cast(out, self.cast).cpu())}
+        if target is not None:
+            arrays["labels"] = _labels_array(target, n, b)
+        for i, key in enumerate(self.keys):
+            arrays[f"layer{i}"] = _layer_array(self.cap, key, n, b, self.warned)
+        return arrays
+
+
+def _run(step: _Step, loader: Any, sink: Sink, max_batches: int | None, progress: bool) -> None:
+    """Every batch the sink has not stored yet, in eval mode without grad, into the sink."""
+    flags = [(m, m.training) for m in step.model.modules()]
     try:
-        model.eval()
-        with torch.no_grad(), cap if cap is not None else contextlib.nullcontext():
-            bar = _progress(total, progress)
+        step.model.eval()
+        with torch.no_grad(), step.cap if step.cap is not None else contextlib.nullcontext():
+            bar = _progress(_num_batches(loader, max_batches), progress)
             try:
-                for b, batch, idx, offset in _batches(loader, max_batches, skip, done_rows):
+                for b, batch, idx, offset in _batches(loader, max_batches, sink):
                     inputs, target = _split_batch(batch, b)
-                    n = int(inputs.shape[0]) if inputs.ndim else 0
-                    if cap is not None:
-                        cap.clear()
-                    out = model(inputs.to(dev, non_blocking=True))
-                    arrays: dict[str, np.ndarray] = {}
-                    arrays["index"] = (
-                        idx if idx is not None else np.arange(offset, offset + n, dtype=np.int64)
-                    )
-                    if arrays["index"].shape[0] != n:
-                        raise ValueError(
-                            f"extract: batch {b} holds {n} inputs but its sampler drew "
-                            f"{arrays['index'].shape[0]} indices (a collate_fn that drops "
-                            "or adds samples?)."
-                        )
-                    if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != n:
-                        raise ValueError(
-                            f"extract: the model must return a tensor with one row per sample "
-                            f"(N={n}); for batch {b} it returned "
-                            f"{_describe(out)}. Wrap the model so that it returns one tensor."
-                        )
-                    arrays["outputs"] = to_numpy(_cast(out, cast).cpu())
-                    if target is not None:
-                        arrays["labels"] = _labels_array(target, n, b)
-                    for i, key in enumerate(keys):
-                        arrays[f"layer{i}"] = _layer_array(cap, key, n, b, warned_calls)
-                    if st is not None:
-                        st.write(b, arrays)
-                    else:
-                        for name, arr in arrays.items():
-                            collected[name].append(np.array(arr) if name == "outputs" else arr)
-                    n_batches += 1
+                    sink.write(b, step.arrays(b, inputs, target, idx, offset), inputs)
                     bar.update(1)
             finally:
                 bar.close()
     finally:
         for m, flag in flags:
             m.training = flag
-
-    metadata = {
-        "model_class": config["model_class"],
-        "layers": keys,
-        "reduce": reduce_name,
-        "dtype": config["dtype"],
-        "world_size": world,
-        "batch_size": config["batch_size"],
-        "index_source": config["index_source"],
-        "featviz_version": __version__,
-    }
-    if st is not None:
-        present = sorted(int(p.name[:6]) for p in st.dir.glob("*-index.npy"))
-        expected = _num_batches(loader, max_batches) if tracked else None
-        expected = len(present) if expected is None else expected
-        if not present or present != list(range(expected)):
-            raise ValueError(
-                f"extract: the store {str(st.root)!r} holds {len(present)} finished batch(es) "
-                f"of rank {rank} where {expected} were expected; the loader yielded nothing "
-                "or fewer batches than before. Delete the folder and start over."
-            )
-        st.finish(len(present))
-        if world > 1:
-            _barrier()  # every rank's shards are final
-            try:
-                if rank == 0:
-                    _merge_store(st.root)
-            finally:
-                _barrier()  # the merged files exist (or rank 0 failed and open() says so)
-        else:
-            _merge_store(st.root)
-        return FeatureSet.open(st.root)
-
-    if not n_batches:
-        raise ValueError("The 'loader' parameter of extract yielded no batches.")
-    fields = {name: _concat(name, parts) for name, parts in collected.items()}
-    index = fields.pop("index")
-    order = np.argsort(index, kind="stable")
-    if not np.array_equal(order, np.arange(order.shape[0])) or np.any(np.diff(index) == 0):
-        uniq, first = np.unique(index, return_index=True)
-        metadata["duplicates_dropped"] = int(index.shape[0] - uniq.shape[0])
-        fields = {name: arr[first] for name, arr in fields.items()}
-        index = uniq
-    return FeatureSet(
-        {k: fields[f"layer{i}"] for i, k in enumerate(keys)},
-        fields.get("outputs"),
-        fields.get("labels"),
-        index,
-        metadata,
-    )
 
 
 def _cast(t: torch.Tensor, cast: torch.dtype | None) -> torch.Tensor:
@@ -1170,19 +821,9 @@ def _layer_array(cap: Any, key: str, n: int, b: int, warned: set[str]) -> np.nda
         warned.add(key)
         warnings.warn(
             f"extract: layer {key!r} ran {calls} times per forward pass; its last output is kept.",
-            stacklevel=3,
+            stacklevel=5,
         )
     return np.asarray(to_numpy(value.cpu()))
-
-
-def _concat(name: str, parts: list[np.ndarray]) -> np.ndarray:
-    rows = {p.shape[1:] for p in parts}
-    if len(rows) > 1 and name != "labels":
-        raise ValueError(
-            f"extract: field {name!r} has rows of different shapes {sorted(rows)} in "
-            "different batches; use reduce='avg' or inputs of one size."
-        )
-    return np.concatenate(parts, axis=0)
 
 
 def _len_or_none(obj: Any) -> int | None:
