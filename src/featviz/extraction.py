@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from featviz._io import atomic_path
+from featviz._ops import eval_mode
 from featviz._store import (
     FORMAT,
     FORMAT_VERSION,
@@ -768,21 +769,19 @@ class _Step:
 
 def _run(step: _Step, loader: Any, sink: Sink, max_batches: int | None, progress: bool) -> None:
     """Every batch the sink has not stored yet, in eval mode without grad, into the sink."""
-    flags = [(m, m.training) for m in step.model.modules()]
-    try:
-        step.model.eval()
-        with torch.no_grad(), step.cap if step.cap is not None else contextlib.nullcontext():
-            bar = _progress(_num_batches(loader, max_batches), progress)
-            try:
-                for b, batch, idx, offset in _batches(loader, max_batches, sink):
-                    inputs, target = _split_batch(batch, b)
-                    sink.write(b, step.arrays(b, inputs, target, idx, offset), inputs)
-                    bar.update(1)
-            finally:
-                bar.close()
-    finally:
-        for m, flag in flags:
-            m.training = flag
+    with (
+        eval_mode(step.model),
+        torch.no_grad(),
+        step.cap if step.cap is not None else contextlib.nullcontext(),
+    ):
+        bar = _progress(_num_batches(loader, max_batches), progress)
+        try:
+            for b, batch, idx, offset in _batches(loader, max_batches, sink):
+                inputs, target = _split_batch(batch, b)
+                sink.write(b, step.arrays(b, inputs, target, idx, offset), inputs)
+                bar.update(1)
+        finally:
+            bar.close()
 
 
 def _cast(t: torch.Tensor, cast: torch.dtype | None) -> torch.Tensor:
