@@ -2,7 +2,8 @@
 
 `capture` is a context manager: hooks exist only inside the ``with`` block and are
 removed on exit, also when the block raises. Layers are chosen by dotted name, glob,
-module type or module object (see `resolve_layers`).
+module type or module object (see `resolve_layers`). TorchScript models take hooks
+only through `hookable`.
 
 Example:
     >>> with featviz.capture(model, ["features.13", "fc"]) as cap:  # doctest: +SKIP
@@ -118,8 +119,9 @@ def resolve_layers(
 
     Raises:
         ValueError: A name or glob matches nothing (the message lists the closest valid
-            names), a type matches no module, a module is not part of the model, or
-            ``layers`` is empty.
+            names), a type matches no module, a module is not part of the model, a
+            spec is the model itself (``""``, ``model``), a glob or type matches only
+            TorchScript modules, or ``layers`` is empty.
         TypeError: A spec is of another type.
     """
     return {t.key: t.module for t in _resolve(model, layers)}
@@ -574,6 +576,14 @@ def capture(
     saying so, instead of returning empty results. Gradient capture needs a graph break
     (``fullgraph=True`` fails inside PyTorch).
 
+    TorchScript: hooks cannot run on the layers of ``torch.jit.script`` or
+    ``torch.jit.trace`` models, so they are refused (``TypeError``); wrap a scripted or
+    loaded model with `hookable` and call the wrapper.
+
+    Nothing is recorded silently: each time ``model`` itself is called inside the block,
+    layers named one by one (not by glob or type) that did not run during that call
+    are reported with a ``UserWarning``.
+
     Args:
         model: The model (DataParallel/DDP/``torch.compile`` wrappers are unwrapped).
         layers: Which layers; see `resolve_layers`.
@@ -593,6 +603,14 @@ def capture(
 
     Returns:
         A `Capture`, to be used as a context manager.
+
+    Raises:
+        TypeError: ``model`` is not a module, or is a TorchScript module; ``transform``
+            is not callable.
+        ValueError: ``layers`` names nothing, the model itself or a TorchScript layer
+            (see `resolve_layers`); during the forward pass, a selector does not fit
+            the layer's output.
+        RuntimeError: ``gradients=True`` inside ``torch.inference_mode()``.
 
     Shapes:
         Each recorded tensor has the shape the layer produced, e.g. (N, C, H, W).
@@ -698,6 +716,19 @@ def _unroll(module: nn.Module, paths: list[list[str]] | None) -> nn.Module:
     )
 
 
+def _script_names(spec: Any, names: Mapping[str, nn.Module]) -> list[str]:
+    """The module names a name, glob or ``name[selector]`` spec matches (no root)."""
+    if not isinstance(spec, str):
+        return []
+    base = spec.strip()
+    m = _SELECTOR.match(base)
+    if m and m.group("name") in names:
+        base = m.group("name")
+    if any(ch in base for ch in "*?["):
+        return [n for n in names if n and fnmatch.fnmatchcase(n, base)]
+    return [base] if base and base in names else []
+
+
 def hookable(model: nn.Module, layers: str | Sequence[str] | None = None) -> nn.Module:
     """Make a TorchScript model's layers hookable, for `capture` and CAMs.
 
@@ -717,9 +748,9 @@ def hookable(model: nn.Module, layers: str | Sequence[str] | None = None) -> nn.
     Args:
         model: A TorchScript module (``torch.jit.script`` result or ``torch.jit.load``
             archive, also of a saved trace). Move it to its device first.
-        layers: Names of the layers to hook (dotted, as in ``model.named_modules()``);
-            only their parents are unrolled, the rest runs as TorchScript. None unrolls
-            every module.
+        layers: Names or globs of the layers to hook (dotted, as in
+            ``model.named_modules()``, optionally with a ``[selector]``); only their
+            parents are unrolled, the rest runs as TorchScript. None unrolls every module.
 
     Returns:
         An ``nn.Module`` whose forward takes the model's (N, ...) input and returns its
@@ -746,13 +777,14 @@ def hookable(model: nn.Module, layers: str | Sequence[str] | None = None) -> nn.
     if layers is not None:
         names = dict(model.named_modules())
         paths = []
-        for name in [layers] if isinstance(layers, str) else list(layers):
-            if not isinstance(name, str) or not name or name not in names:
+        for spec in [layers] if isinstance(layers, str) else list(layers):
+            hits = _script_names(spec, names)
+            if not hits:
                 raise ValueError(
                     f"The 'layers' parameter of hookable must name modules of the model. "
-                    f"Got {name!r} instead. {_closest(str(name), names)}"
+                    f"Got {spec!r} instead. {_closest(str(spec), names)}"
                 )
-            paths.append(name.split("."))
+            paths.extend(name.split(".") for name in hits)
     chain = _unroll(model, paths)
     children = OrderedDict(chain.named_children()) if isinstance(chain, _ScriptChain) else None
     if children is None:
