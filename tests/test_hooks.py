@@ -578,6 +578,9 @@ def test_layer_that_did_not_run_warns():
     ):
         net(x)
     assert list(cap.activations) == ["backbone"]
+    with pytest.warns(UserWarning, match="did not run") as record, capture(net, "unused"):
+        net(x)
+    assert record[0].filename == __file__  # points at the line that called the model
     # globs and types match "every module like this": no warning for the ones that did not run
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 import re
+import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -317,6 +319,19 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return out
 
 
+def _outside_torch_stacklevel() -> int:
+    """The ``stacklevel``, for this function's caller, of the first frame outside torch.
+
+    That is the line that called the model, however deep torch's call machinery is
+    (frames of this module are skipped too).
+    """
+    skip = (os.path.dirname(torch.__file__), __file__)
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _check_inference_mode() -> None:
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
@@ -517,7 +532,7 @@ class Capture:
             f"capture: the layers {missing} did not run during this call of "
             f"{type(module).__name__}, so .activations has nothing new for them. Check the "
             "'layers' names against the forward pass (a branch the input did not take?).",
-            stacklevel=4,  # the line that called the model
+            stacklevel=_outside_torch_stacklevel(),  # the line that called the model
         )
 
     def remove(self) -> None:
