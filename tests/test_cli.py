@@ -233,12 +233,22 @@ def test_cli_cam_bad_layer_target_method(tmp_path, image, capsys):
     out = str(tmp_path / "o")
     rc = main(["cam", str(image), "--layer", "features.133", "--out", out])
     _one_error_line(capsys, rc, "'layers'", "'features.133'", "'features.13'")
+    capsys.readouterr()
+    assert main(["cam", str(image), "--out", out]) == 0  # no --layer: one warning line
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "featviz cam: warning: CAM: no layer given; using 'features.13', the last layer with "
+        "a spatial output (C, h, w) = (64, 16, 16). Pass layers='features.13' to choose "
+        "explicitly.\n"
+    )
+    assert captured.out == f"{tmp_path / 'o' / 'img_gradcam.png'}\n"
     rc = main(["cam", str(image), "--target", "hexagon", "--out", out])
     _one_error_line(capsys, rc, "--target", "'hexagon'", "circle")
     rc = main(["cam", str(image), "--method", "gradcam+++", "--out", out])
     _one_error_line(capsys, rc, "'method'", "gradcam+++")
     rc = main(["cam", str(image), "--alpha", "7", "--out", out])
-    _one_error_line(capsys, rc, "alpha")
+    _one_error_line(capsys, rc, "--alpha", "[0, 1]. Got 7.0 instead")
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["img_gradcam.png"]
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")

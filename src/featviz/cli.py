@@ -7,7 +7,8 @@ exit code 1. User errors (`CLIError`, ``ValueError``, ``TypeError``, ``OSError``
 memory), and exceptions featviz defines, such as ``featviz.demo.DemoError``) print just
 their message. Anything else is a bug: the line names the exception type and adds
 "run with --verbose for the traceback". With ``-v``/``--verbose`` the traceback is
-printed too, before that line.
+printed too, before that line. Warnings are printed as one line each,
+``featviz <command>: warning: <message>`` (Python's usual format with ``--verbose``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import logging
 import pkgutil
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from featviz._version import __version__
 
@@ -79,6 +82,16 @@ def _one_line(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {text} (run with --verbose for the traceback)"
 
 
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``featviz <command>: warning: <message>``."""
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        text = " ".join(str(message).split())
+        sys.stderr.write(f"featviz {command}: warning: {text}\n")
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
@@ -94,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return _EXIT_USAGE
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args))
     except KeyboardInterrupt:
         sys.stderr.write(f"featviz {args.command}: interrupted\n")
         return _EXIT_INTERRUPTED

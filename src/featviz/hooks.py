@@ -757,7 +757,7 @@ def hookable(model: nn.Module, layers: str | Sequence[str] | None = None) -> nn.
     a mismatch raises ``ValueError`` instead of returning wrong results.
 
     Example:
-        >>> model = featviz.hooks.hookable(torch.jit.load("model.pt"), "features.13")
+        >>> model = featviz.hooks.hookable(torch.jit.load("m.pt"), "features.13")  # doctest: +SKIP
         >>> maps = featviz.grad_cam(model, images, "features.13")  # doctest: +SKIP
 
     Args:

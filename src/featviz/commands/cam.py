@@ -223,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
 
     builtin = args.model is None
     size = _size(args.size, builtin)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CLIError(
+            f"The --alpha value must be a float in the range [0, 1]. Got {args.alpha} instead."
+        )
     device = _device(args.device)
     norm = args.normalize if args.normalize != "auto" else ("none" if builtin else "imagenet")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if norm == "imagenet" else (None, None)
