@@ -137,6 +137,7 @@ def test_cli_cam_torchscript_equals_eager(tmp_path, image, tiny_model):
 def test_cli_cam_bad_model(tmp_path, image, capsys, model, words):
     rc = main(["cam", str(image), "--model", model, "--out", str(tmp_path / "o")])
     _one_error_line(capsys, rc, *words)
+    assert not (tmp_path / "o").exists()  # nothing created for a failed run
 
 
 def test_cli_cam_factory_that_raises(tmp_path, image, capsys, monkeypatch):

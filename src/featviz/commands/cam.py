@@ -111,12 +111,14 @@ def _size(value: list[int] | None, builtin: bool) -> tuple[int, int]:
     return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
 
 
-def _out_folder(value: str) -> Path:
+def _out_folder(value: str, *, create: bool) -> Path:
     from featviz.cli import CLIError
 
     out = Path(value)
     if out.exists() and not out.is_dir():
         raise CLIError(f"The --out value {value!r} is a file; pass a folder (created if missing).")
+    if not create:
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -234,12 +236,13 @@ def run(args: argparse.Namespace) -> int:
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"The IMAGE {str(p)!r} does not exist or is not a file.")
-    out = _out_folder(args.out)
+    _out_folder(args.out, create=False)
     model, scripted = _load_model(args.model, device)
     if scripted:
         model = hookable(model, [args.layer] if args.layer else None)
     target = _target(args.target, model)
     cam = CAM(model, args.layer, method=args.method, progress=False)
+    out = _out_folder(args.out, create=True)  # only once the model and options are fine
     for p in paths:
         x, original = _load(p, size, mean, std)
         try:
