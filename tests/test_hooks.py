@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from featviz.hooks import capture, resolve_layers, to_numpy, unwrap_model
+from featviz.hooks import capture, hookable, resolve_layers, to_numpy, unwrap_model
 
 
 # ------------------------------------------------------------------ tiny fixed-weight models
@@ -389,3 +389,223 @@ def test_to_numpy_dtypes_grad_and_nesting():
     # a transposed (non-contiguous) view converts to the right values
     t = torch.arange(6.0).reshape(2, 3).T
     np.testing.assert_array_equal(to_numpy(t), np.arange(6.0).reshape(2, 3).T)
+
+
+# ------------------------------------------------------------------ TorchScript
+def _scripted(model: nn.Module) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream
+        return torch.jit.script(model)
+
+
+def _traced(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.trace(model, x)
+
+
+def test_hookable_script_capture_and_grad_cam_equal_eager(tiny_model):
+    from featviz.cam import grad_cam
+
+    x = torch.rand(2, 3, 64, 64)
+    layers = ["features.2", "features.13", "fc"]
+    model = hookable(_scripted(tiny_model))
+    assert [n for n, _ in model.named_modules() if n in layers] == layers
+    with capture(model, layers, gradients=True) as cap:
+        y = model(x)
+        y[:, 1].sum().backward()
+    with capture(tiny_model, layers, gradients=True) as ref:
+        y_ref = tiny_model(x)
+        y_ref[:, 1].sum().backward()
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-6)
+    for key in layers:
+        torch.testing.assert_close(cap.activations[key], ref.activations[key], rtol=0, atol=1e-6)
+        torch.testing.assert_close(cap.gradients[key], ref.gradients[key], rtol=0, atol=1e-6)
+    assert all_hooks_empty(model) and all_hooks_empty(tiny_model)
+    for p in tiny_model.parameters():
+        p.grad = None
+    maps = grad_cam(model, x, "features.13", target=[0, 3])
+    expected = grad_cam(tiny_model, x, "features.13", target=[0, 3])
+    assert float(expected.max()) == 1.0
+    torch.testing.assert_close(maps, expected, rtol=0, atol=1e-6)
+    # only the path to the named layer unrolled; a saved trace loads as hookable TorchScript
+    path_only = hookable(_scripted(tiny_model), "features.13")
+    globbed = hookable(_scripted(tiny_model), ["featu*.13", "features.13[0]"])
+    names = [n for n, _ in path_only.named_modules()]
+    assert [n for n, _ in globbed.named_modules()] == names
+    assert names[:4] == ["", "features", "features.0", "features.0.inner"]
+    assert "features.12.inner" in dict(path_only.named_modules())
+    assert "pool.inner" in dict(path_only.named_modules())
+    torch.testing.assert_close(grad_cam(path_only, x, "features.13", target=[0, 3]), expected)
+
+
+def test_hookable_saved_trace_and_resnet_stage(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    from featviz.cam import grad_cam
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None, num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    scripted = _scripted(resnet)
+    whole = hookable(scripted)  # residual blocks are not chains: refused on the first call
+    with pytest.raises(ValueError, match=r"'model'.*plain chain.*'layers' parameter"):
+        whole(x)
+    stage = hookable(scripted, ["layer4", "layer3.1"])
+    torch.testing.assert_close(
+        grad_cam(stage, x, ["layer4", "layer3.1"], target=2),
+        grad_cam(resnet, x, ["layer4", "layer3.1"], target=2),
+        rtol=0,
+        atol=1e-6,
+    )
+    # a bad input fails with PyTorch's own error, not as "not a chain"
+    with pytest.raises(RuntimeError, match="channels"):
+        hookable(scripted, "layer4")(torch.randn(1, 5, 32, 32))
+    path = tmp_path / "traced.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _traced(ones_conv_net(), torch.ones(1, 1, 3, 3)).save(str(path))
+        loaded = torch.jit.load(str(path))
+    with capture(hookable(loaded), ["0", "3"]) as cap:
+        hookable(loaded)(torch.ones(1, 1, 3, 3))  # another wrapper: its hooks are not ours
+    assert cap.activations == {}
+    model = hookable(loaded)
+    with capture(model, ["0", "3"]) as cap:
+        model(torch.ones(1, 1, 3, 3))
+    torch.testing.assert_close(cap.activations["0"], torch.tensor([[[[9.0]], [[-9.0]]]]))
+    torch.testing.assert_close(cap.activations["3"], torch.tensor([[9.0]]))
+
+
+def test_torchscript_models_and_layers_raise_clearly(tiny_model):
+    x = torch.rand(1, 3, 64, 64)
+    scripted = _scripted(tiny_model)
+    with pytest.raises(TypeError, match=r"'model' parameter of capture is a TorchScript.*hookable"):
+        capture(scripted, "features.13")
+    traced = _traced(tiny_model, x)
+    with pytest.raises(TypeError, match=r"'model' parameter of capture is a traced.*eager model"):
+        capture(traced, "features.13")
+    with pytest.raises(TypeError, match=r"'model' parameter of hookable is an in-memory"):
+        hookable(traced)
+    with pytest.raises(TypeError, match=r"'model' parameter of hookable must be a TorchScript"):
+        hookable(tiny_model)
+    with pytest.raises(ValueError, match=r"'layers' parameter of hookable.*'features\.13'"):
+        hookable(scripted, "featurs.13")
+    with pytest.raises(ValueError, match=r"'layers' parameter of hookable.*Got ''"):
+        hookable(scripted, [""])
+    model = hookable(scripted, "features.13")
+    with pytest.raises(ValueError, match=r"'layers' entry 'features\.12\.inner'.*TorchScript"):
+        capture(model, "features.12.inner")
+    # globs and types skip the TorchScript modules inside, and hook the Python ones
+    assert list(resolve_layers(model, "features.1*")) == [
+        f"features.{i}" for i in (1, 10, 11, 12, 13)
+    ]
+    mixed = nn.Sequential(_scripted(nn.Conv2d(1, 1, 1)), nn.ReLU())
+    with pytest.raises(ValueError, match=r"'layers' entry '0' is a TorchScript module"):
+        capture(mixed, "0")
+    with pytest.raises(ValueError, match=r"'layers' entry '0\*' matches only TorchScript"):
+        capture(mixed, "0*")
+    assert all_hooks_empty(mixed)
+
+
+# ------------------------------------------------------------------ bad input
+class DictBackbone(nn.Module):
+    """Returns {"0": x + 1, "1": x * 3}, like torchvision's IntermediateLayerGetter."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"0": x + 1, "1": x * 3}
+
+
+class WithBackbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = DictBackbone()
+        self.unused = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)["1"]
+
+
+def test_layers_model_itself_and_empty_name(tiny_model):
+    for spec in (tiny_model, "", "  ", "module."):
+        with pytest.raises(ValueError, match=r"'layers' parameter must.*model itself.*'fc'"):
+            capture(tiny_model, spec)
+    with pytest.raises(ValueError, match=r"'layers' parameter got a Conv2d module that is not"):
+        resolve_layers(tiny_model, nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match=r"'layers' parameter is empty. Got \[\]"):
+        capture(tiny_model, ())
+    with pytest.raises(TypeError, match=r"'layers' parameter.*Got float instead"):
+        capture(tiny_model, 3.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'layers' name 'featurs\.13'.*'features\.13'"):
+        capture(tiny_model, ["fc", "featurs.13"])
+    with pytest.raises(ValueError, match=r"'layers' type GRU matches no module.*name a layer"):
+        capture(tiny_model, nn.GRU)
+    assert all_hooks_empty(tiny_model)
+
+
+def test_selector_errors_name_the_entry_and_suggest_the_right_form():
+    net = WithBackbone()
+    x = torch.tensor([[1.0, 2.0]])
+    with capture(net, "backbone['0']") as cap:
+        net(x)
+    torch.testing.assert_close(cap.activations["backbone['0']"], torch.tensor([[2.0, 3.0]]))
+    with capture(net, "backbone[0]") as cap, pytest.raises(ValueError) as info:
+        net(x)
+    msg = str(info.value)
+    assert "'layers' entry 'backbone[0]' cannot select [0]" in msg
+    assert "keys are ['0', '1']" in msg and "\"backbone['0']\"" in msg
+    tuple_net = TupleNet()
+    with capture(tuple_net, "enc[5]"), pytest.raises(ValueError, match=r"index in \[0, 1\]"):
+        tuple_net(x)
+    with (
+        capture(tuple_net, "enc[0][1]"),
+        pytest.raises(ValueError, match=r"'layers' entry 'enc\[0\]\[1\]' selects \[1\].*tensor"),
+    ):
+        tuple_net(x)
+    conv_net = ones_conv_net()
+    with (
+        capture(conv_net, "0[0]"),
+        pytest.raises(ValueError, match=r"'layers' entry '0\[0\]'.*returns a tensor.*without"),
+    ):
+        conv_net(torch.ones(2, 1, 3, 3))  # must not silently pick the first image
+    assert all_hooks_empty(net) and all_hooks_empty(tuple_net) and all_hooks_empty(conv_net)
+
+
+def test_layer_that_did_not_run_warns():
+    net = WithBackbone()
+    x = torch.ones(1, 2)
+    with (
+        pytest.warns(UserWarning, match=r"layers \['unused'\] did not run during this call"),
+        capture(net, ["backbone", "unused"]) as cap,
+    ):
+        net(x)
+    assert list(cap.activations) == ["backbone"]
+    with pytest.warns(UserWarning, match="did not run") as record, capture(net, "unused"):
+        net(x)
+    assert record[0].filename == __file__  # points at the line that called the model
+    # globs and types match "every module like this": no warning for the ones that did not run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with capture(net, ["backbone", "unu*", nn.ReLU]) as cap:
+            net(x)
+            net.backbone(x)  # a submodule called on its own is not checked
+    assert cap.calls == {"backbone": 2}
+
+
+def test_gradients_inside_inference_mode_raise_what_to_do():
+    net = ones_conv_net()
+    x = torch.ones(1, 1, 3, 3)
+    with (
+        torch.inference_mode(),
+        pytest.raises(RuntimeError, match=r"gradients=True.*inference_mode.*gradients=False"),
+    ):
+        capture(net, "0", gradients=True).__enter__()
+    assert all_hooks_empty(net)
+    with (
+        capture(net, "0", gradients=True),
+        pytest.raises(RuntimeError, match=r"inference_mode\(\).*outside inference_mode"),
+        torch.inference_mode(),
+    ):
+        net(x)
+    assert all_hooks_empty(net)
+    with torch.inference_mode(), capture(net, "0") as cap:  # without gradients: fine
+        net(x)
+    torch.testing.assert_close(cap.activations["0"], torch.tensor([[[[9.0]], [[-9.0]]]]))

@@ -1,4 +1,15 @@
-"""The ``featviz`` command line: ``featviz --help`` lists the sub-commands."""
+"""The ``featviz`` command line: ``featviz --help`` lists the sub-commands.
+
+Errors: a command's ``run`` may raise; `main` turns any exception (except
+``KeyboardInterrupt``) into ONE line on stderr, ``featviz <command>: <message>``, and
+exit code 1. User errors (`CLIError`, ``ValueError``, ``TypeError``, ``OSError`` such as
+``FileNotFoundError`` and ``PermissionError``, ``RuntimeError`` from torch (devices,
+memory), and exceptions featviz defines, such as ``featviz.demo.DemoError``) print just
+their message. Anything else is a bug: the line names the exception type and adds
+"run with --verbose for the traceback". With ``-v``/``--verbose`` the traceback is
+printed too, before that line. Warnings are printed as one line each,
+``featviz <command>: warning: <message>`` (Python's usual format with ``--verbose``).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +17,24 @@ import argparse
 import importlib
 import logging
 import pkgutil
-from collections.abc import Sequence
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from featviz._version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["CLIError", "build_parser", "main"]
+
+_EXIT_ERROR = 1
+_EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130
+_USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
+
+
+class CLIError(Exception):
+    """A user error found by a command (a bad option value); printed as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         "projections, image conversion.",
     )
     parser.add_argument("--version", action="version", version=f"featviz {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress notes")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress notes; tracebacks on errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from featviz import commands
 
@@ -30,17 +56,66 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"featviz.commands.{info.name}")
         module.register(sub)
+    for command in sub.choices.values():
+        # `featviz cam ... -v` works as well as `featviz -v cam ...`
+        if "--verbose" not in command._option_string_actions:
+            command.add_argument(
+                "-v",
+                "--verbose",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="log progress notes; tracebacks on errors",
+            )
     return parser
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, _USER_ERRORS) or type(exc).__module__.split(".")[0] == "featviz"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename!r}"
+    if _is_user_error(exc):
+        return text
+    return f"internal error: {type(exc).__name__}: {text} (run with --verbose for the traceback)"
+
+
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``featviz <command>: warning: <message>``."""
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        text = " ".join(str(message).split())
+        sys.stderr.write(f"featviz {command}: warning: {text}\n")
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Returns:
+        0 on success, 1 when the command failed (one line on stderr, see the module
+        docstring), 2 for usage errors (argparse), 130 when interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    verbose = bool(getattr(args, "verbose", False))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return int(args.func(args))
+        return _EXIT_USAGE
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"featviz {args.command}: interrupted\n")
+        return _EXIT_INTERRUPTED
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"featviz {args.command}: {_one_line(exc)}\n")
+        return _EXIT_ERROR

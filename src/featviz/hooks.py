@@ -2,7 +2,8 @@
 
 `capture` is a context manager: hooks exist only inside the ``with`` block and are
 removed on exit, also when the block raises. Layers are chosen by dotted name, glob,
-module type or module object (see `resolve_layers`).
+module type or module object (see `resolve_layers`). TorchScript models take hooks
+only through `hookable`.
 
 Example:
     >>> with featviz.capture(model, ["features.13", "fc"]) as cap:  # doctest: +SKIP
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 import re
+import sys
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,7 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Capture", "LayerSpec", "capture", "resolve_layers", "to_numpy", "unwrap_model"]
+__all__ = [
+    "Capture",
+    "LayerSpec",
+    "capture",
+    "hookable",
+    "resolve_layers",
+    "to_numpy",
+    "unwrap_model",
+]
 
 #: What names a layer: a dotted name or glob (optionally with a ``[index]`` or ``[key]``
 #: selector for tuple/list/dict outputs), a module type, or a module object.
@@ -43,6 +55,7 @@ class _Target:
     name: str
     module: nn.Module
     selector: tuple[int | str, ...] = ()
+    explicit: bool = True  # named one by one (not a glob or type hit): must run when called
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -108,8 +121,9 @@ def resolve_layers(
 
     Raises:
         ValueError: A name or glob matches nothing (the message lists the closest valid
-            names), a type matches no module, a module is not part of the model, or
-            ``layers`` is empty.
+            names), a type matches no module, a module is not part of the model, a
+            spec is the model itself (``""``, ``model``), a glob or type matches only
+            TorchScript modules, or ``layers`` is empty.
         TypeError: A spec is of another type.
     """
     return {t.key: t.module for t in _resolve(model, layers)}
@@ -126,10 +140,13 @@ def _resolve(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[
     else:
         raise TypeError(
             "The 'layers' parameter must be a name, glob, module type, module, or a sequence "
-            f"of those. Got {type(layers).__name__}."
+            f"of those. Got {type(layers).__name__} instead."
         )
     if not specs:
-        raise ValueError("The 'layers' parameter is empty: name at least one layer.")
+        raise ValueError(
+            "The 'layers' parameter is empty. Got [] instead; name at least one layer, "
+            f"e.g. {_example(names)}."
+        )
     found: dict[str, _Target] = {}
     for spec in specs:
         for target in _resolve_one(inner, names, spec):
@@ -137,50 +154,91 @@ def _resolve(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[
     return list(found.values())
 
 
-def _resolve_one(inner: nn.Module, names: dict[str, nn.Module], spec: Any) -> list[_Target]:
-    if isinstance(spec, str):
-        selector: tuple[int | str, ...] = ()
-        base = spec.strip()
-        m = _SELECTOR.match(base)
-        if m:
-            base, selector = m.group("name"), _parse_selector(m.group("sel"))
-        base = _strip_prefixes(base, names)
-        suffix = "".join(f"[{s!r}]" if isinstance(s, str) else f"[{s}]" for s in selector)
-        if any(ch in base for ch in "*?["):
-            hits = [n for n in names if n and fnmatch.fnmatchcase(n, base)]
-            if not hits:
-                raise ValueError(
-                    f"The 'layers' pattern {spec!r} matches no module of "
-                    f"{type(inner).__name__}. {_closest(base, names)}"
-                )
-            return [_Target(n + suffix, n, names[n], selector) for n in hits]
-        if base not in names:
+def _example(names: Mapping[str, nn.Module]) -> str:
+    valid = [n for n in names if n]
+    return repr(valid[-1]) if valid else "a submodule's name"
+
+
+def _hookable_hits(spec: Any, hits: list[str], names: Mapping[str, nn.Module]) -> list[str]:
+    """Drop TorchScript modules from the hits of a glob or type (they cannot carry hooks)."""
+    kept = [n for n in hits if not isinstance(names[n], torch.jit.ScriptModule)]
+    if hits and not kept:
+        raise ValueError(
+            f"The 'layers' entry {spec!r} matches only TorchScript modules, which cannot carry "
+            "hooks. Make the model hookable first with featviz.hooks.hookable(model) (for "
+            "torch.jit.script models), or pass the eager model."
+        )
+    return kept
+
+
+def _resolve_name(inner: nn.Module, names: dict[str, nn.Module], spec: str) -> list[_Target]:
+    selector: tuple[int | str, ...] = ()
+    base = spec.strip()
+    m = _SELECTOR.match(base)
+    if m:
+        base, selector = m.group("name"), _parse_selector(m.group("sel"))
+    base = _strip_prefixes(base, names)
+    model_name = type(inner).__name__
+    if not base:
+        raise ValueError(
+            f"The 'layers' parameter must name a submodule of {model_name}. Got {spec!r}, "
+            "the model itself, instead: its output is what the forward call returns; name a "
+            f"layer such as {_example(names)}."
+        )
+    suffix = "".join(f"[{s!r}]" if isinstance(s, str) else f"[{s}]" for s in selector)
+    if any(ch in base for ch in "*?["):
+        hits = [n for n in names if n and fnmatch.fnmatchcase(n, base)]
+        if not hits:
             raise ValueError(
-                f"The 'layers' name {spec!r} is not a module of {type(inner).__name__}. "
+                f"The 'layers' pattern {spec!r} matches no module of {model_name}. "
                 f"{_closest(base, names)}"
             )
-        return [_Target((base or "<model>") + suffix, base, names[base], selector)]
+        return [
+            _Target(n + suffix, n, names[n], selector, explicit=False)
+            for n in _hookable_hits(spec, hits, names)
+        ]
+    if base not in names:
+        raise ValueError(
+            f"The 'layers' name {spec!r} is not a module of {model_name}. {_closest(base, names)}"
+        )
+    return [_Target(base + suffix, base, names[base], selector)]
+
+
+def _resolve_one(inner: nn.Module, names: dict[str, nn.Module], spec: Any) -> list[_Target]:
+    model_name = type(inner).__name__
+    if isinstance(spec, str):
+        return _resolve_name(inner, names, spec)
     if isinstance(spec, type):
         if not issubclass(spec, nn.Module):
             raise TypeError(
-                f"The 'layers' type {spec.__name__} is not a subclass of torch.nn.Module."
+                f"The 'layers' type {spec.__name__} is not a subclass of torch.nn.Module; "
+                "pass a module type such as nn.Conv2d, or a layer name."
             )
         hits = [n for n, mod in names.items() if n and isinstance(mod, spec)]
         if not hits:
             raise ValueError(
-                f"The 'layers' type {spec.__name__} matches no module of {type(inner).__name__}."
+                f"The 'layers' type {spec.__name__} matches no module of {model_name}; "
+                f"name a layer instead, e.g. {_example(names)}."
             )
-        return [_Target(n, n, names[n]) for n in hits]
+        return [_Target(n, n, names[n], explicit=False) for n in _hookable_hits(spec, hits, names)]
     if isinstance(spec, nn.Module):
+        if spec is inner:
+            raise ValueError(
+                f"The 'layers' parameter must be a submodule of {model_name}. Got the model "
+                "itself instead: its output is what the forward call returns; pass a layer "
+                f"such as {_example(names)}."
+            )
         for n, mod in names.items():
             if mod is spec:
-                return [_Target(n or "<model>", n, mod)]
+                return [_Target(n, n, mod)]
         raise ValueError(
-            f"The 'layers' module {type(spec).__name__} is not part of {type(inner).__name__}."
+            f"The 'layers' parameter got a {type(spec).__name__} module that is not part "
+            f"of {model_name}; pass one of model.modules() or its name, e.g. "
+            f"{_example(names)}."
         )
     raise TypeError(
         "The 'layers' parameter takes names, globs, module types or modules. "
-        f"Got {type(spec).__name__}."
+        f"Got {type(spec).__name__} instead."
     )
 
 
@@ -196,14 +254,33 @@ def _closest(name: str, names: Iterable[str]) -> str:
 
 def _select(value: Any, selector: tuple[int | str, ...], key: str) -> Any:
     for s in selector:
+        if isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"The 'layers' entry {key!r} selects [{s!r}], but the layer returns a tensor, "
+                "not a tuple, list or dict; name the layer without the selector."
+            )
         try:
             value = value[s]
         except (IndexError, KeyError, TypeError) as exc:
             raise ValueError(
-                f"Layer {key!r}: cannot select [{s!r}] from its output of type "
-                f"{type(value).__name__}."
+                f"The 'layers' entry {key!r} cannot select [{s!r}] from the layer's output of "
+                f"type {type(value).__name__}; {_selector_hint(value, key)}"
             ) from exc
     return value
+
+
+def _selector_hint(value: Any, key: str) -> str:
+    base = key[: key.index("[")] if "[" in key else key
+    if isinstance(value, Mapping):
+        keys = list(value)
+        if keys:
+            return f'its keys are {keys}: select one as "{base}[{keys[0]!r}]".'
+        return "the dict is empty."
+    if isinstance(value, (list, tuple)):
+        if value:
+            return f"use an index in [0, {len(value) - 1}], e.g. '{base}[0]'."
+        return f"the {type(value).__name__} is empty."
+    return "name the layer without the selector."
 
 
 def _map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
@@ -242,6 +319,48 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return out
 
 
+def _outside_torch_stacklevel() -> int:
+    """The ``stacklevel``, for this function's caller, of the first frame outside torch.
+
+    That is the line that called the model, however deep torch's call machinery is
+    (frames of this module are skipped too).
+    """
+    skip = (os.path.dirname(torch.__file__), __file__)
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _check_inference_mode() -> None:
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "capture(..., gradients=True) cannot record gradients inside "
+            "torch.inference_mode(): PyTorch builds no autograd graph there, not even under "
+            "torch.enable_grad(). Run the forward and backward pass outside inference_mode "
+            "(torch.no_grad() is fine around other code), or pass gradients=False."
+        )
+
+
+def _check_not_script(model: nn.Module, caller: str) -> None:
+    """Refuse TorchScript models, whose layers never run Python hooks."""
+    inner = unwrap_model(model)
+    if isinstance(inner, torch.jit.TracedModule):
+        raise TypeError(
+            f"The 'model' parameter of {caller} is a traced TorchScript module "
+            f"({type(inner).__name__}, from torch.jit.trace): hooks on its layers never run. "
+            "Pass the eager model, or save the traced model (torch.jit.save), load it with "
+            "torch.jit.load and wrap it: featviz.hooks.hookable(model)."
+        )
+    if isinstance(inner, torch.jit.ScriptModule):
+        raise TypeError(
+            f"The 'model' parameter of {caller} is a TorchScript module "
+            f"({type(inner).__name__}): hooks cannot be attached to its layers. Wrap it once, "
+            "model = featviz.hooks.hookable(model), and call the returned module, or pass "
+            "the eager model."
+        )
+
+
 class Capture:
     """Hooks that record layer inputs, outputs and output gradients; see `capture`.
 
@@ -272,10 +391,19 @@ class Capture:
                 "The 'transform' parameter of capture must be a callable or None. "
                 f"Got {type(transform).__name__}."
             )
+        _check_not_script(model, "capture")
         self._model = model
         self._compiled = _is_compiled(model)
         self._transform = transform
         self._targets = _resolve(model, layers)
+        for target in self._targets:
+            if isinstance(target.module, torch.jit.ScriptModule):
+                raise ValueError(
+                    f"The 'layers' entry {target.key!r} is a TorchScript module "
+                    f"({type(target.module).__name__}), which cannot carry hooks. Pass the "
+                    "eager model, or name the layer when making the model hookable: "
+                    f"featviz.hooks.hookable(model, [{target.name!r}])."
+                )
         self.layers: dict[str, nn.Module] = {t.key: t.module for t in self._targets}
         self._outputs = outputs
         self._inputs = inputs
@@ -287,7 +415,7 @@ class Capture:
         self.calls: dict[str, int] = {}
         self._handles: list[Any] = []
         self._warned = False
-        self._calls_before = -1
+        self._calls_before: dict[str, int] = {}
 
     # -- hook bodies -------------------------------------------------------------------
     def _keep(self, t: torch.Tensor) -> torch.Tensor:
@@ -323,6 +451,7 @@ class Capture:
         return hook
 
     def _hook_gradients(self, key: str, value: Any) -> None:
+        _check_inference_mode()
         tensors = [t for t in _tensors(value) if t.requires_grad]
         if not tensors:
             if not self._warned:
@@ -363,6 +492,8 @@ class Capture:
         """Register the hooks (done by ``__enter__``); calling it twice is an error."""
         if self._handles:
             raise RuntimeError("capture: hooks are already attached")
+        if self._gradients:
+            _check_inference_mode()
         try:
             for target in self._targets:
                 if self._inputs:
@@ -370,20 +501,21 @@ class Capture:
                         target.module.register_forward_pre_hook(self._make_pre_hook(target))
                     )
                 self._handles.append(target.module.register_forward_hook(self._make_hook(target)))
-            if self._compiled:
-                # runs eagerly around the compiled call: detects hooks the compiled code skipped
-                self._handles.append(self._model.register_forward_pre_hook(self._compiled_pre))
-                self._handles.append(self._model.register_forward_hook(self._compiled_post))
+            # run around each call of the model itself (eagerly, also when it is compiled):
+            # detect requested layers that did not run during that call
+            self._handles.append(self._model.register_forward_pre_hook(self._model_pre))
+            self._handles.append(self._model.register_forward_hook(self._model_post))
         except BaseException:
             self.remove()
             raise
         return self
 
-    def _compiled_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self._calls_before = sum(self.calls.values())
+    def _model_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self._calls_before = dict(self.calls)
 
-    def _compiled_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if sum(self.calls.values()) == self._calls_before:
+    def _model_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        missing = [k for k in self.layers if self.calls.get(k, 0) == self._calls_before.get(k, 0)]
+        if self._compiled and len(missing) == len(self.layers):
             raise RuntimeError(
                 "capture: none of the hooks on "
                 f"{list(self.layers)} ran during this call of the torch.compile'd model. "
@@ -392,6 +524,16 @@ class Capture:
                 "torch.compile), call torch._dynamo.reset() first, or capture on the "
                 "uncompiled module (model._orig_mod) and call that one."
             )
+        explicit = {t.key for t in self._targets if t.explicit}
+        missing = [k for k in missing if k in explicit]
+        if not missing:
+            return
+        warnings.warn(
+            f"capture: the layers {missing} did not run during this call of "
+            f"{type(module).__name__}, so .activations has nothing new for them. Check the "
+            "'layers' names against the forward pass (a branch the input did not take?).",
+            stacklevel=_outside_torch_stacklevel(),  # the line that called the model
+        )
 
     def remove(self) -> None:
         """Remove every hook this object registered. Safe to call any number of times."""
@@ -449,6 +591,14 @@ def capture(
     saying so, instead of returning empty results. Gradient capture needs a graph break
     (``fullgraph=True`` fails inside PyTorch).
 
+    TorchScript: hooks cannot run on the layers of ``torch.jit.script`` or
+    ``torch.jit.trace`` models, so they are refused (``TypeError``); wrap a scripted or
+    loaded model with `hookable` and call the wrapper.
+
+    Nothing is recorded silently: each time ``model`` itself is called inside the block,
+    layers named one by one (not by glob or type) that did not run during that call
+    are reported with a ``UserWarning``.
+
     Args:
         model: The model (DataParallel/DDP/``torch.compile`` wrappers are unwrapped).
         layers: Which layers; see `resolve_layers`.
@@ -469,6 +619,14 @@ def capture(
     Returns:
         A `Capture`, to be used as a context manager.
 
+    Raises:
+        TypeError: ``model`` is not a module, or is a TorchScript module; ``transform``
+            is not callable.
+        ValueError: ``layers`` names nothing, the model itself or a TorchScript layer
+            (see `resolve_layers`); during the forward pass, a selector does not fit
+            the layer's output.
+        RuntimeError: ``gradients=True`` inside ``torch.inference_mode()``.
+
     Shapes:
         Each recorded tensor has the shape the layer produced, e.g. (N, C, H, W).
     """
@@ -481,6 +639,175 @@ def capture(
         detach=detach,
         transform=transform,
     )
+
+
+class _ScriptLeaf(nn.Module):
+    """Python wrapper of a TorchScript submodule, so that hooks can be attached to it."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: Any) -> Any:
+        return self.inner(*args)
+
+
+class _ScriptChain(nn.Sequential):
+    """Runs its children in order, flattening before a Linear (as torchvision models do)."""
+
+    def forward(self, x: Any) -> Any:
+        for child in self:
+            inner = child.inner if isinstance(child, _ScriptLeaf) else child
+            if getattr(inner, "original_name", "") == "Linear" and x.ndim > 2:
+                x = x.flatten(1)
+            x = child(x)
+        return x
+
+
+class _Hookable(_ScriptChain):
+    """The top of a `hookable` model: checks its first eval-mode call against TorchScript."""
+
+    _script: nn.Module
+    _checked: bool
+
+    def __init__(self, children: OrderedDict[str, nn.Module], script: nn.Module) -> None:
+        super().__init__(children)
+        # not registered as a submodule: its modules are already this chain's descendants
+        self.__dict__["_script"] = script
+        self.__dict__["_checked"] = False
+
+    def forward(self, x: Any) -> Any:
+        if self._checked:
+            return super().forward(x)
+        try:
+            out = super().forward(x)
+        except Exception as exc:
+            with torch.no_grad():
+                self._script(x)  # a bad input fails here too, with its own error
+            raise self._not_a_chain() from exc
+        if not any(m.training for m in self.modules()):
+            with torch.no_grad():
+                ref = self._script(x)
+            if not _same_outputs(out, ref):
+                raise self._not_a_chain()
+            self.__dict__["_checked"] = True
+        return out
+
+    def _not_a_chain(self) -> ValueError:
+        return ValueError(
+            "The 'model' given to featviz.hooks.hookable computes something other than a "
+            f"plain chain of its submodules ({getattr(self._script, 'original_name', '?')}: skip "
+            "connections, several inputs, ...), so its layers cannot be run one by one. Name "
+            "the layers in hookable's 'layers' parameter, so that only their parents are "
+            "unrolled, or pass the eager model."
+        )
+
+
+def _same_outputs(out: Any, ref: Any) -> bool:
+    a, b = _tensors(out), _tensors(ref)
+    return (
+        len(a) == len(b) > 0
+        and all(x.shape == y.shape for x, y in zip(a, b, strict=True))
+        and all(
+            torch.allclose(x.detach(), y, rtol=1e-4, atol=1e-5) for x, y in zip(a, b, strict=True)
+        )
+    )
+
+
+def _unroll(module: nn.Module, paths: list[list[str]] | None) -> nn.Module:
+    """A chain of ``module``'s children, unrolled along ``paths`` (None: everywhere)."""
+    children = list(module.named_children())
+    deeper = None if paths is None else [p for p in paths if p]
+    if not children or deeper == []:
+        return _ScriptLeaf(module)
+    return _ScriptChain(
+        OrderedDict(
+            (
+                name,
+                _unroll(child, None if deeper is None else [p[1:] for p in deeper if p[0] == name]),
+            )
+            for name, child in children
+        )
+    )
+
+
+def _script_names(spec: Any, names: Mapping[str, nn.Module]) -> list[str]:
+    """The module names a name, glob or ``name[selector]`` spec matches (no root)."""
+    if not isinstance(spec, str):
+        return []
+    base = spec.strip()
+    m = _SELECTOR.match(base)
+    if m and m.group("name") in names:
+        base = m.group("name")
+    if any(ch in base for ch in "*?["):
+        return [n for n in names if n and fnmatch.fnmatchcase(n, base)]
+    return [base] if base and base in names else []
+
+
+def hookable(model: nn.Module, layers: str | Sequence[str] | None = None) -> nn.Module:
+    """Make a TorchScript model's layers hookable, for `capture` and CAMs.
+
+    PyTorch cannot attach hooks to the modules of a ``torch.jit.script`` model (or one
+    loaded with ``torch.jit.load``). This returns an eager module that runs the same
+    TorchScript submodules one after another, with the same dotted names, so hooks on
+    the named layers fire. It assumes that each unrolled module's forward calls its
+    children in order (flattening before a ``Linear``), as in ``Sequential`` models,
+    VGG-like and ResNet-like classifiers when only the path down to a stage is unrolled.
+    The first call in eval mode is checked against the TorchScript model's own output;
+    a mismatch raises ``ValueError`` instead of returning wrong results.
+
+    Example:
+        >>> model = featviz.hooks.hookable(torch.jit.load("m.pt"), "features.13")  # doctest: +SKIP
+        >>> maps = featviz.grad_cam(model, images, "features.13")  # doctest: +SKIP
+
+    Args:
+        model: A TorchScript module (``torch.jit.script`` result or ``torch.jit.load``
+            archive, also of a saved trace). Move it to its device first.
+        layers: Names or globs of the layers to hook (dotted, as in
+            ``model.named_modules()``, optionally with a ``[selector]``); only their
+            parents are unrolled, the rest runs as TorchScript. None unrolls every module.
+
+    Returns:
+        An ``nn.Module`` whose forward takes the model's (N, ...) input and returns its
+        output; the named layers are Python modules that can carry hooks.
+
+    Raises:
+        TypeError: ``model`` is not a TorchScript module, or is an in-memory
+            ``torch.jit.trace`` result (its submodules cannot be called one by one).
+        ValueError: A name in ``layers`` is not a module of the model.
+    """
+    if isinstance(model, torch.jit.TracedModule):
+        raise TypeError(
+            "The 'model' parameter of hookable is an in-memory torch.jit.trace result, whose "
+            "submodules cannot be called one by one. Pass the eager model to capture, or "
+            "save the trace with torch.jit.save and pass torch.jit.load(path)."
+        )
+    if not isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            "The 'model' parameter of hookable must be a TorchScript module (torch.jit.script "
+            f"or torch.jit.load). Got {type(model).__name__} instead; eager models take hooks "
+            "as they are."
+        )
+    paths: list[list[str]] | None = None
+    if layers is not None:
+        names = dict(model.named_modules())
+        paths = []
+        for spec in [layers] if isinstance(layers, str) else list(layers):
+            hits = _script_names(spec, names)
+            if not hits:
+                raise ValueError(
+                    f"The 'layers' parameter of hookable must name modules of the model. "
+                    f"Got {spec!r} instead. {_closest(str(spec), names)}"
+                )
+            paths.extend(name.split(".") for name in hits)
+    chain = _unroll(model, paths)
+    children = OrderedDict(chain.named_children()) if isinstance(chain, _ScriptChain) else None
+    if children is None:
+        raise ValueError(
+            "The 'model' parameter of hookable has no submodules to hook. "
+            f"Got {type(model).__name__} instead; capture its output from the forward call."
+        )
+    return _Hookable(children, model)
 
 
 def to_numpy(x: Any) -> Any:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections import OrderedDict
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,88 +72,118 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# -- models ---------------------------------------------------------------------------
-class _Leaf(nn.Module):
-    """Python wrapper of a TorchScript submodule, so that hooks can be attached to it."""
+# -- checks and loading ------------------------------------------------------------
+def _device(value: str | None) -> torch.device:
+    from featviz.cli import CLIError
 
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x)
-
-
-class _Chain(nn.Module):
-    """Runs its children in order (flattening before a Linear), like a Sequential."""
-
-    def __init__(self, children: OrderedDict[str, nn.Module]) -> None:
-        super().__init__()
-        for name, child in children.items():
-            self.add_module(name, child)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for child in self.children():
-            inner = child.inner if isinstance(child, _Leaf) else child
-            if getattr(inner, "original_name", "") == "Linear" and x.ndim > 2:
-                x = x.flatten(1)
-            x = child(x)
-        return x
-
-
-def _unroll(module: nn.Module, path: list[str] | None) -> nn.Module:
-    """Rebuild a scripted module as a chain of its children along ``path`` (None: all)."""
-    children = list(module.named_children())
-    if not children or path == []:
-        return _Leaf(module)
-    return _Chain(
-        OrderedDict(
-            (name, _unroll(child, None if path is None else (path[1:] if name == path[0] else [])))
-            for name, child in children
+    if value is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(
+            f"The --device value {value!r} is not a torch device; use cpu, cuda or cuda:N."
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(
+            f"The --device value {value!r} needs a CUDA GPU, but torch finds none "
+            "(torch.cuda.is_available() is False); use --device cpu."
         )
-    )
-
-
-def _hookable(scripted: nn.Module, layer: str | None, sample: torch.Tensor) -> nn.Module:
-    """A hookable stand-in for a TorchScript model, checked to compute the same outputs."""
-    wrapper = _unroll(scripted, layer.split(".") if layer else None)
-    with torch.no_grad():
-        try:
-            same = torch.allclose(wrapper(sample), scripted(sample), rtol=1e-4, atol=1e-5)
-        except Exception:  # a forward that is not a chain of its children
-            same = False
-    if not same:
-        what = f"layer {layer!r}" if layer else "its layers"
-        raise ValueError(
-            "TorchScript modules cannot carry hooks, and this model's forward is not a plain "
-            f"chain of its submodules down to {what}; pass --model MODULE:FACTORY instead."
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise CLIError(
+            f"The --device value {value!r} names a GPU that does not exist; this machine "
+            f"has {torch.cuda.device_count()}, cuda:0 to cuda:{torch.cuda.device_count() - 1}."
         )
-    return wrapper
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"The --device value {value!r} is not available here; use --device cpu.")
+    return device
+
+
+def _size(value: list[int] | None, builtin: bool) -> tuple[int, int]:
+    from featviz.cli import CLIError
+
+    if value is None:
+        return (_BUILTIN_SIZE, _BUILTIN_SIZE) if builtin else (224, 224)
+    if len(value) not in (1, 2) or any(v < 1 for v in value):
+        raise CLIError(
+            f"The --size value must be one or two ints in the range [1, inf). Got {value} instead."
+        )
+    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+
+
+def _out_folder(value: str, *, create: bool) -> Path:
+    from featviz.cli import CLIError
+
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"The --out value {value!r} is a file; pass a folder (created if missing).")
+    if not create:
+        return out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(
+            f"The --out folder {value!r} cannot be created ({exc.strerror or exc}); pass a "
+            "folder you can write to."
+        ) from exc
+    return out
 
 
 def _load_model(spec: str | None, device: torch.device) -> tuple[nn.Module, bool]:
     """The model and whether it is a TorchScript archive."""
+    from featviz.cli import CLIError
+
     if spec is None:
         from featviz.models import pretrained_tiny_cnn
 
         return pretrained_tiny_cnn(progress=True).to(device), False
     path = Path(spec)
     if path.is_file():
-        return torch.jit.load(str(path), map_location=device).eval(), True
+        try:
+            with warnings.catch_warnings():
+                # the user chose a TorchScript file: torch's deprecation notice is noise here
+                warnings.filterwarnings("ignore", r".*torch\.jit\.load", FutureWarning)
+                return torch.jit.load(str(path), map_location=device).eval(), True
+        except Exception as exc:
+            raise CLIError(
+                f"The --model file {spec!r} is not a TorchScript archive that torch.jit.load "
+                f"can read ({_first_line(exc)}); pass a file written by torch.jit.save, or "
+                "MODULE:FACTORY for a model saved another way."
+            ) from exc
     if ":" not in spec:
-        raise FileNotFoundError(f"The --model value {spec!r} is neither a file nor MODULE:FACTORY.")
+        raise FileNotFoundError(
+            f"The --model value {spec!r} is neither a file nor MODULE:FACTORY "
+            "(e.g. torchvision.models:resnet18)."
+        )
     mod_name, _, attr = spec.partition(":")
-    module = importlib.import_module(mod_name)
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as exc:
+        raise CLIError(
+            f"The --model module {mod_name!r} cannot be imported ({_first_line(exc)}); check "
+            "MODULE:FACTORY and that the module is on PYTHONPATH."
+        ) from exc
     factory = getattr(module, attr, None)
     if factory is None:
-        raise ValueError(f"The --model module {mod_name!r} has no attribute {attr!r}.")
-    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        raise CLIError(f"The --model module {mod_name!r} has no attribute {attr!r}.")
+    try:
+        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    except Exception as exc:
+        raise CLIError(
+            f"The --model factory {spec!r} failed when called with no arguments "
+            f"({type(exc).__name__}: {_first_line(exc)})."
+        ) from exc
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"The --model factory {spec!r} must return a torch.nn.Module. "
             f"Got {type(model).__name__} instead."
         )
     return model.to(device).eval(), False
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _target(value: str | None, model: nn.Module) -> int | None:
@@ -166,49 +197,61 @@ def _target(value: str | None, model: nn.Module) -> int | None:
     raise ValueError(f"The --target value {value!r} is not a class index or one of {classes}.")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Write one overlay per image; returns 0 on success, 1 on a user error."""
+def _load(path: Path, size: tuple[int, int], mean: Any, std: Any) -> tuple[torch.Tensor, Any]:
+    """`load_image`, with PIL's decompression-bomb warning and error as one CLI error."""
+    from PIL import Image
+
+    from featviz.cli import CLIError
+    from featviz.imageio import load_image
+
     try:
-        return _run(args)
-    except (FileNotFoundError, FileExistsError, IsADirectoryError, ValueError, TypeError) as exc:
-        sys.stderr.write(f"featviz cam: {exc}\n")
-        return 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return load_image(path, size=size, mean=mean, std=std)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CLIError(
+            f"The IMAGE {str(path)!r} is too large to open safely ({_first_line(exc)}); "
+            "shrink it first."
+        ) from exc
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Write one overlay per image; returns 0. Errors are raised for `featviz.cli.main`."""
     from featviz.cam import CAM
+    from featviz.cli import CLIError
     from featviz.featuremaps import overlay
-    from featviz.imageio import IMAGENET_MEAN, IMAGENET_STD, load_image, save_image
+    from featviz.hooks import hookable
+    from featviz.imageio import IMAGENET_MEAN, IMAGENET_STD, save_image
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     builtin = args.model is None
-    if args.size is None:
-        size: tuple[int, int] = (_BUILTIN_SIZE, _BUILTIN_SIZE) if builtin else (224, 224)
-    elif len(args.size) == 1:
-        size = (args.size[0], args.size[0])
-    elif len(args.size) == 2:
-        size = (args.size[0], args.size[1])
-    else:
-        raise ValueError(f"--size takes one or two ints. Got {args.size}.")
+    size = _size(args.size, builtin)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CLIError(
+            f"The --alpha value must be a float in the range [0, 1]. Got {args.alpha} instead."
+        )
+    device = _device(args.device)
     norm = args.normalize if args.normalize != "auto" else ("none" if builtin else "imagenet")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if norm == "imagenet" else (None, None)
     paths = [Path(p) for p in args.images]
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"The IMAGE {str(p)!r} does not exist or is not a file.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _out_folder(args.out, create=False)
     model, scripted = _load_model(args.model, device)
+    if scripted:
+        model = hookable(model, [args.layer] if args.layer else None)
     target = _target(args.target, model)
-    cam: CAM | None = None
+    cam = CAM(model, args.layer, method=args.method, progress=False)
+    out = _out_folder(args.out, create=True)  # only once the model and options are fine
     for p in paths:
-        x, original = load_image(p, size=size, mean=mean, std=std)
-        x = x.to(device)
-        if cam is None:
-            if scripted:
-                model = _hookable(model, args.layer, x)
-            cam = CAM(model, args.layer, method=args.method, progress=False)
-        heat = cam(x, target)[0]
+        x, original = _load(p, size, mean, std)
+        try:
+            heat = cam(x.to(device), target)[0]
+        except RuntimeError as exc:  # torch: the model cannot take this input
+            raise CLIError(
+                f"the model failed on IMAGE {str(p)!r} resized to --size {size[0]} {size[1]} "
+                f"({_first_line(exc)}); check --size and --model."
+            ) from exc
         dest = out / f"{p.stem}_{cam.method}.png"
         save_image(overlay(original, heat.cpu(), alpha=args.alpha), dest, overwrite=args.force)
         sys.stdout.write(f"{dest}\n")
