@@ -40,3 +40,27 @@ def shapes_test():
     from featviz.datasets import Shapes
 
     return Shapes(256, seed=1)
+
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def no_hooks(model: torch.nn.Module) -> bool:
+    """Whether no module of ``model`` carries a forward, pre-forward or backward hook."""
+    return all(not getattr(m, d, None) for m in model.modules() for d in _HOOK_DICTS)
+
+
+def assert_no_hooks(model: torch.nn.Module) -> None:
+    """Fail naming every module of ``model`` that still carries a hook."""
+    left = [
+        f"{name or '<model>'}.{d}"
+        for name, m in model.named_modules()
+        for d in _HOOK_DICTS
+        if getattr(m, d, None)
+    ]
+    assert not left, f"hooks left on the model: {left}"

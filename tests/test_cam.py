@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_no_hooks, no_hooks
 from featviz.cam import CAM, METHODS, class_activation_map, grad_cam
 from featviz.hooks import capture
 
@@ -246,13 +247,6 @@ class Bn(nn.Module):
         return self.fc(self.pool(h).flatten(1))
 
 
-def _hooks(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        for m in model.modules()
-    )
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_model_left_unchanged(method):
     torch.manual_seed(0)
@@ -277,7 +271,7 @@ def test_model_left_unchanged(method):
     for k, v in model.state_dict().items():  # BatchNorm statistics untouched (eval mode)
         assert torch.equal(v, state[k]), k
     assert torch.equal(x, x_copy) and not x.requires_grad and x.grad is None
-    assert _hooks(model) == 0
+    assert_no_hooks(model)
     # eval mode during the call: the same map as an eval-mode model
     ref = CAM(model.eval(), layer, method=method, progress=False)(x)
     torch.testing.assert_close(out, ref)
@@ -323,27 +317,27 @@ def test_no_hooks_left_after_success_or_exception(tiny):
     for method in METHODS:
         layer = "relu" if method == "cam" else "conv"
         CAM(tiny, layer, method=method, progress=False)(X)
-        assert _hooks(tiny) == 0
+        assert_no_hooks(tiny)
     with pytest.raises(ValueError, match="one entry per image"):
         grad_cam(tiny, torch.cat([X, X]), "conv", target=[0])
-    assert _hooks(tiny) == 0
+    assert_no_hooks(tiny)
     boom = Boom()
     boom.train()
     with pytest.raises(RuntimeError, match="boom"):
         grad_cam(boom, X, "inner.conv")
-    assert _hooks(boom) == 0 and all(m.training for m in boom.modules())
+    assert no_hooks(boom) and all(m.training for m in boom.modules())
     with pytest.raises(RuntimeError, match="boom"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         grad_cam(boom, X)  # the probe forward raises
-    assert _hooks(boom) == 0 and all(m.training for m in boom.modules())
+    assert no_hooks(boom) and all(m.training for m in boom.modules())
     with CAM(tiny, "conv") as cam:
         cam(X)
-        assert _hooks(tiny) == 0
+        assert_no_hooks(tiny)
         assert cam.layers_ == ["conv"]
         torch.testing.assert_close(cam.scores_, torch.tensor([4.0]))
     with pytest.raises(ValueError), CAM(tiny, "conv") as cam:
         cam(X, target=[0, 1])
-    assert _hooks(tiny) == 0
+    assert_no_hooks(tiny)
 
 
 def test_layer_errors(tiny):
@@ -514,3 +508,17 @@ def test_scorecam_batch_size_sets_masked_passes():
     torch.testing.assert_close(default, wide)
     with pytest.raises(ValueError, match="None or an int"):
         CAM(model, "0", method="scorecam", batch_size=2.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam", "eigencam"])
+def test_scripted_model_gives_the_eager_maps(tiny_model, shapes_test, method):
+    images = shapes_test.tensors()[0][:3]
+    scripted = torch.jit.script(tiny_model)
+    ref = CAM(tiny_model, "features.13", method=method, progress=False)(images, target=2)
+    got = CAM(scripted, "features.13", method=method, progress=False)(images, target=2)
+    assert torch.allclose(ref, got, atol=1e-6)
+    assert torch.allclose(
+        grad_cam(scripted, images, "features.13"),
+        grad_cam(tiny_model, images, "features.13"),
+        atol=1e-6,
+    )

@@ -39,11 +39,6 @@ def _one_error_line(capsys, rc: int, *words: str) -> str:
     return lines[0]
 
 
-def _no_hooks(model: torch.nn.Module) -> bool:
-    # local until the lead's assert_no_hooks lands in conftest.py
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-
-
 # --------------------------------------------------------------------------------------
 # featviz cam: working runs (moved from test_cam.py)
 # --------------------------------------------------------------------------------------

@@ -4,12 +4,9 @@ import torch
 from torch import nn
 
 import featviz
+from conftest import no_hooks
 from featviz.compare import _rescale, compare_cams, compare_feature_maps, compare_projections
 from featviz.models import TinyCNN
-
-
-def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 @pytest.fixture
@@ -58,7 +55,7 @@ def test_compare_cams_panels_titles_and_pixels(two_models, shapes_test):
     np.testing.assert_array_equal(np.asarray(panel.images[0].get_array()), ref[0].numpy())
     # models untouched, no hooks left
     assert {name: m.training for name, m in two_models.items()} == modes
-    assert all(_hooks(m) == 0 for m in two_models.values())
+    assert all(no_hooks(m) for m in two_models.values())
 
 
 def test_compare_cams_restores_train_mode(two_models, shapes_test):
@@ -80,7 +77,7 @@ def test_compare_feature_maps_pixels(two_models, shapes_test):
     ref = featviz.overlay(images, featviz.normalize(summed), alpha=0.4, normalize=False)
     trained_axes = [ax for ax in image_axes if ax.get_title().startswith("trained")]
     np.testing.assert_array_equal(np.asarray(trained_axes[1].images[0].get_array()), ref[1].numpy())
-    assert all(_hooks(m) == 0 for m in two_models.values())
+    assert all(no_hooks(m) for m in two_models.values())
 
 
 def test_compare_projections_titles_carry_quality():

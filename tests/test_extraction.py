@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import featviz._store as fstore
+from conftest import assert_no_hooks, no_hooks
 from featviz.extraction import FeatureSet, extract
 
 
@@ -90,10 +91,6 @@ def assert_same(a: FeatureSet, b: FeatureSet) -> None:
             np.testing.assert_array_equal(x, y)
 
 
-def hooks_empty(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
-
-
 # ------------------------------------------------------------------ in RAM
 def test_values_by_hand_with_partial_last_batch():
     model = Lin()
@@ -109,7 +106,7 @@ def test_values_by_hand_with_partial_last_batch():
     np.testing.assert_array_equal(fs.index, np.arange(7))
     assert fs.metadata["model_class"].endswith("test_extraction.Lin")
     assert fs.metadata["layers"] == ["fc1", "act"] and fs.metadata["index_source"] == "sampler"
-    assert model.calls == 3 and hooks_empty(model)
+    assert model.calls == 3 and no_hooks(model)
 
 
 def test_layers_none_keeps_outputs_labels_index():
@@ -174,7 +171,7 @@ def test_mode_restored_and_hooks_removed_also_on_error():
     assert [p.requires_grad for p in model.parameters()] == [False, True, True, True]
     assert all(p.grad is None for p in model.parameters())
     model.fc1._forward_pre_hooks.clear()
-    assert hooks_empty(model)
+    assert_no_hooks(model)
 
 
 def test_shapes_namedtuple_batches_with_builtin_model(tiny_model, shapes_test):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_no_hooks, no_hooks
 from featviz.hooks import capture, hookable, resolve_layers, to_numpy, unwrap_model
 
 
@@ -54,13 +55,6 @@ class TupleNet(nn.Module):
         return self.lst(d["a"])[1] + d["b"]
 
 
-def all_hooks_empty(model: nn.Module) -> bool:
-    return all(
-        not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-        for m in model.modules()
-    )
-
-
 # ------------------------------------------------------------------ resolution
 def test_resolve_names_globs_types_and_modules(tiny_model):
     got = resolve_layers(tiny_model, ["features.13", "fc"])
@@ -84,7 +78,7 @@ def test_resolve_unwraps_dataparallel_and_accepts_module_prefix(tiny_model):
     with capture(wrapped, "module.fc") as cap:
         out = wrapped(torch.rand(2, 3, 32, 32))
     torch.testing.assert_close(cap.activations["fc"], out)
-    assert all_hooks_empty(tiny_model)
+    assert_no_hooks(tiny_model)
 
 
 def test_unknown_name_lists_closest_valid_names(tiny_model):
@@ -144,7 +138,7 @@ def test_tuple_list_dict_outputs_whole_and_selected():
     assert isinstance(cap.inputs["head"], tuple) and len(cap.inputs["head"]) == 2
     with capture(net, "enc[5]") as cap, pytest.raises(ValueError, match=r"cannot select \[5\]"):
         net(x)
-    assert all_hooks_empty(net)
+    assert_no_hooks(net)
 
 
 def test_transform_pools_inside_hook_and_copies_views():
@@ -214,7 +208,7 @@ def test_gradients_resnet18_inplace_relu_match_autograd_reference():
         assert cap.gradients[name].shape == ref.shape
         assert float(ref.abs().max()) > 0
         torch.testing.assert_close(cap.gradients[name], ref, rtol=1e-5, atol=1e-7)
-    assert all_hooks_empty(model)
+    assert_no_hooks(model)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -250,18 +244,18 @@ def test_hooks_removed_after_success_and_after_exception(tiny_model):
         assert any(m._forward_hooks for m in tiny_model.modules())
         assert any(m._forward_pre_hooks for m in tiny_model.modules())
         tiny_model(x)
-    assert not cap.attached and all_hooks_empty(tiny_model)
+    assert not cap.attached and no_hooks(tiny_model)
     with (
         pytest.raises(RuntimeError, match="boom"),
         capture(tiny_model, spec, inputs=True, gradients=True),
     ):
         tiny_model(x)
         raise RuntimeError("boom")
-    assert all_hooks_empty(tiny_model)
+    assert_no_hooks(tiny_model)
     # an error inside the forward (wrong input shape) also leaves nothing behind
     with pytest.raises(RuntimeError), capture(tiny_model, spec, inputs=True):
         tiny_model(torch.rand(2, 5, 32, 32))
-    assert all_hooks_empty(tiny_model)
+    assert_no_hooks(tiny_model)
 
 
 def test_exit_twice_is_harmless_and_attach_twice_is_an_error(tiny_model):
@@ -272,7 +266,7 @@ def test_exit_twice_is_harmless_and_attach_twice_is_an_error(tiny_model):
             cap.attach()
     cap.__exit__(None, None, None)
     cap.remove()
-    assert all_hooks_empty(tiny_model)
+    assert_no_hooks(tiny_model)
     assert cap.activations["fc"].shape == (1, 4)  # results survive the exit
     cap.clear()
     assert cap.activations == {} and cap.calls == {}
@@ -320,7 +314,7 @@ def test_repeated_use_does_not_leak(tiny_model):
         once()
     after = _live_tensors()
     assert after - before <= 5, (before, after)
-    assert all_hooks_empty(tiny_model)
+    assert_no_hooks(tiny_model)
 
 
 # ------------------------------------------------------------------ torch.compile
@@ -337,7 +331,7 @@ def test_compile_capture_entered_before_first_call():
         y = compiled(x)
     torch.testing.assert_close(cap.activations["0"], torch.tensor([[[[9.0]], [[-9.0]]]] * 2))
     torch.testing.assert_close(cap.activations["3"], y)
-    assert all_hooks_empty(net) and all_hooks_empty(compiled)
+    assert no_hooks(net) and no_hooks(compiled)
     # hooks registered on the plain module before torch.compile are traced too
     torch._dynamo.reset()
     net2 = ones_conv_net()
@@ -345,7 +339,7 @@ def test_compile_capture_entered_before_first_call():
         compiled2 = torch.compile(net2, backend="eager")
         y2 = compiled2(x)
     torch.testing.assert_close(cap2.activations["3"], y2)
-    assert all_hooks_empty(net2)
+    assert_no_hooks(net2)
 
 
 def test_compile_hooks_added_after_first_call_raise_clearly():
@@ -357,7 +351,7 @@ def test_compile_hooks_added_after_first_call_raise_clearly():
         capture(compiled, ["0"]),
     ):
         compiled(x)
-    assert all_hooks_empty(net) and all_hooks_empty(compiled)
+    assert no_hooks(net) and no_hooks(compiled)
 
 
 # ------------------------------------------------------------------ to_numpy
@@ -421,7 +415,7 @@ def test_hookable_script_capture_and_grad_cam_equal_eager(tiny_model):
     for key in layers:
         torch.testing.assert_close(cap.activations[key], ref.activations[key], rtol=0, atol=1e-6)
         torch.testing.assert_close(cap.gradients[key], ref.gradients[key], rtol=0, atol=1e-6)
-    assert all_hooks_empty(model) and all_hooks_empty(tiny_model)
+    assert no_hooks(model) and no_hooks(tiny_model)
     for p in tiny_model.parameters():
         p.grad = None
     maps = grad_cam(model, x, "features.13", target=[0, 3])
@@ -503,7 +497,7 @@ def test_torchscript_models_and_layers_raise_clearly(tiny_model):
         capture(mixed, "0")
     with pytest.raises(ValueError, match=r"'layers' entry '0\*' matches only TorchScript"):
         capture(mixed, "0*")
-    assert all_hooks_empty(mixed)
+    assert_no_hooks(mixed)
 
 
 # ------------------------------------------------------------------ bad input
@@ -538,7 +532,7 @@ def test_layers_model_itself_and_empty_name(tiny_model):
         capture(tiny_model, ["fc", "featurs.13"])
     with pytest.raises(ValueError, match=r"'layers' type GRU matches no module.*name a layer"):
         capture(tiny_model, nn.GRU)
-    assert all_hooks_empty(tiny_model)
+    assert_no_hooks(tiny_model)
 
 
 def test_selector_errors_name_the_entry_and_suggest_the_right_form():
@@ -566,7 +560,7 @@ def test_selector_errors_name_the_entry_and_suggest_the_right_form():
         pytest.raises(ValueError, match=r"'layers' entry '0\[0\]'.*returns a tensor.*without"),
     ):
         conv_net(torch.ones(2, 1, 3, 3))  # must not silently pick the first image
-    assert all_hooks_empty(net) and all_hooks_empty(tuple_net) and all_hooks_empty(conv_net)
+    assert no_hooks(net) and no_hooks(tuple_net) and no_hooks(conv_net)
 
 
 def test_layer_that_did_not_run_warns():
@@ -598,14 +592,14 @@ def test_gradients_inside_inference_mode_raise_what_to_do():
         pytest.raises(RuntimeError, match=r"gradients=True.*inference_mode.*gradients=False"),
     ):
         capture(net, "0", gradients=True).__enter__()
-    assert all_hooks_empty(net)
+    assert_no_hooks(net)
     with (
         capture(net, "0", gradients=True),
         pytest.raises(RuntimeError, match=r"inference_mode\(\).*outside inference_mode"),
         torch.inference_mode(),
     ):
         net(x)
-    assert all_hooks_empty(net)
+    assert_no_hooks(net)
     with torch.inference_mode(), capture(net, "0") as cap:  # without gradients: fine
         net(x)
     torch.testing.assert_close(cap.activations["0"], torch.tensor([[[[9.0]], [[-9.0]]]]))

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Capture": "featviz.hooks",
     "to_numpy": "featviz.hooks",
     "resolve_layers": "featviz.hooks",
+    "hookable": "featviz.hooks",
     # whole-dataset extraction
     "extract": "featviz.extraction",
     "FeatureSet": "featviz.extraction",
@@ -114,7 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         sum_channels,
         upsample,
     )
-    from featviz.hooks import Capture, capture, resolve_layers, to_numpy
+    from featviz.hooks import Capture, capture, hookable, resolve_layers, to_numpy
     from featviz.imageio import (
         IMAGENET_MEAN,
         IMAGENET_STD,

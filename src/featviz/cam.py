@@ -36,7 +36,7 @@ from featviz._ops import (
     resize,
 )
 from featviz._outputs import Target, as_logits, call_target, target_classes
-from featviz.hooks import LayerSpec, capture, resolve_layers, unwrap_model
+from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
 
@@ -332,6 +332,12 @@ class CAM:
         self.model = model
         self.method = _method_name(method)
         self._spec = _METHODS[self.method]
+        if isinstance(unwrap_model(model), torch.jit.ScriptModule):
+            # TorchScript runs no Python hooks: an eager module with the same names
+            names = [layers] if isinstance(layers, str) else layers
+            by_name = isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
+            model = hookable(model, list(names) if by_name else None)  # type: ignore[arg-type]
+            self.model = model
         self._keys: list[str] | None = (
             None if layers is None else list(resolve_layers(model, layers))
         )

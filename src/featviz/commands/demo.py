@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 
 
@@ -30,25 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; returns 0 on success, 1 when it cannot run or a section fails.
+    """Run the demo; returns 0 on success.
 
-    Errors are one line on stderr; ``featviz -v demo`` adds the traceback.
+    A `featviz.demo.DemoError` (OUT not empty, bad device, a failed section) reaches
+    `featviz.cli.main`, which prints it as one line (the traceback with ``-v``).
     """
-    from featviz.demo import DemoError, run_demo
+    from featviz.demo import run_demo
 
-    try:
-        index = run_demo(
-            Path(args.out),
-            force=args.force,
-            fast=args.fast,
-            full=args.full,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    except DemoError as exc:
-        if getattr(args, "verbose", False):
-            traceback.print_exception(exc)
-        sys.stderr.write(f"featviz demo: {exc}\n")
-        return 1
+    index = run_demo(
+        Path(args.out),
+        force=args.force,
+        fast=args.fast,
+        full=args.full,
+        device=args.device,
+        progress=not args.quiet,
+    )
     sys.stdout.write(f"featviz demo: wrote {index.parent} (see {index})\n")
     return 0
