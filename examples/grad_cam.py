@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = data.tensors()
 
     # 1. one batched call; layer named explicitly (None would pick it and warn)
-    maps = grad_cam(model, images, layer="features.13")  # (N, 64, 64) in [0, 1]
+    maps = grad_cam(model, images, layers="features.13")  # (N, 64, 64) in [0, 1]
     with torch.no_grad():
         pred = model(images).argmax(1)
     rows = 4

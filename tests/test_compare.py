@@ -110,3 +110,16 @@ def test_bad_inputs_name_the_parameter(two_models, shapes_test):
         compare_projections({"a": np.zeros((10, 3))}, np.zeros(9))
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         compare_cams({"a": nn.Linear(2, 2), "b": "model"}, images)
+
+
+def test_a_given_figure_is_cleared_then_drawn_into(two_models):
+    from matplotlib.figure import Figure
+
+    from featviz.compare import compare_cams
+
+    fig = Figure()
+    stale = fig.add_subplot()
+    images = torch.rand(1, 3, 32, 32)
+    out = compare_cams(two_models, images, layers="features.13", fig=fig)
+    assert out is fig and stale not in fig.axes
+    assert len([ax for ax in fig.axes if ax.images]) == 3  # input + one per model

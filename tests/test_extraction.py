@@ -121,11 +121,11 @@ def test_layers_none_keeps_outputs_labels_index():
     [
         (None, lambda k: k * np.array([[[1, 2], [3, 4]], [[2, 4], [6, 8]]], np.float32)),
         ("flatten", lambda k: k * np.array([1, 2, 3, 4, 2, 4, 6, 8], np.float32)),
-        ("avg", lambda k: k * np.array([2.5, 5.0], np.float32)),
+        ("mean", lambda k: k * np.array([2.5, 5.0], np.float32)),
         ("max", lambda k: k * np.array([4.0, 8.0], np.float32)),
         (lambda t: t[:, 1, 0, :], lambda k: k * np.array([2.0, 4.0], np.float32)),
     ],
-    ids=["none", "flatten", "avg", "max", "callable"],
+    ids=["none", "flatten", "mean", "max", "callable"],
 )
 def test_reduce_on_device(reduce, row):
     fs = extract(
@@ -142,7 +142,7 @@ def test_dtype_downcast_applies_to_layers_and_outputs_not_labels():
         conv_net(),
         DataLoader(conv_data(5), batch_size=2),
         ["0"],
-        reduce="avg",
+        reduce="mean",
         dtype=torch.float16,
         progress=False,
     )
@@ -227,8 +227,8 @@ def test_bad_inputs_raise_clear_errors():
         extract(Lin(), loader, ["unused"], progress=False)
     with pytest.raises(ValueError, match="Closest valid names"):
         extract(Lin(), loader, ["fc3"], progress=False)
-    with pytest.raises(ValueError, match=r"'reduce'.*Got 'mean' instead"):
-        extract(Lin(), loader, ["fc1"], reduce="mean", progress=False)
+    with pytest.raises(ValueError, match=r"'reduce'.*Got 'median' instead"):
+        extract(Lin(), loader, ["fc1"], reduce="median", progress=False)
     with pytest.raises(ValueError, match="'dtype'"):
         extract(Lin(), loader, dtype=torch.int8, progress=False)
     with pytest.raises(ValueError, match=r"'max_batches'.*\[1, inf\).*Got 0 instead"):
@@ -385,8 +385,8 @@ def test_incompatible_store_is_refused_and_left_untouched(tmp_path):
     before = _snapshot(store)
     with pytest.raises(ValueError, match=r"different extract call \(layers: stored \['fc1'\]"):
         extract(Lin(), loader, ["act"], store=store, progress=False)
-    with pytest.raises(ValueError, match="reduce: stored None, this call 'avg'"):
-        extract(Lin(), loader, ["fc1"], reduce="avg", store=store, progress=False)
+    with pytest.raises(ValueError, match="reduce: stored None, this call 'mean'"):
+        extract(Lin(), loader, ["fc1"], reduce="mean", store=store, progress=False)
     assert _snapshot(store) == before
     # an interrupted store is protected the same way
     part = tmp_path / "p"
@@ -514,3 +514,13 @@ def test_ddp_two_processes_gloo(tmp_path, shuffle):
         )
     assert json.loads((tmp_path / "listing1.json").read_text()) == {}
     assert sorted(os.listdir(tmp_path / "store")) == ["data", "manifest.json"]
+
+
+def test_reduce_avg_is_a_deprecated_alias_of_mean():
+    loader = [(torch.ones(2, 2), torch.tensor([0, 1]))]
+    model = torch.nn.Sequential(torch.nn.Unflatten(1, (2, 1, 1)))
+    with pytest.warns(FutureWarning, match="reduce='mean'"):
+        old = extract(model, loader, ["0"], reduce="avg", progress=False)
+    new = extract(model, loader, ["0"], reduce="mean", progress=False)
+    assert np.array_equal(old.layers["0"], new.layers["0"])
+    assert old.layers["0"].shape == (2, 2)

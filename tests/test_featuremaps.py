@@ -52,7 +52,9 @@ def test_sum_channels_int_and_errors():
     out = sum_channels(np.ones((4, 2, 3), dtype=np.int64), reduce="mean")
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.ones((2, 3), np.float32))
-    with pytest.raises(ValueError, match=r"'fmap' parameter of sum_channels .* Got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"'activations' parameter of sum_channels .* Got shape \(2, 3\)"
+    ):
         sum_channels(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="'reduce' parameter"):
         sum_channels(FMAP, reduce="median")
@@ -73,7 +75,7 @@ def test_normalize_values_and_constant():
     # global: one min (0) and max (85) for both images
     torch.testing.assert_close(normalize(batch, per_image=False), batch / 85.0)
     assert torch.equal(m, torch.tensor([[0.0, 2.0], [4.0, 8.0]]))  # input unchanged
-    with pytest.raises(ValueError, match="'map' parameter of normalize"):
+    with pytest.raises(ValueError, match="'heatmaps' parameter of normalize"):
         normalize(np.zeros(5))
 
 
@@ -288,11 +290,11 @@ def test_overlay_errors_and_inputs_untouched():
         overlay(img, heat, mean=(0.5,))
     with pytest.raises(ValueError, match="channel-last"):
         overlay(np.zeros((3, 8, 8), np.uint8), heat)
-    with pytest.raises(TypeError, match="'image' parameter of overlay"):
+    with pytest.raises(TypeError, match="'images' parameter of overlay"):
         overlay([[0]], heat)
     with pytest.raises(TypeError, match=r"dtype torch\.int32"):
         overlay(torch.zeros(3, 8, 8, dtype=torch.int32), heat)
-    with pytest.raises(ValueError, match="'heatmap' parameter"):
+    with pytest.raises(ValueError, match="'heatmaps' parameter"):
         overlay(img, torch.rand(2, 3, 4, 4))
 
 

@@ -6,12 +6,16 @@ A private module every featviz module may import. The wording follows scikit-lea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int"]
+__all__ = ["check_choice", "check_int", "renamed"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_int(value: Any, name: str, func: str, low: int, high: int | None = None) -> int:
@@ -66,3 +70,46 @@ def check_choice(
             f"Got {value!r} instead."
         )
     return key
+
+
+def renamed(**old_to_new: str) -> Callable[[F], F]:
+    """Accept a parameter's old keyword name for one release, with a `FutureWarning`.
+
+    Example:
+        >>> @renamed(layer="layers")
+        ... def grad_cam(model, images, layers=None): ...
+
+    The wrapped function keeps its signature (``inspect.signature`` follows
+    ``__wrapped__``); passing both the old and the new name is a `TypeError`.
+
+    Args:
+        **old_to_new: Old keyword name -> new keyword name.
+
+    Returns:
+        A decorator.
+    """
+
+    def decorate(fn: F) -> F:
+        name = fn.__qualname__.replace(".__init__", "")
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(
+                        f"{name}() got both {old!r} (its old name) and {new!r}; pass {new!r}."
+                    )
+                warnings.warn(
+                    f"The {old!r} parameter of {name} is renamed {new!r}; the old name will "
+                    "be removed in the next release.",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate

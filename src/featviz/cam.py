@@ -9,7 +9,7 @@ fields are untouched), fusion of several layers, bilinear resizing and per-image
 min-max normalisation.
 
 Example:
-    >>> maps = featviz.grad_cam(model, images, layer="features.13")  # doctest: +SKIP
+    >>> maps = featviz.grad_cam(model, images, layers="features.13")  # doctest: +SKIP
     >>> maps.shape  # (N, H, W), float32 in [0, 1]  # doctest: +SKIP
     torch.Size([8, 64, 64])
 """
@@ -36,6 +36,7 @@ from featviz._ops import (
     resize,
 )
 from featviz._outputs import Target, as_logits, call_target, target_classes
+from featviz._validation import renamed
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
@@ -655,10 +656,11 @@ class CAM:
         return f"CAM(method={self.method!r}, layers={layers!r}, size={self.size!r})"
 
 
+@renamed(layer="layers")
 def grad_cam(
     model: nn.Module,
     images: torch.Tensor,
-    layer: LayerSpec | Sequence[LayerSpec] | None = None,
+    layers: LayerSpec | Sequence[LayerSpec] | None = None,
     target: Target = None,
     *,
     size: Size = "input",
@@ -678,7 +680,7 @@ def grad_cam(
     Args:
         model: The model.
         images: float tensor (N, C, H, W).
-        layer: Layer spec(s) as in `featviz.hooks.resolve_layers`; None picks the last
+        layers: Layer spec(s) as in `featviz.hooks.resolve_layers`; None picks the last
             layer with a spatial output and warns naming it.
         target: None (arg-max class), an int, one int per image, or a callable
             ``outputs -> (N,) scores``.
@@ -695,7 +697,7 @@ def grad_cam(
     """
     cam = CAM(
         model,
-        layer,
+        layers,
         "gradcam",
         reshape_transform=reshape_transform,
         size=size,
@@ -706,10 +708,11 @@ def grad_cam(
     return cam(images, target)
 
 
+@renamed(layer="layers")
 def class_activation_map(
     model: nn.Module,
     images: torch.Tensor,
-    layer: LayerSpec | Sequence[LayerSpec] | None = None,
+    layers: LayerSpec | Sequence[LayerSpec] | None = None,
     fc: LayerSpec | None = None,
     target: Target = None,
     *,
@@ -730,7 +733,7 @@ def class_activation_map(
     Args:
         model: The model.
         images: float tensor (N, C, H, W).
-        layer: The layer feeding the global pooling; None picks the last spatial layer.
+        layers: The layer feeding the global pooling; None picks the last spatial layer.
         fc: The final linear layer; None uses the model's last ``nn.Linear``.
         target: None (arg-max class), an int, or one int per image.
         average_classes: Average the linear weights over all classes.
@@ -744,7 +747,7 @@ def class_activation_map(
     """
     cam = CAM(
         model,
-        layer,
+        layers,
         "cam",
         fc=fc,
         average_classes=average_classes,

@@ -151,6 +151,8 @@ def _draw(
     shown_np = np.asarray(shown.cpu() if isinstance(shown, torch.Tensor) else shown)
     if fig is None:
         fig = Figure(figsize=(2.4 * cols, 2.4 * n + 0.6), layout="constrained")
+    else:
+        fig.clear()  # the one rule for a given figure: cleared, then drawn into
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(shown_np[i])
@@ -220,7 +222,7 @@ def compare_cams(
         class_names: Names of the classes for the titles (default ``model.classes``
             when the model has that attribute, else indices).
         row_labels: One label per image, drawn left of each row.
-        fig: Figure to draw on; a new one when None.
+        fig: Figure to draw into (cleared first); a new one when None.
 
     Returns:
         The figure (nothing is saved or shown).
@@ -292,7 +294,7 @@ def compare_feature_maps(
         std: Per-channel standard deviation the images were normalised with.
         class_names: Class names for the titles.
         row_labels: One label per image.
-        fig: Figure to draw on; a new one when None.
+        fig: Figure to draw into (cleared first); a new one when None.
 
     Returns:
         The figure.
@@ -366,7 +368,7 @@ def compare_projections(
         random_state: Seed for every projection.
         palette: Seaborn palette; default one colour per label from ``"tab10"`` (or
             ``"husl"`` beyond 10 labels), the same in every panel.
-        fig: Figure to draw on; a new one when None.
+        fig: Figure to draw into (cleared first); a new one when None.
         **project_kwargs: Passed to `featviz.project`.
 
     Returns:
@@ -408,6 +410,8 @@ def compare_projections(
     cols = len(features)
     if fig is None:
         fig = Figure(figsize=(4.6 * cols, 4.4), layout="constrained")
+    else:
+        fig.clear()
     axes = fig.subplots(1, cols, squeeze=False)[0]
     for ax, (name, feats) in zip(axes, features.items(), strict=True):
         proj = project(

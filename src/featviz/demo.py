@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from featviz._io import atomic_path
+from featviz._validation import renamed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,7 +47,7 @@ class DemoContext:
     """What every demo section gets: the output folder, data, model and save helpers.
 
     Attributes:
-        out: Output folder (exists).
+        out_dir: Output folder (exists).
         fast: Use fewer images and iterations.
         full: Full-size scores (more images and steps).
         device: Device to run models on.
@@ -54,7 +55,7 @@ class DemoContext:
         items: ``(section title, file name, caption)`` of every file written so far.
     """
 
-    out: Path
+    out_dir: Path
     fast: bool = False
     full: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -89,10 +90,10 @@ class DemoContext:
 
     def _record(self, name: str, caption: str) -> Path:
         self.items.append((self.section, name, caption))
-        return self.out / name
+        return self.out_dir / name
 
     def save_figure(self, fig: Figure, name: str, caption: str, **savefig_kw: Any) -> Path:
-        """Save a matplotlib figure atomically as ``out/name`` and close it."""
+        """Save a matplotlib figure atomically as ``out_dir/name`` and close it."""
         import matplotlib.pyplot as plt
 
         path = self._record(name, caption)
@@ -106,7 +107,7 @@ class DemoContext:
         return path
 
     def save_image(self, image: Any, name: str, caption: str) -> Path:
-        """Save an RGB/L uint8 array (H, W[, 3]) or PIL image atomically as ``out/name``."""
+        """Save an RGB/L uint8 array (H, W[, 3]) or PIL image atomically as ``out_dir/name``."""
         from PIL import Image
 
         path = self._record(name, caption)
@@ -116,7 +117,7 @@ class DemoContext:
         return path
 
     def note(self, name: str, caption: str) -> Path:
-        """Record a file the section wrote by other means; returns ``out/name``."""
+        """Record a file the section wrote by other means; returns ``out_dir/name``."""
         return self._record(name, caption)
 
 
@@ -135,10 +136,10 @@ def _sections() -> list[Any]:
 _PARTIAL_MARK = ".featviz-demo-partial"
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DemoError(f"{str(out)!r} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DemoError(f"{str(out)!r} is not empty; pass --force to write into it anyway")
     if not out.parent.is_dir():
         raise DemoError(f"the folder of --out {str(out)!r} does not exist; create it first")
@@ -206,26 +207,27 @@ def _index(ctx: DemoContext, timings: list[tuple[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@renamed(out="out_dir", force="overwrite")
 def run_demo(
-    out: str | Path,
+    out_dir: str | Path,
     *,
-    force: bool = False,
+    overwrite: bool = False,
     fast: bool = False,
     full: bool = False,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> Path:
-    """Write every demo figure into ``out`` and an ``index.md`` listing them.
+    """Write every demo figure into ``out_dir`` and an ``index.md`` listing them.
 
     The default size fits a first run on 2 CPU cores into about 2 minutes, training of
     the built-in model included; ``full`` computes the scores over more images and steps.
     Until every section has succeeded the files go to a hidden staging folder beside
-    ``out``, so a failed run leaves ``out`` as it was (with ``force`` into a non-empty
+    ``out_dir``, so a failed run leaves ``out_dir`` as it was (with ``overwrite`` into a non-empty
     folder, files are written in place).
 
     Args:
-        out: Output folder; created if missing (its parent must exist).
-        force: Allow writing into a non-empty folder (files of the same name are replaced;
+        out_dir: Output folder; created if missing (its parent must exist).
+        overwrite: Allow writing into a non-empty folder (files of the same name are replaced;
             nothing else is touched).
         fast: Fewer images and iterations (for tests and quick looks).
         full: Full-size scores (256 images for localisation, 64 x 16 steps for
@@ -237,20 +239,20 @@ def run_demo(
         Path of the written ``index.md``.
 
     Raises:
-        DemoError: ``out`` exists, is not empty, and ``force`` is False; ``out`` is a file;
+        DemoError: ``out_dir`` exists, is not empty, and ``overwrite`` is False; ``out_dir`` is a file;
             the device is not usable; or a section failed (the message names it; the
             original exception is chained as ``__cause__``).
     """
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    _check_out(out, force)
+    out = Path(out_dir)
+    _check_out(out, overwrite)
     dev = _device(device)
     sections = _sections()
     timings: list[tuple[str, float]] = []
     with _staging(out) as folder:
         ctx = DemoContext(
-            out=folder, fast=fast, full=full and not fast, device=dev, overwrite=force
+            out_dir=folder, fast=fast, full=full and not fast, device=dev, overwrite=overwrite
         )
         bar = tqdm(sections, desc="featviz demo", unit="section", disable=not progress)
         for section in bar:

@@ -10,7 +10,7 @@ shards on disk (resumable, memory flat in N, no pickle) that `FeatureSet.open`
 memory-maps back.
 
 Example:
-    >>> fs = featviz.extract(model, loader, ["features.13"], reduce="avg")  # doctest: +SKIP
+    >>> fs = featviz.extract(model, loader, ["features.13"], reduce="mean")  # doctest: +SKIP
     >>> fs.layers["features.13"].shape, fs.outputs.shape, fs.labels.shape  # doctest: +SKIP
     ((256, 64), (256, 4), (256,))
 """
@@ -346,6 +346,14 @@ def _reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None
         if reduce == "flatten":
             return (lambda t: t.reshape(t.shape[0], -1)), reduce
         if reduce == "avg":
+            warnings.warn(
+                "reduce='avg' of extract is renamed reduce='mean'; 'avg' will be removed in "
+                "the next release.",
+                FutureWarning,
+                stacklevel=4,
+            )
+            reduce = "mean"
+        if reduce == "mean":
             return (lambda t: t.mean(dim=tuple(range(2, t.ndim))) if t.ndim > 2 else t), reduce
         if reduce == "max":
             return (lambda t: t.amax(dim=tuple(range(2, t.ndim))) if t.ndim > 2 else t), reduce
@@ -353,7 +361,7 @@ def _reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None
         name = getattr(reduce, "__qualname__", type(reduce).__qualname__)
         return reduce, f"{getattr(reduce, '__module__', '')}.{name}"
     raise ValueError(
-        "The 'reduce' parameter of extract must be None, 'flatten', 'avg', 'max' or a "
+        "The 'reduce' parameter of extract must be None, 'flatten', 'mean', 'max' or a "
         f"callable. Got {reduce!r} instead."
     )
 
@@ -584,7 +592,7 @@ def extract(
             (names, globs, types, modules; ``"name[0]"`` picks part of a tuple output).
             None keeps only outputs, labels and index.
         reduce: Applied to each layer's activation on the device before the transfer:
-            None (keep (N, C, H, W)), ``"flatten"`` (N, C*H*W), ``"avg"`` or ``"max"``
+            None (keep (N, C, H, W)), ``"flatten"`` (N, C*H*W), ``"mean"`` or ``"max"``
             (pool every axis after the second: (N, C, H, W) -> (N, C)), or a callable
             mapping a (B, ...) tensor to a (B, ...) tensor.
         dtype: Floating dtype (e.g. ``torch.float16``) that floating activations and

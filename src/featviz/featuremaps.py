@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from featviz._images import mean_std, pil_to_rgb, size2
 from featviz._ops import finite_or_zero, minmax, resize
+from featviz._validation import renamed
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -86,26 +87,27 @@ def _float(t: torch.Tensor) -> torch.Tensor:
 
 
 # -- reductions and scaling -------------------------------------------------------------
-def sum_channels(fmap: Any, reduce: str = "sum") -> Any:
+@renamed(fmap="activations")
+def sum_channels(activations: Any, reduce: str = "sum") -> Any:
     """Reduce feature maps over their channels.
 
     Args:
-        fmap: Feature maps (C, H, W) or (N, C, H, W), a tensor (any device) or an array.
+        activations: Feature maps (C, H, W) or (N, C, H, W), a tensor (any device) or an array.
         reduce: ``"sum"``, ``"mean"``, ``"max"`` (channel-wise maximum) or ``"abs-sum"``
             (sum of absolute values).
 
     Returns:
         (H, W) or (N, H, W), of the same kind (tensor on the same device, or array) as
-        ``fmap``. Integer and bool inputs give float32; float inputs keep their dtype.
+        ``activations``. Integer and bool inputs give float32; float inputs keep their dtype.
 
     Raises:
-        TypeError: ``fmap`` is neither a tensor nor an array.
-        ValueError: ``fmap`` is not 3-D or 4-D, or ``reduce`` is unknown.
+        TypeError: ``activations`` is neither a tensor nor an array.
+        ValueError: ``activations`` is not 3-D or 4-D, or ``reduce`` is unknown.
     """
-    t, was_numpy = _as_tensor(fmap, "fmap", "sum_channels")
+    t, was_numpy = _as_tensor(activations, "activations", "sum_channels")
     if t.ndim not in (3, 4):
         raise ValueError(
-            "The 'fmap' parameter of sum_channels must have shape (C, H, W) or "
+            "The 'activations' parameter of sum_channels must have shape (C, H, W) or "
             f"(N, C, H, W). Got shape {tuple(t.shape)} instead."
         )
     if reduce not in _REDUCE:
@@ -126,7 +128,8 @@ def sum_channels(fmap: Any, reduce: str = "sum") -> Any:
     return _back(out, was_numpy)
 
 
-def normalize(map: Any, *, per_image: bool = True, eps: float | None = None) -> Any:
+@renamed(map="heatmaps")
+def normalize(heatmaps: Any, *, per_image: bool = True, eps: float | None = None) -> Any:
     """Min-max scale maps to [0, 1]: ``(x - min) / (max - min)``.
 
     The rule of every featviz function that scales maps: a constant map (its range at
@@ -135,7 +138,7 @@ def normalize(map: Any, *, per_image: bool = True, eps: float | None = None) -> 
     with a `RuntimeWarning`.
 
     Args:
-        map: (H, W), (N, H, W) or (N, C, H, W), a tensor or an array.
+        heatmaps: (H, W), (N, H, W) or (N, C, H, W), a tensor or an array.
         per_image: With a batch (3-D or 4-D input), take min and max over each item of
             the first axis separately; ``False`` uses one min and max for everything.
             2-D input is always one image.
@@ -143,12 +146,12 @@ def normalize(map: Any, *, per_image: bool = True, eps: float | None = None) -> 
             emits a `FutureWarning`.
 
     Returns:
-        Floats in [0, 1], same shape and kind as ``map`` (float32 for integer input,
+        Floats in [0, 1], same shape and kind as ``heatmaps`` (float32 for integer input,
         else the input's float dtype).
 
     Raises:
-        TypeError: ``map`` is neither a tensor nor an array.
-        ValueError: ``map`` has fewer than 2 dimensions or is empty.
+        TypeError: ``heatmaps`` is neither a tensor nor an array.
+        ValueError: ``heatmaps`` has fewer than 2 dimensions or is empty.
     """
     if eps is not None:
         warnings.warn(
@@ -157,17 +160,18 @@ def normalize(map: Any, *, per_image: bool = True, eps: float | None = None) -> 
             FutureWarning,
             stacklevel=2,
         )
-    t, was_numpy = _as_tensor(map, "map", "normalize")
+    t, was_numpy = _as_tensor(heatmaps, "heatmaps", "normalize")
     if t.ndim < 2 or t.numel() == 0:
         raise ValueError(
-            "The 'map' parameter of normalize must be a non-empty array with at least 2 "
+            "The 'heatmaps' parameter of normalize must be a non-empty array with at least 2 "
             f"dimensions (H, W). Got shape {tuple(t.shape)} instead."
         )
     return _back(minmax(t, per_item=per_image and t.ndim > 2), was_numpy)
 
 
+@renamed(map="heatmaps")
 def upsample(
-    map: Any,
+    heatmaps: Any,
     size: int | Sequence[int],
     mode: str = "bilinear",
     *,
@@ -182,24 +186,24 @@ def upsample(
     PIL's and torchvision's antialiased resize, and then no longer equals OpenCV.
 
     Args:
-        map: (H, W), (N, H, W) or (N, C, H, W), a tensor (any device) or an array.
+        heatmaps: (H, W), (N, H, W) or (N, C, H, W), a tensor (any device) or an array.
         size: Output ``(height, width)``, or one int for a square.
         mode: ``"bilinear"``, ``"bicubic"``, ``"nearest"``, ``"nearest-exact"`` or
             ``"area"``.
         antialias: Low-pass filter when shrinking (bilinear and bicubic only).
 
     Returns:
-        Same rank and kind as ``map`` with the last two axes of length ``size``;
+        Same rank and kind as ``heatmaps`` with the last two axes of length ``size``;
         float32 for integer input, else the input's float dtype.
 
     Raises:
-        TypeError: ``map`` is neither a tensor nor an array.
+        TypeError: ``heatmaps`` is neither a tensor nor an array.
         ValueError: Bad shape, size or mode.
     """
-    t, was_numpy = _as_tensor(map, "map", "upsample")
+    t, was_numpy = _as_tensor(heatmaps, "heatmaps", "upsample")
     if t.ndim not in (2, 3, 4):
         raise ValueError(
-            "The 'map' parameter of upsample must have shape (H, W), (N, H, W) or "
+            "The 'heatmaps' parameter of upsample must have shape (H, W), (N, H, W) or "
             f"(N, C, H, W). Got shape {tuple(t.shape)} instead."
         )
     if mode not in _MODES:
@@ -292,10 +296,11 @@ def _colorize(t: torch.Tensor, cmap: str | Colormap) -> torch.Tensor:
     return lut[idx]
 
 
-def colorize(map: Any, cmap: str | Colormap = "jet") -> Any:
+@renamed(map="heatmaps")
+def colorize(heatmaps: Any, cmap: str | Colormap = "jet") -> Any:
     """Colour maps with values in [0, 1] as RGB uint8, by table lookup on the device.
 
-    With a matplotlib colour map the result equals ``cmap(map, bytes=True)[..., :3]``
+    With a matplotlib colour map the result equals ``cmap(heatmaps, bytes=True)[..., :3]``
     exactly (same bin edges ``floor(x * N)``, same under/over/bad colours; integer input
     indexes the table directly, as in matplotlib). With ``cmap="cv2:jet"`` (or any
     ``"cv2:<name>"`` of ``cv2.COLORMAP_<NAME>``) the table is OpenCV's own, built once
@@ -305,18 +310,18 @@ def colorize(map: Any, cmap: str | Colormap = "jet") -> Any:
     (its ramps differ by up to about 30 levels per channel).
 
     Args:
-        map: Values, any shape, usually (H, W) or (N, H, W); tensor or array.
+        heatmaps: Values, any shape, usually (H, W) or (N, H, W); tensor or array.
         cmap: A matplotlib colour map name or object, or ``"cv2:<name>"``.
 
     Returns:
-        uint8 of shape ``map.shape + (3,)``: a tensor on ``map``'s device for tensor
+        uint8 of shape ``heatmaps.shape + (3,)``: a tensor on ``heatmaps``'s device for tensor
         input, a numpy array for array input.
 
     Raises:
-        TypeError: ``map`` is neither a tensor nor an array, or ``cmap`` is of a wrong type.
+        TypeError: ``heatmaps`` is neither a tensor nor an array, or ``cmap`` is of a wrong type.
         ValueError: ``cmap`` names no known colour map.
     """
-    t, was_numpy = _as_tensor(map, "map", "colorize")
+    t, was_numpy = _as_tensor(heatmaps, "heatmaps", "colorize")
     return _back(_colorize(t, cmap), was_numpy)
 
 
@@ -335,7 +340,7 @@ def _image_batch(image: Any, device: torch.device | None) -> tuple[torch.Tensor,
             t = t.to(device)
         return t[None], False, False
     if isinstance(image, np.ndarray):
-        t, _ = _as_tensor(image, "image", "overlay")
+        t, _ = _as_tensor(image, "images", "overlay")
         if device is not None:
             t = t.to(device)
         s = tuple(t.shape)
@@ -345,7 +350,7 @@ def _image_batch(image: Any, device: torch.device | None) -> tuple[torch.Tensor,
             nhwc, batched = t[None], False
         elif t.ndim == 3 and s[0] in (1, 3, 4):
             raise ValueError(
-                "The 'image' parameter of overlay looks channel-first "
+                "The 'images' parameter of overlay looks channel-first "
                 f"{s}; numpy images must be channel-last (H, W, C): use "
                 "image.transpose(1, 2, 0)."
             )
@@ -357,7 +362,7 @@ def _image_batch(image: Any, device: torch.device | None) -> tuple[torch.Tensor,
             nhwc, batched = t.permute(0, 2, 3, 1), True
         else:
             raise ValueError(
-                "The 'image' parameter of overlay must be an array (H, W), (H, W, C), "
+                "The 'images' parameter of overlay must be an array (H, W), (H, W, C), "
                 f"(N, H, W) or (N, H, W, C) with C in (1, 3, 4). Got shape {s} instead."
             )
         tensor_input = False
@@ -372,18 +377,18 @@ def _image_batch(image: Any, device: torch.device | None) -> tuple[torch.Tensor,
             nhwc, batched = t.permute(0, 2, 3, 1), True
         else:
             raise ValueError(
-                "The 'image' parameter of overlay must be a tensor (H, W), (C, H, W) or "
+                "The 'images' parameter of overlay must be a tensor (H, W), (C, H, W) or "
                 f"(N, C, H, W) with C in (1, 3, 4). Got shape {s} instead."
             )
         tensor_input = True
     else:
         raise TypeError(
-            "The 'image' parameter of overlay must be a PIL image, a numpy array or a "
+            "The 'images' parameter of overlay must be a PIL image, a numpy array or a "
             f"torch.Tensor. Got {type(image).__name__} instead."
         )
     if nhwc.dtype != torch.uint8 and not nhwc.is_floating_point():
         raise TypeError(
-            "The 'image' parameter of overlay must hold uint8 (0..255) or float ([0, 1]) "
+            "The 'images' parameter of overlay must hold uint8 (0..255) or float ([0, 1]) "
             f"values. Got dtype {nhwc.dtype} instead."
         )
     return nhwc, batched, tensor_input
@@ -426,7 +431,7 @@ def _to_rgb255(
 
 def _heatmap_batch(heatmap: Any, device: torch.device) -> tuple[torch.Tensor, bool]:
     """Heatmaps -> float (N, h, w) on ``device``; also whether the input was a batch."""
-    t, _ = _as_tensor(heatmap, "heatmap", "overlay")
+    t, _ = _as_tensor(heatmap, "heatmaps", "overlay")
     s = tuple(t.shape)
     if t.ndim == 2:
         t, batched = t[None], False
@@ -436,11 +441,11 @@ def _heatmap_batch(heatmap: Any, device: torch.device) -> tuple[torch.Tensor, bo
         t, batched = t[:, 0], True
     else:
         raise ValueError(
-            "The 'heatmap' parameter of overlay must have shape (H, W), (N, H, W) or "
+            "The 'heatmaps' parameter of overlay must have shape (H, W), (N, H, W) or "
             f"(N, 1, H, W). Got shape {s} instead."
         )
     if t.numel() == 0:
-        raise ValueError(f"The 'heatmap' parameter of overlay is empty. Got shape {s} instead.")
+        raise ValueError(f"The 'heatmaps' parameter of overlay is empty. Got shape {s} instead.")
     if t.dtype != torch.float32:
         t = t.float()
     return t.to(device), batched
@@ -474,7 +479,7 @@ def _prepare(
     if ni != nh:
         if ni != 1 and nh != 1:
             raise ValueError(
-                f"The 'image' and 'heatmap' parameters of overlay hold {ni} and {nh} "
+                f"The 'images' and 'heatmaps' parameters of overlay hold {ni} and {nh} "
                 "items; give as many heatmaps as images (or one of either)."
             )
         n = max(ni, nh)
@@ -659,9 +664,10 @@ def _blend_cpu(
     return out
 
 
+@renamed(image="images", heatmap="heatmaps")
 def overlay(
-    image: Any,
-    heatmap: Any,
+    images: Any,
+    heatmaps: Any,
     *,
     alpha: float = 0.4,
     cmap: str | Colormap = "jet",
@@ -693,8 +699,8 @@ def overlay(
     with N heatmaps gives N overlays of that image, and the other way round.
 
     Args:
-        image: Image(s), see above.
-        heatmap: Heatmap(s), see above.
+        images: Image(s), see above.
+        heatmaps: Heatmap(s), see above.
         alpha: Weight of the colour, in [0, 1].
         cmap: Colour map for `colorize` (``"cv2:jet"`` for OpenCV's JET).
         mean: Per-channel mean the image tensor was normalised with.
@@ -712,7 +718,7 @@ def overlay(
         ValueError: Bad shapes, batch sizes that do not match, ``alpha`` out of range,
             ``mean`` without ``std``.
     """
-    p = _prepare(image, heatmap, alpha, mean, std, normalize)
+    p = _prepare(images, heatmaps, alpha, mean, std, normalize)
     blended = _blend(p, alpha, cmap)
     out = blended if p.batched else blended[0]
     return out if p.tensor_input else out.cpu().numpy()
@@ -731,8 +737,9 @@ def _grid_shape(n: int, ncols: int | None) -> tuple[int, int]:
     return math.ceil(n / ncols), ncols
 
 
+@renamed(fmap="activations")
 def plot_feature_grid(
-    fmap: Any,
+    activations: Any,
     *,
     max_channels: int = 64,
     ncols: int | None = None,
@@ -743,10 +750,10 @@ def plot_feature_grid(
     """Draw one panel per channel of a feature map, plus the channel-sum panel.
 
     Each panel shows its channel with its own colour scale (``imshow`` of the raw
-    values); the last panel shows ``sum_channels(fmap)`` over all channels.
+    values); the last panel shows ``sum_channels(activations)`` over all channels.
 
     Args:
-        fmap: (C, H, W) or (1, C, H, W), a tensor or an array.
+        activations: (C, H, W) or (1, C, H, W), a tensor or an array.
         max_channels: Draw the first ``max_channels`` channels (the title says when
             channels were left out).
         ncols: Columns of the grid; default about the square root of the panel count.
@@ -758,14 +765,14 @@ def plot_feature_grid(
         The figure, with one Axes per panel.
 
     Raises:
-        ValueError: ``fmap`` is not (C, H, W) or (1, C, H, W), or ``max_channels`` < 1.
+        ValueError: ``activations`` is not (C, H, W) or (1, C, H, W), or ``max_channels`` < 1.
     """
-    t, _ = _as_tensor(fmap, "fmap", "plot_feature_grid")
+    t, _ = _as_tensor(activations, "activations", "plot_feature_grid")
     if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 3:
         raise ValueError(
-            "The 'fmap' parameter of plot_feature_grid must have shape (C, H, W) or "
+            "The 'activations' parameter of plot_feature_grid must have shape (C, H, W) or "
             f"(1, C, H, W); select one image of a batch. Got shape {tuple(t.shape)} instead."
         )
     if isinstance(max_channels, bool) or not isinstance(max_channels, int) or max_channels < 1:

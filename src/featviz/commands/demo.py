@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     index = run_demo(
         Path(args.out),
-        force=args.force,
+        overwrite=args.force,
         fast=args.fast,
         full=args.full,
         device=args.device,

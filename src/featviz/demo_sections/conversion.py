@@ -22,14 +22,16 @@ def run(ctx: DemoContext) -> None:
     alpha = np.tile(np.linspace(255, 0, w).round().astype(np.uint8), (h, 1))
     rgba = np.dstack([photo, alpha])
     ctx.save_image(rgba, "convert_rgba.png", "Source: RGBA PNG, alpha fading to the right")
-    src = ctx.out / "convert_rgba.png"
+    src = ctx.out_dir / "convert_rgba.png"
 
-    dst = convert_image(src, "jpg", dst=ctx.out / "convert_rgba_white.jpg", overwrite=ctx.overwrite)
+    dst = convert_image(
+        src, "jpg", dst=ctx.out_dir / "convert_rgba_white.jpg", overwrite=ctx.overwrite
+    )
     ctx.note(dst.name, "RGBA PNG -> JPEG: transparency blended onto white")
     dst = convert_image(
         src,
         "jpg",
-        dst=ctx.out / "convert_rgba_navy.jpg",
+        dst=ctx.out_dir / "convert_rgba_navy.jpg",
         background=(20, 30, 70),
         overwrite=ctx.overwrite,
     )
@@ -40,9 +42,9 @@ def run(ctx: DemoContext) -> None:
     grey16 = np.asarray(Image.fromarray(photo).convert("L"), np.uint16) * 257
     ctx.save_image(Image.fromarray(grey16), "convert_grey16.png", "Source: 16-bit greyscale PNG")
     dst = convert_image(
-        ctx.out / "convert_grey16.png",
+        ctx.out_dir / "convert_grey16.png",
         "jpg",
-        dst=ctx.out / "convert_grey16.jpg",
+        dst=ctx.out_dir / "convert_grey16.jpg",
         overwrite=ctx.overwrite,
     )
     ctx.note(dst.name, "16-bit PNG -> 8-bit JPEG (v >> 8), not clipped to white")
