@@ -239,9 +239,9 @@ def run_demo(
         Path of the written ``index.md``.
 
     Raises:
-        DemoError: ``out_dir`` exists, is not empty, and ``overwrite`` is False; ``out_dir`` is a file;
-            the device is not usable; or a section failed (the message names it; the
-            original exception is chained as ``__cause__``).
+        DemoError: ``out_dir`` exists, is not empty, and ``overwrite`` is False;
+            ``out_dir`` is a file; the device is not usable; or a section failed (the
+            message names it; the original exception is chained as ``__cause__``).
     """
     from tqdm.auto import tqdm
 
