@@ -23,7 +23,7 @@ DOCS = Path(__file__).parent
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         demo = Path(tmp) / "demo"
-        subprocess.run([sys.executable, "-m", "featviz", "demo", "--out", str(demo)], check=True)
+        subprocess.run([sys.executable, "-m", "featviz", "demo", "--full", "--out", str(demo)], check=True)
         gallery = DOCS / "gallery"
         shutil.rmtree(gallery, ignore_errors=True)
         gallery.mkdir()
