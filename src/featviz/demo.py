@@ -52,6 +52,7 @@ class DemoContext:
         full: Full-size scores (more images and steps).
         device: Device to run models on.
         overwrite: Whether files may be replaced (``--force``).
+        progress: Show progress bars (training the model on a cold cache).
         items: ``(section title, file name, caption)`` of every file written so far.
     """
 
@@ -60,6 +61,7 @@ class DemoContext:
     full: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     overwrite: bool = False
+    progress: bool = False
     section: str = ""
     items: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -68,7 +70,7 @@ class DemoContext:
         """The built-in trained `TinyCNN` (cached on disk), in eval mode on ``device``."""
         from featviz.models import pretrained_tiny_cnn
 
-        return pretrained_tiny_cnn(progress=True).to(self.device)
+        return pretrained_tiny_cnn(progress=self.progress).to(self.device)
 
     @cached_property
     def data(self) -> Shapes:
@@ -252,7 +254,12 @@ def run_demo(
     timings: list[tuple[str, float]] = []
     with _staging(out) as folder:
         ctx = DemoContext(
-            out_dir=folder, fast=fast, full=full and not fast, device=dev, overwrite=overwrite
+            out_dir=folder,
+            fast=fast,
+            full=full and not fast,
+            device=dev,
+            overwrite=overwrite,
+            progress=progress,
         )
         bar = tqdm(sections, desc="featviz demo", unit="section", disable=not progress)
         for section in bar:
