@@ -18,6 +18,9 @@ import base64
 import html
 import io
 import math
+import os
+import sys
+import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,16 +262,22 @@ def _resized(
 
 
 def _encode(batch: torch.Tensor, fmt: str, quality: int) -> list[str]:
-    """(n, H, W, 3) uint8 -> data URIs (the only per-image step)."""
+    """(n, H, W, 3) uint8 -> data URIs; the only per-image step, spread over threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from PIL import Image
 
-    arr = batch.cpu().numpy()
-    out = []
-    for img in arr:
+    # WebP method 0: half the encoding time of the default (4) for ~4% more bytes here
+    options: dict[str, Any] = {"quality": quality} | ({"method": 0} if fmt == "webp" else {})
+    prefix = f"data:{_FORMATS[fmt]};base64,"
+
+    def one(img: np.ndarray) -> str:
         buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format=fmt.upper(), quality=quality)
-        out.append(f"data:{_FORMATS[fmt]};base64," + base64.b64encode(buf.getvalue()).decode())
-    return out
+        Image.fromarray(img).save(buf, format=fmt.upper(), **options)
+        return prefix + base64.b64encode(buf.getvalue()).decode("ascii")
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, batch.cpu().numpy()))
 
 
 def _heatmap_tensor(name: str, maps: Any, n: int) -> torch.Tensor:
@@ -721,3 +730,19 @@ def _outputs_as_logits(outputs: Any) -> Any:
         return None
     arr = np.asarray(outputs)
     return arr if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating) else None
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as `explore`.
+
+    ``import featviz.explore`` binds the package attribute ``featviz.explore`` to this
+    module (the import system does that after loading a submodule), which would hide the
+    lazily exported function of the same name. Calling the module calls the function, so
+    ``featviz.explore(points, ...)`` works whichever was imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ExploreView:
+        return explore(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
