@@ -96,8 +96,14 @@ def page(tmp_path_factory):
     labels = np.arange(N) % 4
     logits = np.eye(4)[(labels + (np.arange(N) % 5 == 0)) % 4] * 3.0  # every fifth is wrong
     maps = torch.linspace(0, 1, 16).view(1, 4, 4).expand(N, 4, 4)
-    view = explore(grid, images=_images(), labels=labels, predictions=logits,
-                   heatmaps={"gradcam": maps}, class_names=CLASSES)  # fmt: skip
+    view = explore(
+        grid,
+        images=_images(),
+        labels=labels,
+        predictions=logits,
+        heatmaps={"gradcam": maps},
+        class_names=CLASSES,
+    )
     path = view.save(tmp_path_factory.mktemp("explore") / "explore.html")
     return view, path
 
@@ -108,8 +114,13 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--enable-unsafe-swiftshader"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--enable-unsafe-swiftshader",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     try:
@@ -155,8 +166,9 @@ def _pointer(driver: Any, *steps: tuple[str, float, float]) -> None:
 def _drag(driver: Any, x0: float, y0: float, x1: float, y1: float) -> None:
     """Press at (x0, y0), move in two steps to (x1, y1), release: a box selection."""
     mid = ((x0 + x1) / 2, (y0 + y1) / 2)
-    _pointer(driver, ("move", x0, y0), ("down", x0, y0), ("move", *mid), ("move", x1, y1),
-             ("up", x1, y1))  # fmt: skip
+    _pointer(
+        driver, ("move", x0, y0), ("down", x0, y0), ("move", *mid), ("move", x1, y1), ("up", x1, y1)
+    )
 
 
 def _wait(driver: Any, script: str, *args: Any, timeout: float = 5) -> Any:

@@ -120,8 +120,12 @@ def test_feature_set_input_projects_and_uses_outputs():
     rng = np.random.default_rng(1)
     feats = rng.normal(size=(12, 6)).astype(np.float32)
     outputs = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]] * 5
-    fs = FeatureSet(layers={"fc": feats}, outputs=outputs, labels=np.zeros(12, dtype=np.int64),
-                    index=np.arange(100, 112))  # fmt: skip
+    fs = FeatureSet(
+        layers={"fc": feats},
+        outputs=outputs,
+        labels=np.zeros(12, dtype=np.int64),
+        index=np.arange(100, 112),
+    )
     view = explore(fs, class_names=["x", "y", "z"])
     emb = project(feats, method="pca", progress=False, score=False).embedding_
     np.testing.assert_allclose(view.data["x"], emb[:, 0])
@@ -179,8 +183,14 @@ def test_heatmap_details_are_featviz_overlays():
 # -- the page ------------------------------------------------------------------------------
 def test_saved_page_holds_the_data_and_no_external_scripts(tmp_path):
     images = solid_images(6)
-    view = explore(np.arange(12.0).reshape(6, 2), images=images, labels=[0, 1, 2, 0, 1, 2],
-                   class_names=["r", "g", "b"], image_format="png", thumbnail_size=8)  # fmt: skip
+    view = explore(
+        np.arange(12.0).reshape(6, 2),
+        images=images,
+        labels=[0, 1, 2, 0, 1, 2],
+        class_names=["r", "g", "b"],
+        image_format="png",
+        thumbnail_size=8,
+    )
     path = view.save(tmp_path / "explore.html")
     page = path.read_text(encoding="utf-8")
     assert not re.search(r"<(script|link)[^>]*(src|href)=", page)  # bokeh inlined: opens offline
