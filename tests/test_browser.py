@@ -7,6 +7,7 @@ so it downloads nothing. Without them the tests skip and say which part is missi
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
@@ -69,7 +70,7 @@ return arguments[0].map(([x, y]) =>
 VISIBLE_TIPS = DEEP_QUERY.replace(
     "return out;",
     "return out.filter((e) => e.offsetParent !== null)"
-    ".map((e) => [e.innerText, e.querySelector('img').src]);",
+    ".map((e) => [e.innerText, e.querySelector('.featviz-thumb')]);",
 )
 
 FRAME = """
@@ -90,8 +91,8 @@ def _images() -> torch.Tensor:
     return img
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
+@pytest.fixture(scope="module", params=["inline", "folder"])
+def page(tmp_path_factory, request):
     grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)), -1).reshape(-1, 2)
     labels = np.arange(N) % 4
     logits = np.eye(4)[(labels + (np.arange(N) % 5 == 0)) % 4] * 3.0  # every fifth is wrong
@@ -104,7 +105,7 @@ def page(tmp_path_factory):
         heatmaps={"gradcam": maps},
         class_names=CLASSES,
     )
-    path = view.save(tmp_path_factory.mktemp("explore") / "explore.html")
+    path = view.save(tmp_path_factory.mktemp("explore") / "explore.html", assets=request.param)
     return view, path
 
 
@@ -140,6 +141,18 @@ def _open(driver: Any, path: Any) -> None:
     while not driver.execute_script(ready):
         assert time.monotonic() < deadline, "the page did not render within 30 s"
         time.sleep(0.05)
+
+
+def _pixels(element: Any) -> np.ndarray:
+    """What the browser shows of ``element``: RGB int (h, w, 3)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(element.screenshot_as_png)) as img:
+        return np.asarray(img.convert("RGB")).astype(int)
+
+
+def _assert_close(pixel: np.ndarray, expected: np.ndarray, tol: int = 16) -> None:
+    assert np.abs(pixel - expected).max() <= tol, (pixel.tolist(), expected.tolist())
 
 
 def _screen(driver: Any, view: Any, i: int) -> tuple[float, float]:
@@ -187,12 +200,16 @@ def test_hover_shows_thumbnail_label_and_prediction(browser, page):
         _pointer(browser, ("move", *_screen(browser, view, i)))
         tips = _wait(browser, VISIBLE_TIPS, ".featviz-tip")
         assert len(tips) == 1, tips
-        text, src = tips[0]
+        text, thumb = tips[0]
         assert f"#{i}\n" in text
         assert f"label: {view.data['label'][i]}" in text
         assert f"prediction: {view.data['prediction'][i]}" in text
         assert f"confidence: {view.data['confidence'][i]:.3f}" in text
-        assert src == view.data["thumb"][i]
+        # the thumbnail shown is image i: its colour, with the inverted square in the middle
+        colour = _images()[i, :, 0, 0].numpy().astype(int)
+        assert thumb.size == {"width": 32, "height": 32}
+        _assert_close(_pixels(thumb)[4, 4], colour)
+        _assert_close(_pixels(thumb)[16, 16], 255 - colour)
 
 
 def test_box_select_fills_the_indices_field_and_click_shows_heatmaps(browser, page, tmp_path):
@@ -211,12 +228,17 @@ def test_box_select_fills_the_indices_field_and_click_shows_heatmaps(browser, pa
 
     _pointer(browser, ("click", *_screen(browser, view, 3)))
     assert _wait(browser, MODEL + ".value", "featviz_selected") == "3"
-    detail = _wait(browser, MODEL + ".text", "featviz_detail")
-    assert view.data["detail_image"][3] in detail and view.data["detail_gradcam"][3] in detail
-    shown = _wait(
-        browser, DEEP_QUERY.replace("return out;", "return out.map((e) => e.src);"), "figure img"
-    )
-    assert shown == [view.data["detail_image"][3], view.data["detail_gradcam"][3]]
+    shown = _wait(browser, DEEP_QUERY, ".featviz-detail")
+    assert [e.get_attribute("data-name") for e in shown] == ["image", "gradcam"]
+    assert [e.size for e in shown] == [{"width": 160, "height": 160}] * 2  # shown at detail_size
+    colour = _images()[3, :, 0, 0].numpy().astype(int)
+    image = _pixels(shown[0])
+    _assert_close(image[20, 20], colour)
+    _assert_close(image[80, 80], 255 - colour)
+    # the Grad-CAM overlay: the map rises from 0 (top left, blue in jet) to 1 (bottom right, red)
+    cam = _pixels(shown[1])
+    assert cam[10, 10, 2] > cam[10, 10, 0] and cam[150, 150, 0] > cam[150, 150, 2]
+    assert browser.save_screenshot(str(tmp_path / "explore_click.png"))
 
 
 def test_hidden_class_and_colour_switch(browser, page):

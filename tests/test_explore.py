@@ -138,12 +138,32 @@ def test_feature_set_input_projects_and_uses_outputs():
 def test_thumbnails_decode_to_the_images():
     images = solid_images(5, 64, 32)
     view = explore(np.zeros((5, 2)), images=images, thumbnail_size=16, image_format="png")
-    for i, uri in enumerate(view.data["thumb"]):
-        thumb = decode(uri)
-        assert thumb.shape == (16, 8, 3)  # longer side 16, aspect kept
-        np.testing.assert_array_equal(
-            thumb, images[i, :, 0, 0].numpy()[None, None].repeat(16, 0).repeat(8, 1)
-        )
+    sprites = view.thumbnails
+    assert sprites.tile == (16, 8)  # longer side 16, aspect kept
+    assert len(sprites.sheets) == 1 and sprites.sizes == [(40, 16)]  # one row of 5 tiles
+    for i in range(5):
+        expected = images[i, :, 0, 0].numpy()[None, None].repeat(16, 0).repeat(8, 1)
+        np.testing.assert_array_equal(sprites.image(i), expected)
+    np.testing.assert_array_equal(view.data["thumb_x"], [0, 8, 16, 24, 32])
+    np.testing.assert_array_equal(view.data["thumb_y"], [0] * 5)
+    np.testing.assert_array_equal(view.data["thumb_sheet"], [0] * 5)
+
+
+def test_tiles_fill_rows_then_sheets(monkeypatch):
+    import featviz.explore as ex
+
+    monkeypatch.setattr(ex, "SHEET_PX", 24)  # 3 x 3 tiles of 8 px per sheet
+    images = solid_images(11, 8, 8)
+    view = explore(np.zeros((11, 2)), images=images, image_format="png", detail_size=16)
+    sprites = view.thumbnails
+    assert (sprites.per_row, sprites.per_sheet) == (3, 9)
+    assert sprites.sizes == [(24, 24), (16, 8)]  # the last sheet holds tiles 9 and 10
+    np.testing.assert_array_equal(view.data["thumb_sheet"], [0] * 9 + [1, 1])
+    np.testing.assert_array_equal(view.data["thumb_x"], [0, 8, 16] * 3 + [0, 8])
+    np.testing.assert_array_equal(view.data["thumb_y"], [0, 0, 0, 8, 8, 8, 16, 16, 16, 0, 0])
+    for i in range(11):
+        assert (sprites.image(i) == images[i, :, 0, 0].numpy()).all(), i
+    assert view.details["image"].tile == (8, 8)  # never enlarged
 
 
 def test_thumbnails_of_a_float_channel_last_array_with_mean_std():
@@ -152,32 +172,34 @@ def test_thumbnails_of_a_float_channel_last_array_with_mean_std():
     arr = np.full((2, 8, 8, 3), -1.0, dtype=np.float32)  # -> 0.25 -> 64 (rounded half up)
     arr[1] = 2.0  # -> 1.0 -> 255
     view = explore(np.zeros((2, 2)), images=arr, mean=mean, std=std, image_format="png")
-    assert decode(view.data["thumb"][0]).tolist() == np.full((8, 8, 3), 64).tolist()
-    assert decode(view.data["thumb"][1]).tolist() == np.full((8, 8, 3), 255).tolist()
+    assert view.thumbnails.image(0).tolist() == np.full((8, 8, 3), 64).tolist()
+    assert view.thumbnails.image(1).tolist() == np.full((8, 8, 3), 255).tolist()
 
 
 def test_webp_thumbnails_are_close_and_small():
     images = solid_images(3)
     view = explore(np.zeros((3, 2)), images=images, thumbnail_size=32)
-    assert all(u.startswith("data:image/webp;base64,") for u in view.data["thumb"])
-    for i, uri in enumerate(view.data["thumb"]):
-        err = np.abs(decode(uri).astype(int) - images[i, :, 0, 0].numpy().astype(int)).max()
-        assert err <= 8  # lossy, chroma-subsampled
-        assert len(uri) < 400
+    assert view.thumbnails.mime == "image/webp"
+    assert all(u.startswith("data:image/webp;base64,") for u in view.thumbnails.data_uris())
+    for i in range(3):
+        tile = view.thumbnails.image(i).astype(int)
+        # lossy and chroma-subsampled: neighbouring tiles bleed into the outer 2 pixels
+        assert np.abs(tile[2:-2, 2:-2] - images[i, :, 0, 0].numpy()).max() <= 8
+    assert view.thumbnails.nbytes < 3 * 200
 
 
 def test_heatmap_details_are_featviz_overlays():
     images = torch.rand(4, 3, 24, 24)
     maps = torch.rand(4, 6, 6)
     view = explore(np.zeros((4, 2)), images=images, heatmaps={"gradcam": maps}, image_format="png")
-    assert view.heatmap_names == ["gradcam"]
+    assert list(view.details) == ["image", "gradcam"]
     as_uint8 = (images * 255 + 0.5).clamp(0, 255).to(torch.uint8)
     expected = overlay(as_uint8, maps).numpy()
     for i in range(4):
         np.testing.assert_array_equal(
-            decode(view.data["detail_image"][i]), as_uint8[i].permute(1, 2, 0).numpy()
+            view.details["image"].image(i), as_uint8[i].permute(1, 2, 0).numpy()
         )
-        np.testing.assert_array_equal(decode(view.data["detail_gradcam"][i]), expected[i])
+        np.testing.assert_array_equal(view.details["gradcam"].image(i), expected[i])
 
 
 # -- the page ------------------------------------------------------------------------------
@@ -198,8 +220,62 @@ def test_saved_page_holds_the_data_and_no_external_scripts(tmp_path):
     np.testing.assert_array_equal(cols["index"], np.arange(6))
     np.testing.assert_array_equal(cols["x"], np.arange(0.0, 12.0, 2.0))
     assert cols["label"] == ["r", "g", "b", "r", "g", "b"]
+    np.testing.assert_array_equal(cols["thumb_x"], np.arange(6) * 8)
+    # the sheets are in the page once, as data URIs
+    (sheet,) = view.thumbnails.data_uris()
+    assert page.count(sheet) == 1
     for i in range(6):
-        assert decode(cols["thumb"][i])[0, 0].tolist() == images[i, :, 0, 0].tolist()
+        tile = decode(sheet)[:, i * 8 : (i + 1) * 8]
+        assert (tile == images[i, :, 0, 0].numpy()).all()
+
+
+def test_folder_assets(tmp_path):
+    images = solid_images(3)
+    view = explore(np.zeros((3, 2)), images=images, heatmaps={"g": torch.rand(3, 4, 4)})
+    path = view.save(tmp_path / "my page.html", assets="folder")
+    folder = tmp_path / "my page_files"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "detail0_0.webp",
+        "detail1_0.webp",
+        "thumb_0.webp",
+    ]
+    assert (folder / "thumb_0.webp").read_bytes() == view.thumbnails.sheets[0]
+    page = path.read_text(encoding="utf-8")
+    assert "my%20page_files/thumb_0.webp" in page and "data:image/webp" not in page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my page.html", "my page_files"]
+    view.save(tmp_path / "other.html", assets="folder")  # a second page, its own folder
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        view.save(path, assets="folder")
+    path.unlink()  # the folder alone is not replaced either
+    with pytest.raises(FileExistsError, match=r"image folder .*my page_files.*overwrite=True"):
+        view.save(path, assets="folder")
+    assert not path.exists()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="did not write"):
+        view.save(path, assets="folder", overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+    (folder / "notes.txt").unlink()
+    view.save(path, assets="folder", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "my page.html",
+        "my page_files",
+        "other.html",
+        "other_files",
+    ]
+
+
+def test_auto_assets_go_to_a_folder_above_the_limit(tmp_path, monkeypatch):
+    import featviz.explore as ex
+
+    view = explore(np.zeros((3, 2)), images=solid_images(3))
+    monkeypatch.setattr(ex, "INLINE_LIMIT", view.image_bytes)
+    view.save(tmp_path / "a.html")
+    assert not (tmp_path / "a_files").exists()
+    monkeypatch.setattr(ex, "INLINE_LIMIT", view.image_bytes - 1)
+    view.save(tmp_path / "b.html")
+    assert (tmp_path / "b_files" / "thumb_0.webp").exists()
+    with pytest.raises(ValueError, match=r"'assets'.*Got 'cdn'"):
+        view.save(tmp_path / "c.html", assets="cdn")
 
 
 def test_save_does_not_overwrite_without_permission(tmp_path):
