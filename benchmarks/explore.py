@@ -4,14 +4,16 @@ For N points (default 1,000 / 10,000 / 50,000; ``--quick``: 1,000) of 64 x 64 RG
 images (a pool of 1,000 distinct images, repeated; thumbnails are encoded per point all
 the same) with labels, 4-class logits and, in a second setting, one Grad-CAM-like heatmap:
 
-- prepare: wall time of ``featviz.explore(...)`` (batched resizing + overlays, WebP
-  encoding on threads);
-- bytes/point: (page size - page size of a 1-point view) / N, i.e. what each point adds
-  on top of bokeh's inlined JavaScript (the fixed part, printed once);
+- prepare: wall time of ``featviz.explore(...)`` (batched resizing + overlays, one WebP
+  encode per sprite sheet);
+- bytes/point: (page + image folder - page size of a 1-point view) / N, i.e. what each
+  point adds on top of bokeh's inlined JavaScript (the fixed part, printed once), with
+  the sprite sheets inline (data URIs) and in a folder beside the page;
 - first render: seconds from ``driver.get(file://...)`` until the plot's bokeh view is
   built and idle, in headless Chromium (system ``chromium`` + ``chromedriver`` through
   Selenium; skipped with a note when missing). Software WebGL (SwiftShader) in headless
-  mode, so a desktop GPU renders faster.
+  mode, so a desktop GPU renders faster. With a folder, the sheets load when first
+  needed (hover, click), after this.
 
 The comparison is against what ``featviz.to_tensorboard`` writes for TensorBoard's
 projector on the same points (64-d features, labels, a sprite of the same images): the
@@ -136,33 +138,27 @@ def main() -> None:
                         **extra,
                     )
                     prep = time.perf_counter() - t
-                    path = view.save(tmp / f"explore_{n}_{len(extra)}.html")
-                    size = path.stat().st_size
-                    render = first_render(driver, path) if driver else float("nan")
-                    rows.append((n, setting, prep, size, (size - base) / n, render))
+                    for assets in ("inline", "folder"):
+                        path = view.save(tmp / f"{n}_{len(extra)}_{assets}.html", assets=assets)
+                        page = path.stat().st_size
+                        side = sum(f.stat().st_size for f in tmp.glob(f"{path.stem}_files/*"))
+                        render = first_render(driver, path) if driver else float("nan")
+                        what = f"{setting}, {assets}"
+                        rows.append((n, what, prep, page, side, (page + side - base) / n, render))
                 tb = tensorboard_bytes(d, tmp / str(n))
-                rows.append(
-                    (
-                        n,
-                        "TensorBoard projector assets",
-                        float("nan"),
-                        float("nan"),
-                        tb,
-                        float("nan"),
-                    )
-                )
+                nan = float("nan")
+                rows.append((n, "TensorBoard projector assets", nan, nan, nan, tb, nan))
         finally:
             if driver is not None:
                 driver.quit()
     print()
-    print("| N | what | prepare s | page MB | bytes/point | first render s |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for n, what, prep, size, per, render in rows:
+    print("| N | what | prepare s | page MB | folder MB | bytes/point | first render s |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for n, what, prep, size, side, per, render in rows:
         fmt = lambda v, f: "-" if v != v else format(v, f)  # noqa: E731 - NaN shows as "-"
-        print(
-            f"| {n:,} | {what} | {fmt(prep, '.2f')} | {fmt(size / 1e6, '.1f')} | {per:,.0f} | "
-            f"{fmt(render, '.2f')} |"
-        )
+        cells = [f"{n:,}", what, fmt(prep, ".2f"), fmt(size / 1e6, ".1f")]
+        cells += [fmt(side / 1e6, ".1f"), f"{per:,.0f}", fmt(render, ".2f")]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

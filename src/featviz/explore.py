@@ -7,8 +7,10 @@ one standalone HTML file with bokeh's JavaScript inlined, so it opens offline.
 
 Everything the page shows is prepared in Python, in batches: thumbnails and the larger
 click-through images are resized with one ``torch.nn.functional.interpolate`` call per
-chunk, heatmaps are blended with `featviz.overlay`, and only the final encoding to
-WebP/JPEG runs per image. bokeh is imported by the functions that need it, never by
+chunk, heatmaps are blended with `featviz.overlay`, and the results are packed as tiles
+into a few sprite sheets (`Sprites`), encoded once per sheet (WebP by default). The page
+cuts each tile out with CSS. Large sets of sheets go to a folder beside the page
+(`ExploreView.save`). bokeh is imported by the functions that need it, never by
 ``import featviz``.
 """
 
@@ -35,7 +37,7 @@ from featviz._io import atomic_path, check_destination
 if TYPE_CHECKING:
     from bokeh.models import LayoutDOM
 
-__all__ = ["COLOR_BY", "ExploreView", "explore"]
+__all__ = ["COLOR_BY", "INLINE_LIMIT", "SHEET_PX", "ExploreView", "Sprites", "explore"]
 
 #: The colourings the page offers, in this order, when their data is given.
 COLOR_BY = ("label", "prediction", "correct", "confidence")
@@ -846,7 +848,7 @@ def explore(
     to hide that class; select with the box (active by default) or lasso tool and copy the
     selected indices from the text field; click one point to see a larger image with
     each heatmap overlaid (`featviz.overlay`, ``jet``, alpha 0.4). Points are drawn with
-    WebGL.
+    WebGL. A click on overlapping points selects them all and shows the first.
 
     Args:
         points: A `Projection` (its ``embedding_``'s first two columns and its labels),
@@ -868,12 +870,14 @@ def explore(
         std: Per-channel standard deviation the images were normalised with.
         thumbnail_size: Longer side of the hover thumbnails in pixels, in [8, 512].
         detail_size: Longer side of the click-through images, in [16, 1024].
-        image_format: ``"webp"`` (smallest), ``"jpeg"`` or ``"png"`` (lossless).
+        image_format: Of the sprite sheets: ``"webp"`` (smallest), ``"jpeg"`` or
+            ``"png"`` (lossless).
         quality: Encoder quality for WebP/JPEG, in [1, 100].
         title: Plot and page title.
 
     Returns:
-        An `ExploreView`; ``view.save("explore.html")`` writes the page.
+        An `ExploreView`; ``view.save("explore.html")`` writes the page (and, above
+        `INLINE_LIMIT` bytes of images, the folder ``explore_files`` beside it).
 
     Raises:
         TypeError: An argument has an unsupported type.
