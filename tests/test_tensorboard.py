@@ -168,3 +168,11 @@ def test_missing_tensorboard_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ImportError, match=r"pip install featviz\[tensorboard\]"):
         to_tensorboard(tmp_path, features=torch.zeros(2, 2))
+
+
+def test_importing_the_module_does_not_import_tensorboard():
+    import subprocess
+
+    code = "import sys, featviz.tensorboard; print('tensorboard' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
