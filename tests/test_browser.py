@@ -23,6 +23,7 @@ webdriver = pytest.importorskip(
 )
 
 from featviz.explore import explore  # noqa: E402
+from featviz.featuremaps import overlay  # noqa: E402
 
 
 def _find(env: str, *names: str) -> str | None:
@@ -45,7 +46,7 @@ pytestmark = [
     ),
 ]
 
-CLASSES = ["red", "green", "blue", "grey"]
+CLASSES = ["red", "green", "blue", "yellow"]
 N = 20  # points on a 5 x 4 grid, one unit apart: each is far from its neighbours on screen
 
 # every element of the page, shadow roots included (bokeh renders into shadow DOM)
@@ -84,11 +85,16 @@ MODEL = "return Bokeh.documents[0].get_model_by_name(arguments[0])"
 
 
 def _images() -> torch.Tensor:
-    colours = torch.tensor([[220, 30, 30], [30, 200, 30], [30, 30, 220], [128, 128, 128]])
+    colours = torch.tensor([[220, 30, 30], [30, 200, 30], [30, 30, 220], [210, 210, 40]])
     per_point = colours[torch.arange(N) % 4].to(torch.uint8)
     img = per_point[:, :, None, None].expand(N, 3, 32, 32).clone()
     img[:, :, 8:24, 8:24] = 255 - img[:, :, 8:24, 8:24]  # a square in the middle
     return img
+
+
+def _maps() -> torch.Tensor:
+    """(N, 4, 4) maps rising from 0 (top left) to 1 (bottom right)."""
+    return torch.linspace(0, 1, 16).view(1, 4, 4).expand(N, 4, 4)
 
 
 @pytest.fixture(scope="module", params=["inline", "folder"])
@@ -96,7 +102,7 @@ def page(tmp_path_factory, request):
     grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)), -1).reshape(-1, 2)
     labels = np.arange(N) % 4
     logits = np.eye(4)[(labels + (np.arange(N) % 5 == 0)) % 4] * 3.0  # every fifth is wrong
-    maps = torch.linspace(0, 1, 16).view(1, 4, 4).expand(N, 4, 4)
+    maps = _maps()
     view = explore(
         grid,
         images=_images(),
@@ -141,6 +147,15 @@ def _open(driver: Any, path: Any) -> None:
     while not driver.execute_script(ready):
         assert time.monotonic() < deadline, "the page did not render within 30 s"
         time.sleep(0.05)
+
+
+def _shot_dir(tmp_path: Any) -> Any:
+    """Where screenshots go: $FEATVIZ_SCREENSHOTS (e.g. a CI artifact folder) or tmp_path."""
+    from pathlib import Path
+
+    folder = Path(os.environ.get("FEATVIZ_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _pixels(element: Any) -> np.ndarray:
@@ -223,7 +238,7 @@ def test_box_select_fills_the_indices_field_and_click_shows_heatmaps(browser, pa
     fields = browser.execute_script(DEEP_QUERY + "", "textarea")
     assert [f.get_property("value") for f in fields] == ["6, 7, 11, 12"]  # what the user copies
     assert browser.execute_script(MODEL + ".text", "featviz_count").startswith("4 selected")
-    shot = tmp_path / "explore.png"
+    shot = _shot_dir(tmp_path) / f"explore_select_{path.parent.name}.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
     _pointer(browser, ("click", *_screen(browser, view, 3)))
@@ -235,10 +250,14 @@ def test_box_select_fills_the_indices_field_and_click_shows_heatmaps(browser, pa
     image = _pixels(shown[0])
     _assert_close(image[20, 20], colour)
     _assert_close(image[80, 80], 255 - colour)
-    # the Grad-CAM overlay: the map rises from 0 (top left, blue in jet) to 1 (bottom right, red)
+    # the Grad-CAM overlay is featviz.overlay's, each source pixel shown as a 5 x 5 block
+    expected = overlay(_images()[3:4], _maps()[3:4])[0].numpy().astype(int)
     cam = _pixels(shown[1])
-    assert cam[10, 10, 2] > cam[10, 10, 0] and cam[150, 150, 0] > cam[150, 150, 2]
-    assert browser.save_screenshot(str(tmp_path / "explore_click.png"))
+    for y, x in ((4, 4), (4, 27), (27, 4), (27, 27), (12, 20)):
+        _assert_close(cam[5 * y + 2, 5 * x + 2], expected[y, x], tol=24)
+    assert browser.save_screenshot(
+        str(_shot_dir(tmp_path) / f"explore_click_{path.parent.name}.png")
+    )
 
 
 def test_hidden_class_and_colour_switch(browser, page):

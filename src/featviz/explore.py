@@ -375,7 +375,7 @@ class _Packer:
         grid[: len(take)] = take
         sheet = grid.view(rows, cols, 3, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, 3)
         buf = io.BytesIO()
-        # WebP method 0: a quarter of the default's (4) encoding time for ~8% more bytes
+        # WebP method 0: a quarter to half the default's (4) encoding time, 2-8% more bytes
         extra = {"method": 0} if self.fmt == "webp" else {}
         Image.fromarray(sheet.numpy()).save(
             buf, format=self.fmt.upper(), quality=self.quality, **extra
@@ -776,7 +776,8 @@ def _layout(view: ExploreView, urls: Mapping[str, list[str]]) -> LayoutDOM:
         name="featviz_selected",
     )
     count = Div(text="0 selected", name="featviz_count")
-    detail = Div(text="", width=(view.detail_px + 8) * len(view.details), name="featviz_detail")
+    detail_width = max(260, (view.detail_px + 8) * len(view.details))
+    detail = Div(text="", width=detail_width, name="featviz_detail")
     details = {k: _geometry(sp, urls[f"detail:{k}"]) for k, sp in view.details.items()}
     args: dict[str, Any] = {"source": source, "text": text, "count": count, "detail": detail}
     args |= {"details": details, "px": view.detail_px}
