@@ -295,6 +295,15 @@ def test_save_into_a_missing_folder(tmp_path):
         explore(np.zeros((2, 2))).save(tmp_path / "nope" / "page.html")
 
 
+def test_notebook_repr_warns_about_large_views(monkeypatch):
+    import featviz.explore as ex
+
+    view = explore(np.zeros((2, 2)), images=solid_images(2))
+    monkeypatch.setattr(ex, "INLINE_LIMIT", view.image_bytes - 1)
+    with pytest.warns(UserWarning, match=r"view.save\('explore.html'\)"):
+        view._repr_html_()
+
+
 def test_notebook_repr_is_an_iframe_of_the_page():
     view = explore(np.zeros((2, 2)), labels=["a", "b"])
     out = view._repr_html_()

@@ -23,6 +23,7 @@ import math
 import re
 import sys
 import types
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,6 +512,13 @@ class ExploreView:
 
     def _repr_html_(self) -> str:
         """The page in an iframe, so notebooks show it without a bokeh setup."""
+        if self.image_bytes > INLINE_LIMIT:
+            warnings.warn(
+                f"The view holds {self.image_bytes / 1e6:.0f} MB of images, all stored in the "
+                "notebook to show it inline; view.save('explore.html') writes a small page "
+                "with the images in a folder beside it.",
+                stacklevel=2,
+            )
         doc = html.escape(self.html(), quote=True)
         return (
             f'<iframe srcdoc="{doc}" style="width:100%;height:{self.height + 260}px;'
