@@ -1,0 +1,328 @@
+"""Export to TensorBoard: an embedding for the projector and heatmap overlays as images.
+
+`to_tensorboard` writes through ``torch.utils.tensorboard.SummaryWriter`` (TensorBoard
+must be installed: ``pip install featviz[tensorboard]``): the features with their labels
+as an embedding, with a sprite of thumbnails sized to stay inside the projector's
+8192 x 8192 pixel limit, and each heatmap overlaid on its image (`featviz.overlay`) as
+an image summary at a step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["MAX_POINTS", "SPRITE_LIMIT", "TensorBoardExport", "to_tensorboard"]
+
+#: The projector's limit on each side of the sprite image, in pixels.
+SPRITE_LIMIT = 8192
+#: Points the projector loads at most; more are subsampled (with a warning).
+MAX_POINTS = 100_000
+#: Smallest automatic sprite thumbnail side, in pixels.
+MIN_SPRITE_SIZE = 8
+_FN = "to_tensorboard"
+
+
+@dataclass
+class TensorBoardExport:
+    """What `to_tensorboard` wrote.
+
+    Attributes:
+        logdir: The run folder the event files and projector files are in.
+        rows: (M,) int64 rows of the inputs that went into the embedding (all N, or a
+            seeded subsample, in increasing order); empty without ``features``.
+        sprite_size: Side of each sprite thumbnail in pixels, or None without a sprite.
+        image_tags: Tags of the image summaries written.
+    """
+
+    logdir: Path
+    rows: np.ndarray
+    sprite_size: int | None = None
+    image_tags: list[str] = field(default_factory=list)
+
+
+def _error(name: str, expected: str, value: Any) -> ValueError:
+    shape = getattr(value, "shape", None)
+    got = f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)
+    return ValueError(f"The {name!r} parameter of {_FN} must be {expected}. Got {got} instead.")
+
+
+def _tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return torch.as_tensor(np.asarray(value))
+    raise TypeError(
+        f"The {name!r} parameter of {_FN} must be a tensor or numpy array. "
+        f"Got {type(value).__name__} instead."
+    )
+
+
+def _array(value: Any, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return np.asarray(value)
+    raise TypeError(
+        f"The {name!r} parameter of {_FN} must be a tensor, numpy array or list. "
+        f"Got {type(value).__name__} instead."
+    )
+
+
+def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
+    """A SummaryWriter and whether this call owns it (and must close it)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch imports tensorboard lazily and raises here
+        raise ImportError(
+            "featviz.to_tensorboard needs TensorBoard: pip install featviz[tensorboard]"
+        ) from exc
+    if isinstance(writer_or_logdir, SummaryWriter):
+        return writer_or_logdir, False
+    if isinstance(writer_or_logdir, (str, os.PathLike)):
+        return SummaryWriter(log_dir=os.fspath(writer_or_logdir)), True
+    raise TypeError(
+        f"The 'writer_or_logdir' parameter of {_FN} must be a torch.utils.tensorboard."
+        f"SummaryWriter or a folder path. Got {type(writer_or_logdir).__name__} instead."
+    )
+
+
+def _images(images: Any, n: int, mean: Any, std: Any) -> torch.Tensor:
+    """(N, 3, H, W) float images in [0, 1] from tensors (N, C, H, W) or arrays (N, H, W, C)."""
+    channel_last = isinstance(images, np.ndarray)
+    t = _tensor(images, "images")
+    if t.ndim == 3:
+        t = t.unsqueeze(-1 if channel_last else 1)
+    if channel_last and t.ndim == 4:
+        t = t.permute(0, 3, 1, 2)
+    if t.ndim != 4 or t.shape[0] != n or t.shape[1] not in (1, 3):
+        expected = f"(N, C, H, W) tensors or (N, H, W, C) arrays with N={n}, C 1 or 3"
+        raise _error("images", expected, images)
+    x = t.float() / 255 if t.dtype == torch.uint8 else t.float()
+    if mean is not None and std is not None:
+        x = x * torch.as_tensor(std).view(1, -1, 1, 1) + torch.as_tensor(mean).view(1, -1, 1, 1)
+    return x.expand(-1, 3, -1, -1).clamp(0, 1)
+
+
+def _sprite_size(n: int, image_hw: tuple[int, int], sprite_size: int | None) -> int:
+    """The largest square thumbnail side <= the image's longer side that fits n in the limit."""
+    if sprite_size is not None:
+        return sprite_size
+    fits = SPRITE_LIMIT // math.ceil(math.sqrt(n))
+    return max(MIN_SPRITE_SIZE, min(max(image_hw), fits))
+
+
+def _rows(n: int, size: int | None, max_points: int, random_state: int | None) -> np.ndarray:
+    """All rows, or a sorted seeded subsample of what the projector and the sprite allow."""
+    cap = max_points if size is None else min(max_points, (SPRITE_LIMIT // size) ** 2)
+    if n <= cap:
+        return np.arange(n, dtype=np.int64)
+    why = f"max_points={max_points}"
+    if cap < max_points:
+        why = f"a {SPRITE_LIMIT} px sprite of {size} px thumbnails"
+    warnings.warn(
+        f"{_FN}: embedding {cap} of {n} points, a random subsample ({why}); "
+        "TensorBoardExport.rows says which.",
+        stacklevel=3,
+    )
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
+
+
+def _square_thumbnails(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(M, 3, size, size): each image fitted inside the square, white margins."""
+    h, w = images.shape[2:]
+    scale = size / max(h, w)
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = F.interpolate(images, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size - th) // 2, (size - tw) // 2
+    pad = (left, size - tw - left, top, size - th - top)
+    return F.pad(out, pad, value=1.0).clamp(0, 1)
+
+
+def _metadata(
+    labels: Any, predictions: Any, rows: np.ndarray, n: int, class_names: Sequence[str] | None
+) -> tuple[list[Any] | None, list[str] | None]:
+    columns: dict[str, list[str]] = {}
+    for name, values in (("label", labels), ("prediction", predictions)):
+        if values is None:
+            continue
+        arr = _array(values, name + "s")
+        if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
+            arr = arr.argmax(1)  # logits
+        if arr.shape != (n,):
+            raise _error(name + "s", f"(N,) classes with N={n}", arr)
+        if class_names is not None and np.issubdtype(arr.dtype, np.integer):
+            if arr.min() < 0 or arr.max() >= len(class_names):
+                raise _error(name + "s", f"class indices in [0, {len(class_names) - 1}]", arr)
+            columns[name] = [str(class_names[int(i)]) for i in arr[rows]]
+        else:
+            columns[name] = [str(v) for v in arr[rows].tolist()]
+    if not columns:
+        return None, None
+    if len(columns) == 1:
+        return next(iter(columns.values())), None
+    return [list(r) for r in zip(*columns.values(), strict=True)], list(columns)
+
+
+def _write_heatmaps(
+    writer: SummaryWriter,
+    heatmaps: Mapping[str, Any],
+    images: torch.Tensor | None,
+    n: int,
+    opts: dict[str, Any],
+) -> list[str]:
+    """Each heatmap over its image (or coloured alone) for the first ``max_images``."""
+    from featviz.featuremaps import colorize, normalize, overlay
+
+    k = min(n, opts["max_images"])
+    tags = []
+    for name, maps in heatmaps.items():
+        m = _tensor(maps, f"heatmaps[{name!r}]").float()
+        if m.ndim == 4 and m.shape[1] == 1:
+            m = m[:, 0]
+        if m.ndim != 3 or m.shape[0] != n:
+            raise _error("heatmaps", f"a mapping of names to (N, h, w) maps with N={n}", m)
+        if images is None:
+            shown = colorize(normalize(m[:k]), cmap=opts["cmap"])
+        else:
+            shown = overlay(images[:k], m[:k], alpha=opts["alpha"], cmap=opts["cmap"])
+        tag = f"{opts['tag']}/{name}"
+        writer.add_images(tag, shown, global_step=opts["step"], dataformats="NHWC")
+        tags.append(tag)
+    return tags
+
+
+def to_tensorboard(
+    writer_or_logdir: Any,
+    *,
+    features: Any = None,
+    labels: Any = None,
+    predictions: Any = None,
+    images: Any = None,
+    heatmaps: Mapping[str, Any] | None = None,
+    step: int = 0,
+    tag: str = "featviz",
+    class_names: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    sprite_size: int | None = None,
+    max_points: int = MAX_POINTS,
+    max_images: int = 16,
+    alpha: float = 0.4,
+    cmap: str = "jet",
+    random_state: int | None = 0,
+) -> TensorBoardExport:
+    """Write an embedding (features, labels, sprite) and heatmap images for TensorBoard.
+
+    The embedding goes to the projector plugin: ``features`` as the points, ``labels``
+    (and ``predictions``) as metadata columns, and ``images`` as a sprite of square
+    thumbnails. The thumbnail side is the largest that keeps the sprite within
+    `SPRITE_LIMIT` pixels (at most the image size); above ``max_points`` points, or more
+    than the sprite holds at an explicit ``sprite_size``, a seeded random subsample is
+    embedded and a warning says so. Each heatmap is blended over its image with
+    `featviz.overlay` (or coloured alone without images) and written as an image summary
+    ``"{tag}/{name}"`` of the first ``max_images`` samples at ``step``.
+
+    Args:
+        writer_or_logdir: A ``torch.utils.tensorboard.SummaryWriter`` (left open), or a
+            folder for a new writer (closed before returning).
+        features: (N, D) tensor/array (higher ranks are flattened), or None.
+        labels: (N,) classes (ints, named through ``class_names``, or strings).
+        predictions: (N,) predicted classes or (N, C) logits (argmax is taken).
+        images: (N, C, H, W) tensor or (N, H, W, C) array, C 1 or 3, uint8 or float in
+            [0, 1] (or normalised, with ``mean`` and ``std``).
+        heatmaps: ``{name: (N, h, w) maps}``, e.g. Grad-CAMs or summed feature maps.
+        step: Global step of the embedding and the images.
+        tag: Embedding name and prefix of the image tags.
+        class_names: Names of the class indices.
+        mean: Per-channel mean the images were normalised with.
+        std: Per-channel standard deviation the images were normalised with.
+        sprite_size: Thumbnail side in pixels; None picks it (see above).
+        max_points: Most points embedded, in [1, inf).
+        max_images: Images per heatmap summary, in [1, inf).
+        alpha: Overlay weight of the heatmap colour, in [0, 1].
+        cmap: Colour map name (see `featviz.colorize`).
+        random_state: Seed of the subsample.
+
+    Returns:
+        A `TensorBoardExport` (run folder, embedded rows, sprite size, image tags).
+
+    Raises:
+        ImportError: TensorBoard is not installed.
+        TypeError: Unsupported argument types.
+        ValueError: Shapes that do not match N, values out of range.
+    """
+    _check_counts(step, max_points, max_images, sprite_size)
+    n = _count(features, images, heatmaps)
+    imgs = None if images is None else _images(images, n, mean, std)
+    writer, owned = _writer(writer_or_logdir)
+    try:
+        opts = {"max_images": max_images, "alpha": alpha, "cmap": cmap, "tag": tag, "step": step}
+        tags = _write_heatmaps(writer, heatmaps or {}, imgs, n, opts)
+        rows, size = np.zeros(0, dtype=np.int64), None
+        if features is not None:
+            feats = _tensor(features, "features").float().reshape(n, -1)
+            hw = None if imgs is None else (int(imgs.shape[2]), int(imgs.shape[3]))
+            size = None if hw is None else _sprite_size(n, hw, sprite_size)
+            rows = _rows(n, size, max_points, random_state)
+            meta, header = _metadata(labels, predictions, rows, n, class_names)
+            sprite = None if imgs is None or size is None else _square_thumbnails(imgs[rows], size)
+            writer.add_embedding(
+                feats[rows],
+                metadata=meta,
+                label_img=sprite,
+                global_step=step,
+                tag=tag,
+                metadata_header=header,
+            )
+        writer.flush()
+        return TensorBoardExport(Path(writer.get_logdir()), rows, size, tags)
+    finally:
+        if owned:
+            writer.close()
+
+
+def _check_counts(step: Any, max_points: Any, max_images: Any, sprite_size: Any) -> None:
+    counts = (("step", step, 0), ("max_points", max_points, 1), ("max_images", max_images, 1))
+    for name, value, low in counts:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise _error(name, f"an int in the range [{low}, inf)", value)
+    if sprite_size is not None and (
+        isinstance(sprite_size, bool)
+        or not isinstance(sprite_size, (int, np.integer))
+        or not 1 <= sprite_size <= SPRITE_LIMIT
+    ):
+        raise _error("sprite_size", f"None or an int in the range [1, {SPRITE_LIMIT}]", sprite_size)
+
+
+def _count(features: Any, images: Any, heatmaps: Any) -> int:
+    """N, from the first of features, images, heatmaps given."""
+    if heatmaps is not None and not isinstance(heatmaps, Mapping):
+        raise TypeError(
+            f"The 'heatmaps' parameter of {_FN} must be a mapping of names to (N, h, w) maps. "
+            f"Got {type(heatmaps).__name__} instead."
+        )
+    for name, value in (("features", features), ("images", images)):
+        if value is not None:
+            t = _tensor(value, name)
+            if t.ndim < 2 or t.shape[0] < 1:
+                raise _error(name, "a batch (N, ...) with N >= 1", t)
+            return int(t.shape[0])
+    if heatmaps:
+        return int(_tensor(next(iter(heatmaps.values())), "heatmaps").shape[0])
+    raise ValueError(
+        f"{_FN} has nothing to write: pass 'features' (an embedding) and/or 'heatmaps'."
+    )
