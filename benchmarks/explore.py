@@ -112,7 +112,7 @@ def main() -> None:
     args = p.parse_args()
     sizes = args.sizes or ([1000] if args.quick else [1000, 10_000, 50_000])
 
-    from featviz.explore import explore
+    from featviz.explorer import explore
 
     base = len(explore(np.zeros((1, 2))).html().encode())
     print(f"fixed part of every page (bokeh JS inlined): {base / 1e6:.2f} MB")

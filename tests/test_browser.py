@@ -22,7 +22,7 @@ webdriver = pytest.importorskip(
     "selenium.webdriver", reason="the browser tests need selenium (pip install selenium)"
 )
 
-from featviz.explore import explore  # noqa: E402
+from featviz.explorer import explore  # noqa: E402
 from featviz.featuremaps import overlay  # noqa: E402
 
 

@@ -10,8 +10,11 @@ def test_demo_writes_every_section_and_refuses_non_empty(tmp_path, capsys):
     assert main(["demo", "--fast", "--quiet", "--out", str(out)]) == 0
     index = (out / "index.md").read_text(encoding="utf-8")
     linked = set(re.findall(r"\]\(([^)]+)\)", index))
-    written = {p.name for p in out.iterdir()} - {"index.md"}
+    written = {p.name for p in out.iterdir()} - {"index.md", "index.html"}
     assert linked == written  # every file is listed, every listed file exists
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert set(re.findall(r'(?:src|href)="([^"]+)"', page)) - {"index.md"} == written
+    assert '<iframe src="explore.html"' in page
     for title in (
         "Built-in data and model",
         "Class activation maps",
@@ -70,7 +73,7 @@ def test_failed_demo_leaves_nothing_in_the_way(tmp_path, capsys, monkeypatch):
     # the same command again now succeeds
     _fake_sections(monkeypatch, fail_at=None)
     assert main(["demo", "--quiet", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["index.md", "one.png", "two.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "index.md", "one.png", "two.png"]
 
 
 def test_failed_demo_into_an_existing_empty_folder_keeps_it(tmp_path, capsys, monkeypatch):
@@ -92,7 +95,7 @@ def test_killed_demo_staging_folder_is_cleared_by_the_next_run(tmp_path, monkeyp
     _fake_sections(monkeypatch, fail_at=None)
     assert main(["demo", "--quiet", "--out", str(out)]) == 0
     assert not stage.exists()
-    assert sorted(p.name for p in out.iterdir()) == ["index.md", "one.png", "two.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "index.md", "one.png", "two.png"]
 
 
 def test_foreign_folder_with_the_staging_name_is_not_deleted(tmp_path, capsys, monkeypatch):

@@ -17,7 +17,7 @@ import torch
 
 pytest.importorskip("bokeh", reason="featviz.explore needs bokeh (pip install bokeh)")
 
-from featviz.explore import COLOR_BY, ExploreView, explore
+from featviz.explorer import COLOR_BY, ExploreView, explore
 from featviz.extraction import FeatureSet
 from featviz.featuremaps import overlay
 
@@ -150,7 +150,7 @@ def test_thumbnails_decode_to_the_images():
 
 
 def test_tiles_fill_rows_then_sheets(monkeypatch):
-    import featviz.explore as ex
+    import featviz.explorer as ex
 
     monkeypatch.setattr(ex, "SHEET_PX", 24)  # 3 x 3 tiles of 8 px per sheet
     images = solid_images(11, 8, 8)
@@ -265,7 +265,7 @@ def test_folder_assets(tmp_path):
 
 
 def test_auto_assets_go_to_a_folder_above_the_limit(tmp_path, monkeypatch):
-    import featviz.explore as ex
+    import featviz.explorer as ex
 
     view = explore(np.zeros((3, 2)), images=solid_images(3))
     monkeypatch.setattr(ex, "INLINE_LIMIT", view.image_bytes)
@@ -296,7 +296,7 @@ def test_save_into_a_missing_folder(tmp_path):
 
 
 def test_notebook_repr_warns_about_large_views(monkeypatch):
-    import featviz.explore as ex
+    import featviz.explorer as ex
 
     view = explore(np.zeros((2, 2)), images=solid_images(2))
     monkeypatch.setattr(ex, "INLINE_LIMIT", view.image_bytes - 1)
@@ -352,27 +352,27 @@ def test_bad_input_names_the_parameter(kwargs, exc, pattern):
 
 def test_feature_set_needs_a_layer_when_it_has_several():
     fs = FeatureSet(layers={"a": np.zeros((3, 2)), "b": np.zeros((3, 2))})
-    with pytest.raises(ValueError, match=r"'layer'.*\['a', 'b'\]"):
+    with pytest.raises(ValueError, match=r"'layers'.*\['a', 'b'\]"):
         explore(fs)
-    with pytest.raises(ValueError, match=r"'layer'.*Got 'c'"):
-        explore(fs, layer="c")
+    with pytest.raises(ValueError, match=r"'layers'.*Got 'c'"):
+        explore(fs, layers="c")
     with pytest.raises(ValueError, match=r"'method'.*Got 'lda'"):
-        explore(fs, layer="a", method="lda")
+        explore(fs, layers="a", method="lda")
 
 
 # -- laziness and the package attribute ----------------------------------------------------
 def test_import_featviz_does_not_import_bokeh():
     code = (
-        "import sys, featviz, featviz.explore; "
+        "import sys, featviz, featviz.explorer; "
         "print(sorted(m for m in ('bokeh', 'PIL.Image') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_package_attribute_is_callable_after_importing_the_module():
+def test_package_attribute_is_the_function_after_importing_the_module():
     code = (
-        "import numpy as np, featviz.explore, featviz; "
+        "import numpy as np, featviz.explorer, featviz; "
         "print(len(featviz.explore(np.zeros((3, 2)))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

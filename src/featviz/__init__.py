@@ -61,6 +61,11 @@ _EXPORTS: dict[str, str] = {
     "Projection": "featviz.projection",
     "plot_projection": "featviz.projection",
     "plot_layer_projections": "featviz.projection",
+    # interactive explorer and TensorBoard export
+    "explore": "featviz.explorer",
+    "ExploreView": "featviz.explorer",
+    "to_tensorboard": "featviz.tensorboard",
+    "TensorBoardExport": "featviz.tensorboard",
     # before/after comparisons
     "compare_cams": "featviz.compare",
     "compare_feature_maps": "featviz.compare",
@@ -105,6 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         plot_correlation_maps,
         threshold_labels,
     )
+    from featviz.explorer import ExploreView, explore
     from featviz.extraction import FeatureSet, extract
     from featviz.featuremaps import (
         colorize,
@@ -130,3 +136,4 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         plot_projection,
         project,
     )
+    from featviz.tensorboard import TensorBoardExport, to_tensorboard

@@ -14,7 +14,7 @@ import torch
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["mean_std", "pil_to_float", "pil_to_rgb", "size2"]
+__all__ = ["mean_std", "pil_to_float", "pil_to_rgb", "size2", "unit_rgb"]
 
 
 def pil_to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
@@ -97,3 +97,30 @@ def mean_std(
             f"values each (one per channel), with std != 0. Got mean={mean!r}, std={std!r}."
         )
     return m.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
+
+
+def unit_rgb(
+    x: torch.Tensor, mean_std: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Channel-first images (n, C, H, W), C in (1, 3, 4) -> float32 RGB in [0, 1].
+
+    uint8 is divided by 255; floats are taken as [0, 1], or as standardised values when
+    ``mean_std`` (from `mean_std`) is given (``x * std + mean``). Grey is repeated to
+    RGB, alpha composited onto white; values are clipped to [0, 1].
+
+    Args:
+        x: (n, C, H, W) uint8 or float tensor.
+        mean_std: ``(mean, std)`` float32 (C', 1, 1) tensors, or None.
+
+    Returns:
+        New float32 tensor (n, 3, H, W) on ``x``'s device.
+    """
+    out = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    if mean_std is not None:
+        m, s = mean_std
+        out = out * s.to(out.device) + m.to(out.device)
+    if out.shape[1] == 4:
+        out = out[:, :3] * out[:, 3:] + (1 - out[:, 3:])
+    elif out.shape[1] == 1:
+        out = out.expand(-1, 3, -1, -1)
+    return out.clamp(0, 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -164,7 +164,7 @@ def minmax(t: torch.Tensor, *, per_item: bool = True, what: str = "map") -> torc
 
 def resize(
     t: torch.Tensor,
-    size: tuple[int, int],
+    size: Sequence[int],
     mode: str = "bilinear",
     *,
     antialias: bool = False,
@@ -196,10 +196,11 @@ def resize(
     kw: dict[str, Any] = {}
     if mode in ("bilinear", "bicubic"):
         kw = {"align_corners": False, "antialias": antialias}
-    y = F.interpolate(x, size=tuple(size), mode=mode, **kw)
+    hw = (int(size[0]), int(size[1]))
+    y = F.interpolate(x, size=hw, mode=mode, **kw)
     if half:
         y = y.to(t.dtype)
-    return y.reshape((*shape[:-2], *size))
+    return y.reshape((*shape[:-2], *hw))
 
 
 def finite_or_zero(t: torch.Tensor, *, what: str = "map") -> torch.Tensor:

@@ -210,6 +210,42 @@ def _index(ctx: DemoContext, timings: list[tuple[str, float]]) -> str:
 
 
 @renamed(out="out_dir", force="overwrite")
+def _index_html(ctx: DemoContext) -> str:
+    """The gallery as one page: figures inline, the explorer embedded, other files linked."""
+    from html import escape
+
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>featviz demo</title>',
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "img{max-width:100%}figure{margin:1em 0}figcaption{color:#444}"
+        "iframe{width:100%;height:760px;border:1px solid #ccc}</style></head><body>",
+        "<h1>featviz demo</h1>",
+        f"<p>Device: <code>{escape(str(ctx.device))}</code>. Written by "
+        "<code>featviz demo</code>; the same files are listed in "
+        '<a href="index.md">index.md</a>.</p>',
+    ]
+    current = None
+    for title, name, caption in ctx.items:
+        if title != current:
+            parts.append(f"<h2>{escape(title)}</h2>")
+            current = title
+        src, text = escape(name, quote=True), escape(caption)
+        if name.endswith((".png", ".jpg", ".jpeg", ".webp", ".svg")):
+            parts.append(
+                f'<figure><img src="{src}" alt="{text}"><figcaption>{text}</figcaption></figure>'
+            )
+        elif name.endswith(".html"):
+            parts.append(
+                f'<p><a href="{src}">{src}</a>: {text}</p><iframe src="{src}" title="{text}">'
+                "</iframe>"
+            )
+        else:
+            parts.append(f'<p><a href="{src}">{src}</a>: {text}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
 def run_demo(
     out_dir: str | Path,
     *,
@@ -219,7 +255,9 @@ def run_demo(
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> Path:
-    """Write every demo figure into ``out_dir`` and an ``index.md`` listing them.
+    """Write every demo figure into ``out_dir``, with ``index.md`` and ``index.html``.
+
+    ``index.html`` shows the figures and embeds the interactive explorer; it opens offline.
 
     The default size fits a first run on 2 CPU cores into about 2 minutes, training of
     the built-in model included; ``full`` computes the scores over more images and steps.
@@ -277,4 +315,6 @@ def run_demo(
         bar.close()
         with atomic_path(folder / "index.md", overwrite=True) as tmp:
             tmp.write_text(_index(ctx, timings), encoding="utf-8")
+        with atomic_path(folder / "index.html", overwrite=True) as tmp:
+            tmp.write_text(_index_html(ctx), encoding="utf-8")
     return out / "index.md"

@@ -21,6 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featviz._images import mean_std, unit_rgb
+from featviz._ops import resize
+
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -110,10 +113,10 @@ def _images(images: Any, n: int, mean: Any, std: Any) -> torch.Tensor:
     if t.ndim != 4 or t.shape[0] != n or t.shape[1] not in (1, 3):
         expected = f"(N, C, H, W) tensors or (N, H, W, C) arrays with N={n}, C 1 or 3"
         raise _error("images", expected, images)
-    x = t.float() / 255 if t.dtype == torch.uint8 else t.float()
+    ms = None
     if mean is not None and std is not None:
-        x = x * torch.as_tensor(std).view(1, -1, 1, 1) + torch.as_tensor(mean).view(1, -1, 1, 1)
-    return x.expand(-1, 3, -1, -1).clamp(0, 1)
+        ms = mean_std(mean, std, t.shape[1], t.device, "to_tensorboard")
+    return unit_rgb(t, ms)
 
 
 def _sprite_size(n: int, image_hw: tuple[int, int], sprite_size: int | None) -> int:
@@ -146,7 +149,7 @@ def _square_thumbnails(images: torch.Tensor, size: int) -> torch.Tensor:
     h, w = images.shape[2:]
     scale = size / max(h, w)
     th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    out = F.interpolate(images, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
+    out = resize(images, (th, tw), antialias=True)
     top, left = (size - th) // 2, (size - tw) // 2
     pad = (left, size - tw - left, top, size - th - top)
     return F.pad(out, pad, value=1.0).clamp(0, 1)

@@ -15,7 +15,7 @@ _LAYER = "features.13"
 def run(ctx: DemoContext) -> None:
     """t-SNE of the penultimate features, with thumbnails, predictions and Grad-CAMs."""
     from featviz.cam import grad_cam
-    from featviz.explore import explore
+    from featviz.explorer import explore
     from featviz.hooks import capture
     from featviz.projection import project
 
@@ -36,9 +36,9 @@ def run(ctx: DemoContext) -> None:
         class_names=list(data.classes),
         title=f"TinyCNN penultimate features, t-SNE ({len(data)} Shapes images)",
     )
-    view.save(ctx.out / "explore.html", overwrite=ctx.overwrite)
-    ctx.note(
+    path = ctx.note(
         "explore.html",
         "Interactive t-SNE of the model's features: hover for the image, click for its "
         "Grad-CAM, box-select to copy indices (opens offline)",
     )
+    view.save(path, overwrite=ctx.overwrite)

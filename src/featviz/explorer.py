@@ -21,8 +21,6 @@ import html
 import io
 import math
 import re
-import sys
-import types
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from featviz._images import mean_std, unit_rgb
 from featviz._io import atomic_path, check_destination
+from featviz._ops import resize
+from featviz._validation import check_int, renamed
 
 if TYPE_CHECKING:
     from bokeh.models import LayoutDOM
@@ -92,14 +92,6 @@ def _array(value: Any, name: str) -> np.ndarray:
     raise _type_error(name, "a tensor, numpy array, list or tuple", value)
 
 
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        top = "inf)" if high is None else f"{high}]"
-        raise _error(name, f"an int in the range [{low}, {top}", value)
-    return int(value)
-
-
 # -- points --------------------------------------------------------------------------------
 def _projection_fields(proj: Any) -> tuple[np.ndarray, Any]:
     """The embedding and labels of a `Projection` (the one place that reads its fields)."""
@@ -107,31 +99,35 @@ def _projection_fields(proj: Any) -> tuple[np.ndarray, Any]:
 
 
 def _feature_set_points(
-    fs: Any, layer: str | None, method: str, random_state: int | None
+    fs: Any, layers: str | None, method: str, random_state: int | None
 ) -> tuple[np.ndarray, Any, Any]:
     from featviz.projection import project
 
-    if layer is None:
+    if layers is None:
         if len(fs.layers) != 1:
             raise _error(
-                "layer",
+                "layers",
                 f"one of {list(fs.layers)} for a FeatureSet with {len(fs.layers)} layers",
-                layer,
+                layers,
             )
-        layer = next(iter(fs.layers))
-    if layer not in fs.layers:
-        raise _error("layer", f"one of the FeatureSet's layers {list(fs.layers)}", layer)
+        layers = next(iter(fs.layers))
+    if layers not in fs.layers:
+        raise _error("layers", f"one of the FeatureSet's layers {list(fs.layers)}", layers)
     if method not in ("pca", "tsne", "umap"):
         raise _error("method", "one of 'pca', 'tsne', 'umap'", method)
     proj = project(
-        np.asarray(fs[layer]), method=method, random_state=random_state, progress=False, score=False
+        np.asarray(fs[layers]),
+        method=method,
+        random_state=random_state,
+        progress=False,
+        score=False,
     )
     emb, _ = _projection_fields(proj)
     return emb, fs.labels, fs.outputs
 
 
 def _points(
-    points: Any, layer: str | None, method: str, random_state: int | None
+    points: Any, layers: str | None, method: str, random_state: int | None
 ) -> tuple[np.ndarray, Any, Any]:
     """(N, 2) float64 points plus the labels and model outputs that came with them."""
     from featviz.extraction import FeatureSet
@@ -141,7 +137,7 @@ def _points(
     if isinstance(points, Projection):
         xy, labels = _projection_fields(points)
     elif isinstance(points, FeatureSet):
-        xy, labels, outputs = _feature_set_points(points, layer, method, random_state)
+        xy, labels, outputs = _feature_set_points(points, layers, method, random_state)
     elif isinstance(points, (torch.Tensor, np.ndarray, list, tuple)):
         xy = _array(points, "points")
     else:
@@ -235,20 +231,6 @@ def _image_tensor(images: Any, n: int) -> torch.Tensor:
     return t
 
 
-def _to_unit_rgb(chunk: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
-    """(n, C, H, W) uint8/float chunk -> float32 RGB in [0, 1] (alpha onto white)."""
-    x = chunk.float() / 255 if chunk.dtype == torch.uint8 else chunk.float()
-    if mean is not None:
-        m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        x = x * s + m
-    if x.shape[1] == 4:
-        x = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
-    elif x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x.clamp(0, 1)
-
-
 def _fit(h: int, w: int, size: int) -> tuple[int, int]:
     """(h, w) scaled so the longer side is ``size`` (never enlarged)."""
     scale = min(1.0, size / max(h, w))
@@ -257,16 +239,10 @@ def _fit(h: int, w: int, size: int) -> tuple[int, int]:
 
 def _unit_chunks(images: torch.Tensor, mean: Any, std: Any) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield ``(rows, float RGB (n, 3, H, W) in [0, 1])`` chunks of `_CHUNK` images."""
+    ms = None if mean is None else mean_std(mean, std, images.shape[1], images.device, "explore")
     for start in range(0, images.shape[0], _CHUNK):
         rows = slice(start, start + _CHUNK)
-        yield rows, _to_unit_rgb(images[rows], mean, std)
-
-
-def _resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """One antialiased bilinear interpolate for the whole chunk (a no-op at its size)."""
-    if tuple(x.shape[2:]) == hw:
-        return x
-    return F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)
+        yield rows, unit_rgb(images[rows], ms)
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -399,8 +375,8 @@ def _sprites(
     big = _fit(h, w, opts["detail_size"])
     details = {k: _Packer(big, fmt, q) for k in ("image", *heatmaps)}
     for rows, x in _unit_chunks(images, mean, std):
-        thumbs.add(_to_uint8(_resize(x, thumbs.tile)))
-        detail = _to_uint8(_resize(x, big))
+        thumbs.add(_to_uint8(resize(x, thumbs.tile, antialias=True)))
+        detail = _to_uint8(resize(x, big, antialias=True))
         details["image"].add(detail)
         for name, maps in heatmaps.items():
             blended = overlay(detail, maps[rows].to(detail.device).float())
@@ -800,11 +776,11 @@ def _layout(view: ExploreView, urls: Mapping[str, list[str]]) -> LayoutDOM:
 
 # -- public entry point --------------------------------------------------------------------
 def _check_options(thumbnail_size: Any, detail_size: Any, fmt: Any, quality: Any) -> None:
-    _check_int(thumbnail_size, "thumbnail_size", 8, 512)
-    _check_int(detail_size, "detail_size", 16, 1024)
+    check_int(thumbnail_size, "thumbnail_size", "explore", 8, 512)
+    check_int(detail_size, "detail_size", "explore", 16, 1024)
     if fmt not in _FORMATS:
         raise _error("image_format", f"one of {list(_FORMATS)}", fmt)
-    _check_int(quality, "quality", 1, 100)
+    check_int(quality, "quality", "explore", 1, 100)
 
 
 def _check_mean_std(mean: Any, std: Any) -> None:
@@ -830,6 +806,7 @@ def _images_sprites(
     return _sprites(imgs, maps, opts)
 
 
+@renamed(layer="layers")
 def explore(
     points: Any,
     *,
@@ -839,7 +816,7 @@ def explore(
     confidence: Any = None,
     heatmaps: Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
-    layer: str | None = None,
+    layers: str | None = None,
     method: str = "pca",
     random_state: int | None = 0,
     mean: Sequence[float] | None = None,
@@ -861,7 +838,7 @@ def explore(
 
     Args:
         points: A `Projection` (its ``embedding_``'s first two columns and its labels),
-            a `FeatureSet` (``layer`` projected with ``method``; its labels, and its
+            a `FeatureSet` (``layers`` projected with ``method``; its labels, and its
             outputs as logits for the predictions), or an (N, 2) tensor/array.
         images: (N, C, H, W) tensor or (N, H, W, C) array (C in 1, 3, 4; also (N, H, W)),
             uint8 0..255 or float 0..1 (or normalised, with ``mean`` and ``std``).
@@ -872,7 +849,8 @@ def explore(
         confidence: (N,) probabilities in [0, 1] (overrides the one from logits).
         heatmaps: ``{name: (N, h, w) maps}``, e.g. ``{"gradcam": cams}``; needs images.
         class_names: Names of the class indices in ``labels`` and ``predictions``.
-        layer: The `FeatureSet` layer to project (default: its only layer).
+        layers: The name of the one `FeatureSet` layer to project (default: its only
+            layer).
         method: Projection method for a `FeatureSet`: ``"pca"``, ``"tsne"``, ``"umap"``.
         random_state: Seed of that projection.
         mean: Per-channel mean the images were normalised with.
@@ -896,7 +874,7 @@ def explore(
     _check_options(thumbnail_size, detail_size, image_format, quality)
     _check_mean_std(mean, std)
     names = _check_class_names(class_names)
-    xy, own_labels, outputs = _points(points, layer, method, random_state)
+    xy, own_labels, outputs = _points(points, layers, method, random_state)
     n = xy.shape[0]
     data: dict[str, Any] = {"x": xy[:, 0], "y": xy[:, 1], "index": _index(points, n)}
     labels = own_labels if labels is None else labels
@@ -948,19 +926,3 @@ def _outputs_as_logits(outputs: Any) -> Any:
         return None
     arr = np.asarray(outputs)
     return arr if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating) else None
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as `explore`.
-
-    ``import featviz.explore`` binds the package attribute ``featviz.explore`` to this
-    module (the import system does that after loading a submodule), which would hide the
-    lazily exported function of the same name. Calling the module calls the function, so
-    ``featviz.explore(points, ...)`` works whichever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ExploreView:
-        return explore(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
