@@ -56,7 +56,7 @@ def run(ctx: DemoContext) -> None:
     data = ctx.data
     images, _ = data.tensors()
     images = images.to(ctx.device)
-    n_eval = min(len(images), ctx.sized(64, 128, 256))
+    n_eval = min(len(images), ctx.sized(32, 64, 256))
     shown = 4 if ctx.fast else 6
     maps: dict[str, torch.Tensor] = {}
     for method in METHODS:
