@@ -508,3 +508,151 @@ def test_no_stray_warnings_for_normal_use(clusters):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         project(x[:100], method="pca", labels=y[:100], progress=False)
+
+
+# -- plots: drawn artists pinned (offsets, colours, sizes, legends, titles) ---------------------
+
+
+def _hand_projection(method="tsne", emb=None, labels=None, evr=None, quality=None, seconds=1.25):
+    emb = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0], [2.0, 2.0]]) if emb is None else emb
+    return Projection(
+        emb,
+        P._make_frame(emb, labels),
+        method,
+        "sklearn",
+        seconds,
+        evr,
+        {} if quality is None else quality,
+        labels,
+        {},
+    )
+
+
+def _rgb(colors):
+    return [tuple(round(float(v), 4) for v in c[:3]) for c in colors]
+
+
+def test_plot_projection_2d_artists_pinned():
+    import seaborn as sns
+
+    labels = np.array(["b", "a", "b", "a"], dtype=object)
+    quality = {"trustworthiness": 0.9, "knn_accuracy": 0.75, "knn_accuracy_input": None}
+    proj = _hand_projection(labels=labels, quality=quality)
+    ax = plot_projection(proj)
+    (points,) = ax.collections
+    np.testing.assert_array_equal(points.get_offsets(), proj.frame[["x", "y"]].to_numpy())
+    blue, orange = _rgb(sns.color_palette()[:2])
+    assert _rgb(points.get_facecolors()) == [blue, orange, blue, orange]  # order of appearance
+    assert points.get_sizes().tolist() == [40.0]  # clip(3000 / 4, 2, 40)
+    assert points.get_linewidths().tolist() == [0]
+    assert ax.get_title() == (
+        "t-SNE (sklearn), N=4, 1.2 s\ntrustworthiness 0.900, 10-NN acc. 0.750 (input n/a)"
+    )
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "label"
+    assert [t.get_text() for t in legend.get_texts()] == ["b", "a"]
+    assert legend.markerscale == 1.0
+    # no labels: one colour, no legend, the array title
+    bare = plot_projection(proj.embedding_, s=7)
+    assert bare.get_legend() is None
+    assert len({tuple(c) for c in _rgb(bare.collections[0].get_facecolors())}) == 1
+    assert bare.collections[0].get_sizes().tolist() == [7.0]
+    assert bare.get_title() == "embedding, N=4"
+
+
+def test_plot_projection_hue_and_style_columns_pinned():
+    labels = np.array(["b", "a", "b", "a"], dtype=object)
+    ax = plot_projection(_hand_projection(labels=labels), hue="index", style="label")
+    (points,) = ax.collections
+    # index is numeric: a sequential colour per point, darker for larger values
+    lightness = points.get_facecolors()[:, :3].sum(axis=1)
+    assert np.all(np.diff(lightness) < 0)
+    # style: "b" gets the first marker (a circle, 26 vertices), "a" the second (13)
+    assert [p.vertices.shape[0] for p in points.get_paths()] == [26, 13, 26, 13]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["index", "0", "1", "2", "3", "label", "b", "a"]
+    with pytest.raises(ValueError, match=r"'style'.*one value per point \(N=4\)"):
+        plot_projection(_hand_projection(labels=labels), style=[1, 2])
+
+
+def test_plot_projection_3d_artists_pinned():
+    import seaborn as sns
+
+    emb = np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 0.0], [3.0, 1.0, 2.0], [2.0, 2.0, 3.0]])
+    labels = np.array([2, 1, 2, 1])
+    proj = _hand_projection("pca", emb, labels, evr=np.array([0.5, 0.25, 0.125]), seconds=0.5)
+    ax = plot_projection(proj, style=np.array(["u", "u", "v", "v"]))
+    # one collection per (label, style) pair; numeric labels sorted
+    got = [(c.get_label(), [a.tolist() for a in c._offsets3d]) for c in ax.collections]
+    assert got == [
+        ("1, u", [[1.0], [2.0], [0.0]]),
+        ("1, v", [[2.0], [2.0], [3.0]]),
+        ("2, u", [[0.0], [0.0], [1.0]]),
+        ("2, v", [[3.0], [1.0], [2.0]]),
+    ]
+    blue, orange = _rgb(sns.color_palette()[:2])
+    assert [_rgb(c.get_facecolors())[0] for c in ax.collections] == [blue, blue, orange, orange]
+    assert all(c.get_sizes().tolist() == [40.0] for c in ax.collections)
+    assert ax.get_title() == "PCA (sklearn), N=4, 0.5 s\nEVR 0.875"
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()) == ("x", "y", "z")
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "label, style"
+    assert [t.get_text() for t in legend.get_texts()] == ["1, u", "1, v", "2, u", "2, v"]
+
+
+def test_plot_projection_3d_continuous_hue_is_one_scatter():
+    emb = np.random.default_rng(0).normal(size=(30, 3))
+    ax = plot_projection(emb, hue=np.linspace(0.0, 1.0, 30))
+    (points,) = ax.collections
+    np.testing.assert_array_equal(np.array(points._offsets3d).T, emb)
+    assert ax.get_legend() is None
+    assert ax.get_title() == "embedding, N=30"
+
+
+def test_plot_layer_projections_artists_pinned():
+    import seaborn as sns
+
+    rng = np.random.default_rng(0)
+    feats = {"early": rng.normal(size=(3, 4, 10, 10)), "late": rng.normal(size=(3, 8, 10, 10))}
+    ax = plot_layer_projections(feats, sample=1)
+    (points,) = ax.collections
+    expected = [
+        project(
+            feats[k][1].reshape(feats[k].shape[1], -1).T,
+            method="pca",
+            normalize=True,
+            progress=False,
+            score=False,
+        )
+        for k in feats
+    ]
+    np.testing.assert_array_equal(
+        points.get_offsets(), np.concatenate([p.embedding_ for p in expected])
+    )
+    blue, orange = _rgb(sns.color_palette()[:2])
+    assert _rgb(points.get_facecolors()) == [blue] * 100 + [orange] * 100
+    assert points.get_alpha() == 0.7
+    assert points.get_sizes().tolist() == [30.0]  # clip(6000 / 200, 4, 40)
+    evrs = [float(np.sum(p.explained_variance_ratio_)) for p in expected]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        f"early (EVR {evrs[0]:.2f})",
+        f"late (EVR {evrs[1]:.2f})",
+    ]
+    assert legend.markerscale == 2.0
+    assert ax.get_title() == "PCA of 2 layers, sample 1: 100 positions in the first layer"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("component 1 (scaled)", "component 2 (scaled)")
+
+
+def test_plot_layer_projections_images_with_labels_pinned():
+    rng = np.random.default_rng(1)
+    feats = {"a": rng.normal(size=(6, 4, 2, 2)), "b": rng.normal(size=(6, 3))}
+    ax = plot_layer_projections(feats, labels=np.array([0, 1, 0, 1, 0, 1]), method="tsne")
+    (points,) = ax.collections
+    assert points.get_offsets().shape == (12, 2)
+    # labels are marker styles: 0 a circle (26 vertices), 1 a cross (13)
+    assert [p.vertices.shape[0] for p in points.get_paths()] == [26, 13] * 6
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["layer", "a", "b", "label", "0", "1"]  # no PCA pre-step: no EVR
+    assert ax.get_title() == "t-SNE of 2 layers, 6 images"
