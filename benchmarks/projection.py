@@ -57,7 +57,7 @@ def run_featviz(x: np.ndarray) -> tuple[float, np.ndarray, str]:
 
     t = time.perf_counter()
     proj = project(x, progress=False, score=False)
-    return time.perf_counter() - t, proj.embedding_, proj.engine
+    return time.perf_counter() - t, proj.embedding, proj.engine
 
 
 def run_sklearn(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -135,7 +135,7 @@ secs = time.perf_counter() - t
 print(json.dumps({
     "seconds": secs, "engine": proj.engine, "peak": status("VmHWM:"), "before": before,
     "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    "evr": [float(v) for v in proj.explained_variance_ratio_], "nbytes": int(mm.nbytes),
+    "evr": [float(v) for v in proj.explained_variance_ratio], "nbytes": int(mm.nbytes),
     "trust": proj.quality.get("trustworthiness"),
     "budget": budget or int(P.DEFAULT_MEMORY_FRACTION * P._available_memory()),
 }))

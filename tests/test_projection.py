@@ -14,6 +14,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from featviz import projection as P
 from featviz.projection import Projection, plot_layer_projections, plot_projection, project
 
+# featviz itself must not use the deprecated names Projection.embedding_ / ..._ratio_
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
+
 
 def _clusters(n=300, d=64, c=5, spread=4.0, seed=0):
     rng = np.random.default_rng(seed)
@@ -42,7 +45,7 @@ def test_tsne_is_deterministic_and_separates_clusters(clusters, tsne_proj):
     x, y = clusters
     again = project(x, labels=y, progress=False)
     assert tsne_proj.engine == "sklearn"  # N=300 < OPENTSNE_MIN_N
-    np.testing.assert_array_equal(tsne_proj.embedding_, again.embedding_)
+    np.testing.assert_array_equal(tsne_proj.embedding, again.embedding)
     q = tsne_proj.quality
     assert q["knn_accuracy"] >= 0.95
     assert q["trustworthiness"] >= 0.9
@@ -50,8 +53,8 @@ def test_tsne_is_deterministic_and_separates_clusters(clusters, tsne_proj):
     assert q["trustworthiness_space"] == "input (D=64)"
     assert q["n_scored"] == 300
     assert tsne_proj.params["pca_dims"] == 50
-    assert tsne_proj.explained_variance_ratio_.shape == (50,)
-    assert tsne_proj.embedding_.shape == (300, 2)
+    assert tsne_proj.explained_variance_ratio.shape == (50,)
+    assert tsne_proj.embedding.shape == (300, 2)
     assert tsne_proj.seconds > 0
 
 
@@ -60,9 +63,9 @@ def test_quality_matches_sklearn_and_hand_knn(clusters, tsne_proj):
 
     x, y = clusters
     # N <= 2000: the "subsample" is every row, so trustworthiness is sklearn's on all rows
-    expected = trustworthiness(x, tsne_proj.embedding_, n_neighbors=5)
+    expected = trustworthiness(x, tsne_proj.embedding, n_neighbors=5)
     assert tsne_proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
-    assert tsne_proj.quality["knn_accuracy"] == P._knn_accuracy(tsne_proj.embedding_, y, 10, None)
+    assert tsne_proj.quality["knn_accuracy"] == P._knn_accuracy(tsne_proj.embedding, y, 10, None)
 
 
 def test_knn_accuracy_by_hand():
@@ -89,8 +92,8 @@ def test_pca_matches_sklearn_exactly(clusters):
     proj = project(x, method="pca", labels=y, progress=False)
     ref = PCA(n_components=2, random_state=0)
     z = ref.fit_transform(x)
-    np.testing.assert_array_equal(proj.explained_variance_ratio_, ref.explained_variance_ratio_)
-    np.testing.assert_array_equal(proj.embedding_, z)
+    np.testing.assert_array_equal(proj.explained_variance_ratio, ref.explained_variance_ratio_)
+    np.testing.assert_array_equal(proj.embedding, z)
     assert proj.engine == "sklearn"
     assert proj.params["pca_dims"] is None
     assert proj.quality["knn_space"] == "input (D=64)"
@@ -101,14 +104,14 @@ def test_tsne_pre_step_is_sklearn_pca(clusters, tsne_proj):
 
     x, _ = clusters
     ref = PCA(n_components=50, random_state=0).fit(x)
-    evr = tsne_proj.explained_variance_ratio_
+    evr = tsne_proj.explained_variance_ratio
     np.testing.assert_array_equal(evr, ref.explained_variance_ratio_)
 
 
 def test_no_pre_step_when_d_small(clusters):
     x, y = clusters
     proj = project(x[:, :8], labels=y, progress=False, score=False)
-    assert proj.explained_variance_ratio_ is None
+    assert proj.explained_variance_ratio is None
     assert proj.params["pca_dims"] is None
     assert proj.quality == {}
 
@@ -119,7 +122,7 @@ def test_tensor_input_is_flattened_and_left_alone(clusters):
     before = t.clone()
     a = project(t, method="pca", progress=False)
     b = project(x[:100], method="pca", progress=False)
-    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
     assert torch.equal(t, before)
 
 
@@ -133,16 +136,16 @@ def test_converted_input_scored_on_unchanged_rows(clusters):
     proj = project(xi, method="pca", progress=False)
     np.testing.assert_array_equal(xi, before)
     ref = PCA(2, random_state=0).fit(xi.astype(np.float32))
-    np.testing.assert_array_equal(proj.explained_variance_ratio_, ref.explained_variance_ratio_)
-    expected = trustworthiness(xi.astype(np.float32), proj.embedding_, n_neighbors=5)
+    np.testing.assert_array_equal(proj.explained_variance_ratio, ref.explained_variance_ratio_)
+    expected = trustworthiness(xi.astype(np.float32), proj.embedding, n_neighbors=5)
     assert proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_normalize_gives_exact_unit_range(clusters):
     x, _ = clusters
     proj = project(x, method="pca", n_components=3, normalize=True, progress=False)
-    np.testing.assert_array_equal(proj.embedding_.min(axis=0), [0, 0, 0])
-    np.testing.assert_array_equal(proj.embedding_.max(axis=0), [1, 1, 1])
+    np.testing.assert_array_equal(proj.embedding.min(axis=0), [0, 0, 0])
+    np.testing.assert_array_equal(proj.embedding.max(axis=0), [1, 1, 1])
     # a constant axis maps to 0
     flat = P._min_max(np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]]))
     np.testing.assert_array_equal(flat, [[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]])
@@ -152,8 +155,8 @@ def test_frame_columns_labels_and_index(clusters, tsne_proj):
     x, _ = clusters
     f = tsne_proj.frame
     assert list(f.columns) == ["x", "y", "label", "index"]
-    np.testing.assert_array_equal(f["x"], tsne_proj.embedding_[:, 0])
-    np.testing.assert_array_equal(f["y"], tsne_proj.embedding_[:, 1])
+    np.testing.assert_array_equal(f["x"], tsne_proj.embedding[:, 0])
+    np.testing.assert_array_equal(f["y"], tsne_proj.embedding[:, 1])
     assert list(f["label"][:6]) == ["a", "b", "c", "d", "e", "a"]
     np.testing.assert_array_equal(f["index"], np.arange(300))
     p3 = project(x, method="pca", n_components=3, progress=False)
@@ -184,15 +187,15 @@ def test_memmap_uses_incremental_pca_and_matches_pca(tmp_path):
     assert proj.engine == "sklearn-incremental"
     ref = PCA(n_components=2, random_state=0)
     z = ref.fit_transform(x)
-    evr = proj.explained_variance_ratio_
+    evr = proj.explained_variance_ratio
     np.testing.assert_allclose(evr, ref.explained_variance_ratio_, rtol=1e-3)
     for i in range(2):  # the same components up to sign
-        assert abs(np.corrcoef(proj.embedding_[:, i], z[:, i])[0, 1]) > 0.9999
+        assert abs(np.corrcoef(proj.embedding[:, i], z[:, i])[0, 1]) > 0.9999
     assert proj.quality["trustworthiness_space"] == "input (D=120)"
     # a big enough budget reads it at once with the exact solver
     whole = project(mm, method="pca", progress=False)
     assert whole.engine == "sklearn"
-    np.testing.assert_array_equal(whole.embedding_, z)
+    np.testing.assert_array_equal(whole.embedding, z)
     np.testing.assert_array_equal(np.load(path), x)  # file untouched
 
 
@@ -202,7 +205,7 @@ def test_memmap_tsne_pre_step_is_incremental(tmp_path):
     np.save(path, x)
     proj = project(np.load(path, mmap_mode="r"), labels=y, max_memory=1, progress=False)
     assert proj.params["pca_dims"] == 50
-    assert proj.explained_variance_ratio_.shape == (50,)
+    assert proj.explained_variance_ratio.shape == (50,)
     assert proj.quality["knn_accuracy"] >= 0.95
 
 
@@ -242,13 +245,13 @@ def test_dataset_streaming_pca_matches_in_memory(small_shapes):
     flat = images.reshape(len(images), -1).numpy()
     proj = project(small_shapes, method="pca", progress=False, batch_size=100)
     assert proj.engine == "sklearn-incremental"
-    assert proj.embedding_.shape == (600, 2)
+    assert proj.embedding.shape == (600, 2)
     ref = PCA(n_components=2).fit(flat)
-    evr = proj.explained_variance_ratio_
+    evr = proj.explained_variance_ratio
     np.testing.assert_allclose(evr, ref.explained_variance_ratio_, rtol=2e-2)
     z = ref.transform(flat)
     for i in range(2):
-        assert abs(np.corrcoef(proj.embedding_[:, i], z[:, i])[0, 1]) > 0.99
+        assert abs(np.corrcoef(proj.embedding[:, i], z[:, i])[0, 1]) > 0.99
     # labels come from the items, as class names
     expected = [small_shapes.classes[i] for i in labels.tolist()]
     assert proj.frame["label"].tolist() == expected
@@ -256,20 +259,20 @@ def test_dataset_streaming_pca_matches_in_memory(small_shapes):
     assert proj.quality["trustworthiness_space"] == "input (D=768)"
     from sklearn.manifold import trustworthiness
 
-    expected = trustworthiness(flat, proj.embedding_, n_neighbors=5)  # N=600: all rows
+    expected = trustworthiness(flat, proj.embedding, n_neighbors=5)  # N=600: all rows
     assert proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
     # a DataLoader over the same dataset gives the same result
     loader = DataLoader(small_shapes, batch_size=64, shuffle=False)
     again = project(loader, method="pca", progress=False)
-    np.testing.assert_allclose(again.embedding_, proj.embedding_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(again.embedding, proj.embedding, rtol=1e-4, atol=1e-4)
 
 
 def test_dataset_streaming_tsne(small_shapes):
     sub = torch.utils.data.Subset(small_shapes, range(150))
     proj = project(sub, progress=False, perplexity=20)
-    assert proj.embedding_.shape == (150, 2)
+    assert proj.embedding.shape == (150, 2)
     assert proj.params["pca_dims"] == 50
-    assert proj.explained_variance_ratio_.shape == (50,)
+    assert proj.explained_variance_ratio.shape == (50,)
     # Subset has no .classes: labels stay integers
     assert proj.frame["label"].tolist() == small_shapes.labels[:150].tolist()
 
@@ -282,7 +285,7 @@ def test_stream_of_plain_tensors_and_shuffle_warning():
     from sklearn.decomposition import PCA
 
     ref = PCA(2).fit(x)
-    evr = proj.explained_variance_ratio_
+    evr = proj.explained_variance_ratio
     np.testing.assert_allclose(evr, ref.explained_variance_ratio_, rtol=1e-5)
     with pytest.warns(UserWarning, match="shuffles"):
         project(DataLoader(ds, batch_size=16, shuffle=True), method="pca", progress=False)
@@ -352,7 +355,7 @@ def test_small_n_lowers_perplexity_with_warning(clusters):
     with pytest.warns(UserWarning, match=msg):
         proj = project(x[:20], labels=y[:20], progress=False)
     assert proj.params["perplexity"] == pytest.approx(19 / 3)
-    assert proj.embedding_.shape == (20, 2)
+    assert proj.embedding.shape == (20, 2)
 
 
 def test_missing_extras_name_the_fast_extra(monkeypatch, clusters):
@@ -374,7 +377,7 @@ def test_opentsne_engine_deterministic_and_auto_choice(clusters, monkeypatch):
     a = project(x, labels=y, engine="opentsne", progress=False)
     b = project(x, labels=y, engine="opentsne", progress=False)
     assert a.engine == "opentsne"
-    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
     assert a.quality["knn_accuracy"] >= 0.95
     assert a.quality["trustworthiness"] >= 0.9
     monkeypatch.setattr(P, "OPENTSNE_MIN_N", 40)
@@ -394,7 +397,7 @@ def test_umap_deterministic(clusters):
     a = project(x, method="umap", labels=y, progress=False)
     b = project(x, method="umap", labels=y, progress=False)
     assert a.engine == "umap-learn"
-    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
     assert a.quality["knn_accuracy"] >= 0.95
 
 
@@ -405,7 +408,7 @@ def test_plot_projection_draws_every_point_with_legend_and_title(tsne_proj):
     ax = plot_projection(tsne_proj)
     offsets = np.concatenate([c.get_offsets() for c in ax.collections])
     assert offsets.shape == (300, 2)
-    np.testing.assert_allclose(np.sort(offsets[:, 0]), np.sort(tsne_proj.embedding_[:, 0]))
+    np.testing.assert_allclose(np.sort(offsets[:, 0]), np.sort(tsne_proj.embedding[:, 0]))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c", "d", "e"]
     title = ax.get_title()
     assert title.startswith("t-SNE (sklearn), N=300, ")
@@ -417,7 +420,7 @@ def test_plot_projection_on_given_axes_array_and_options(tsne_proj):
     import matplotlib.pyplot as plt
 
     _, ax = plt.subplots()
-    out = plot_projection(tsne_proj.embedding_, labels=np.arange(300) % 2, ax=ax, title="mine")
+    out = plot_projection(tsne_proj.embedding, labels=np.arange(300) % 2, ax=ax, title="mine")
     assert out is ax
     assert ax.get_title() == "mine"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1"]
@@ -508,3 +511,392 @@ def test_no_stray_warnings_for_normal_use(clusters):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         project(x[:100], method="pca", labels=y[:100], progress=False)
+
+
+# -- plots: drawn artists pinned (offsets, colours, sizes, legends, titles) ---------------------
+
+
+def _hand_projection(method="tsne", emb=None, labels=None, evr=None, quality=None, seconds=1.25):
+    emb = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0], [2.0, 2.0]]) if emb is None else emb
+    return Projection(
+        emb,
+        P._make_frame(emb, labels),
+        method,
+        "sklearn",
+        seconds,
+        evr,
+        {} if quality is None else quality,
+        labels,
+        {},
+    )
+
+
+def _rgb(colors):
+    return [tuple(round(float(v), 4) for v in c[:3]) for c in colors]
+
+
+def test_plot_projection_2d_artists_pinned():
+    import seaborn as sns
+
+    labels = np.array(["b", "a", "b", "a"], dtype=object)
+    quality = {"trustworthiness": 0.9, "knn_accuracy": 0.75, "knn_accuracy_input": None}
+    proj = _hand_projection(labels=labels, quality=quality)
+    ax = plot_projection(proj)
+    (points,) = ax.collections
+    np.testing.assert_array_equal(points.get_offsets(), proj.frame[["x", "y"]].to_numpy())
+    blue, orange = _rgb(sns.color_palette()[:2])
+    assert _rgb(points.get_facecolors()) == [blue, orange, blue, orange]  # order of appearance
+    assert points.get_sizes().tolist() == [40.0]  # clip(3000 / 4, 2, 40)
+    assert points.get_linewidths().tolist() == [0]
+    assert ax.get_title() == (
+        "t-SNE (sklearn), N=4, 1.2 s\ntrustworthiness 0.900, 10-NN acc. 0.750 (input n/a)"
+    )
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "label"
+    assert [t.get_text() for t in legend.get_texts()] == ["b", "a"]
+    assert legend.markerscale == 1.0
+    # no labels: one colour, no legend, the array title
+    bare = plot_projection(proj.embedding, s=7)
+    assert bare.get_legend() is None
+    assert len({tuple(c) for c in _rgb(bare.collections[0].get_facecolors())}) == 1
+    assert bare.collections[0].get_sizes().tolist() == [7.0]
+    assert bare.get_title() == "embedding, N=4"
+
+
+def test_plot_projection_hue_and_style_columns_pinned():
+    labels = np.array(["b", "a", "b", "a"], dtype=object)
+    ax = plot_projection(_hand_projection(labels=labels), hue="index", style="label")
+    (points,) = ax.collections
+    # index is numeric: a sequential colour per point, darker for larger values
+    lightness = points.get_facecolors()[:, :3].sum(axis=1)
+    assert np.all(np.diff(lightness) < 0)
+    # style: "b" gets the first marker (a circle, 26 vertices), "a" the second (13)
+    assert [p.vertices.shape[0] for p in points.get_paths()] == [26, 13, 26, 13]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["index", "0", "1", "2", "3", "label", "b", "a"]
+    with pytest.raises(ValueError, match=r"'style'.*one value per point \(N=4\)"):
+        plot_projection(_hand_projection(labels=labels), style=[1, 2])
+
+
+def test_plot_projection_3d_artists_pinned():
+    import seaborn as sns
+
+    emb = np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 0.0], [3.0, 1.0, 2.0], [2.0, 2.0, 3.0]])
+    labels = np.array([2, 1, 2, 1])
+    proj = _hand_projection("pca", emb, labels, evr=np.array([0.5, 0.25, 0.125]), seconds=0.5)
+    ax = plot_projection(proj, style=np.array(["u", "u", "v", "v"]))
+    # one collection per (label, style) pair; numeric labels sorted
+    got = [(c.get_label(), [a.tolist() for a in c._offsets3d]) for c in ax.collections]
+    assert got == [
+        ("1, u", [[1.0], [2.0], [0.0]]),
+        ("1, v", [[2.0], [2.0], [3.0]]),
+        ("2, u", [[0.0], [0.0], [1.0]]),
+        ("2, v", [[3.0], [1.0], [2.0]]),
+    ]
+    blue, orange = _rgb(sns.color_palette()[:2])
+    assert [_rgb(c.get_facecolors())[0] for c in ax.collections] == [blue, blue, orange, orange]
+    assert all(c.get_sizes().tolist() == [40.0] for c in ax.collections)
+    assert ax.get_title() == "PCA (sklearn), N=4, 0.5 s\nEVR 0.875"
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()) == ("x", "y", "z")
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "label, style"
+    assert [t.get_text() for t in legend.get_texts()] == ["1, u", "1, v", "2, u", "2, v"]
+
+
+def test_plot_projection_3d_continuous_hue_is_one_scatter():
+    emb = np.random.default_rng(0).normal(size=(30, 3))
+    ax = plot_projection(emb, hue=np.linspace(0.0, 1.0, 30))
+    (points,) = ax.collections
+    np.testing.assert_array_equal(np.array(points._offsets3d).T, emb)
+    assert ax.get_legend() is None
+    assert ax.get_title() == "embedding, N=30"
+
+
+def test_plot_layer_projections_artists_pinned():
+    import seaborn as sns
+
+    rng = np.random.default_rng(0)
+    feats = {"early": rng.normal(size=(3, 4, 10, 10)), "late": rng.normal(size=(3, 8, 10, 10))}
+    ax = plot_layer_projections(feats, sample=1)
+    (points,) = ax.collections
+    expected = [
+        project(
+            feats[k][1].reshape(feats[k].shape[1], -1).T,
+            method="pca",
+            normalize=True,
+            progress=False,
+            score=False,
+        )
+        for k in feats
+    ]
+    np.testing.assert_array_equal(
+        points.get_offsets(), np.concatenate([p.embedding for p in expected])
+    )
+    blue, orange = _rgb(sns.color_palette()[:2])
+    assert _rgb(points.get_facecolors()) == [blue] * 100 + [orange] * 100
+    assert points.get_alpha() == 0.7
+    assert points.get_sizes().tolist() == [30.0]  # clip(6000 / 200, 4, 40)
+    evrs = [float(np.sum(p.explained_variance_ratio)) for p in expected]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        f"early (EVR {evrs[0]:.2f})",
+        f"late (EVR {evrs[1]:.2f})",
+    ]
+    assert legend.markerscale == 2.0
+    assert ax.get_title() == "PCA of 2 layers, sample 1: 100 positions in the first layer"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("component 1 (scaled)", "component 2 (scaled)")
+
+
+def test_plot_layer_projections_images_with_labels_pinned():
+    rng = np.random.default_rng(1)
+    feats = {"a": rng.normal(size=(6, 4, 2, 2)), "b": rng.normal(size=(6, 3))}
+    ax = plot_layer_projections(feats, labels=np.array([0, 1, 0, 1, 0, 1]), method="tsne")
+    (points,) = ax.collections
+    assert points.get_offsets().shape == (12, 2)
+    # labels are marker styles: 0 a circle (26 vertices), 1 a cross (13)
+    assert [p.vertices.shape[0] for p in points.get_paths()] == [26, 13] * 6
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["layer", "a", "b", "label", "0", "1"]  # no PCA pre-step: no EVR
+    assert ax.get_title() == "t-SNE of 2 layers, 6 images"
+
+
+# -- Projection is a plain record; the old estimator-style names still work ---------------------
+
+
+def test_old_field_names_warn_and_alias_the_new_ones():
+    proj = _hand_projection("pca", evr=np.array([0.5, 0.25]))
+    with pytest.warns(FutureWarning, match=r"Projection\.embedding_ is deprecated.*\.embedding"):
+        assert proj.embedding_ is proj.embedding
+    with pytest.warns(FutureWarning, match=r"explained_variance_ratio_ is deprecated"):
+        assert proj.explained_variance_ratio_ is proj.explained_variance_ratio
+    new = np.zeros((4, 2))
+    with pytest.warns(FutureWarning, match="embedding_"):
+        proj.embedding_ = new
+    assert proj.embedding is new
+    with pytest.warns(FutureWarning, match="explained_variance_ratio_"):
+        proj.explained_variance_ratio_ = None
+    assert proj.explained_variance_ratio is None
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(Projection)]
+    assert fields == [
+        "embedding",
+        "frame",
+        "method",
+        "engine",
+        "seconds",
+        "explained_variance_ratio",
+        "quality",
+        "labels",
+        "params",
+    ]
+
+
+# -- the method table is the one place that knows a method ------------------------------------
+
+
+def test_a_new_row_in_the_method_table_is_a_new_method(monkeypatch, clusters):
+    def flip(red, s):
+        return P._Embedding(-np.asarray(red.data)[:, : s.k], "hand", {"flipped": True})
+
+    row = P._Method("Flip", ("auto", "hand"), flip, True, 5, " (hand rule)", 2, False)
+    monkeypatch.setitem(P._METHODS, "flip", row)
+    x, _ = clusters
+    proj = project(x, method="flip", engine="hand", progress=False, score=False)
+    ref = project(x, method="pca", n_components=50, progress=False, score=False)
+    np.testing.assert_array_equal(proj.embedding, -ref.embedding[:, :2])  # after the pre-step
+    assert (proj.engine, proj.params["flipped"], proj.params["pca_dims"]) == ("hand", True, 50)
+    assert plot_projection(proj).get_title().startswith("Flip (hand), N=300")
+    with pytest.raises(ValueError, match=r"'engine'.*\['auto', 'hand'\] for method='flip'"):
+        project(x, method="flip", engine="sklearn", progress=False)
+    with pytest.raises(ValueError, match=r"'n_components'.*\[1, 2\] for method='flip'"):
+        project(x, method="flip", n_components=3, progress=False)
+    with pytest.raises(ValueError, match=r"at least 5 rows \(N >= 5\) for method='flip' \(hand"):
+        project(x[:4], method="flip", progress=False)
+    with pytest.raises(
+        ValueError, match=r"'engine'.*\['auto', 'sklearn', 'opentsne', 'umap', 'hand'"
+    ):
+        project(x, engine="none", progress=False)
+
+
+# -- degenerate input: a clear ValueError before any library runs ------------------------------
+
+
+def _rows(n=40, d=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def _ramp():
+    return np.arange(240.0).reshape(40, 6)
+
+
+def _near_constant_f32():
+    x = np.full((40, 4), 1000.0, dtype=np.float32)
+    x[::2, 0] = np.nextafter(np.float32(1000), np.float32(2000))  # one float32 step apart
+    return x
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # identical rows: zero variance, for every method (t-SNE: see the subprocess test)
+        ({"features": np.ones((40, 6)), "method": "pca"}, ValueError, r"'features'.*40 identical"),
+        ({"features": np.ones((40, 6)), "method": "umap"}, ValueError, r"'features'.*identical"),
+        # too few rows for the method
+        ({"features": _rows(3), "method": "tsne"}, ValueError, r"'features'.*at least 4 rows.*N=3"),
+        ({"features": _rows(2), "method": "umap"}, ValueError, r"'features'.*at least 3 rows.*N=2"),
+        # D=1 (or too few dimensions) for k=2
+        ({"features": _rows(d=1)}, ValueError, r"'n_components'.*min\(N, D\) = 1.*D=1"),
+        ({"features": _rows(d=1), "method": "umap"}, ValueError, r"'n_components'.*= 1"),
+        ({"features": _rows(d=3), "n_components": 3, "perplexity": 5}, None, None),
+        ({"pca_dims": 1}, ValueError, r"'pca_dims'.*>= n_components = 2.*Got 1"),
+        # labels
+        ({"labels": [None] + [1] * 39}, ValueError, r"'labels'.*1 missing.*rows 0;"),
+        ({"labels": [0.0] * 39 + [np.nan]}, ValueError, r"'labels'.*missing.*rows 39"),
+        (
+            {"labels": np.array(["a", 1] * 20, dtype=object)},
+            ValueError,
+            r"'labels'.*one kind.*\['int', 'str'\]",
+        ),
+        # NaN / inf features with a pre-step method
+        (
+            {"features": np.where(np.eye(40, 6) > 0, np.inf, _rows())},
+            ValueError,
+            r"'features'.*6 row",
+        ),
+        # a spread float32 distances cannot hold
+        # (a ramp: every column ranges over 6 * 39 = 234)
+        (
+            {"features": _ramp() * 1e30},
+            ValueError,
+            r"'features'.*spans 2.34e\+32.*\[1e-12, 1e\+12\]",
+        ),
+        (
+            {"features": _ramp() * 1e-20, "method": "umap"},
+            ValueError,
+            r"'features'.*spans 2.34e-18",
+        ),
+        ({"features": _near_constant_f32()}, ValueError, r"'features'.*varies.*at most 6.1e-08"),
+        # arguments
+        ({"n_jobs": 0}, ValueError, r"'n_jobs'.*non-zero int.*Got 0"),
+        ({"n_jobs": "2"}, ValueError, r"'n_jobs'.*Got '2'"),
+        ({"random_state": -1}, ValueError, r"'random_state'.*\[0, inf\). Got -1"),
+        ({"max_memory": 0}, ValueError, r"'max_memory'.*\[1, inf\). Got 0"),
+        ({"batch_size": 0}, ValueError, r"'batch_size'.*\[1, inf\). Got 0"),
+        ({"perplexity": float("nan")}, ValueError, r"'perplexity'.*\(0, inf\)"),
+    ],
+)
+def test_degenerate_input_is_refused_up_front(kwargs, error, match):
+    args = {"features": _rows(), "progress": False, **kwargs}
+    if error is None:  # k = D = 3 is allowed (t-SNE's PCA init needs k <= D, not more)
+        assert project(**args).embedding.shape == (40, 3)
+        return
+    with pytest.raises(error, match=match) as info:
+        project(**args)
+    assert "of project" in str(info.value)
+
+
+def test_near_constant_pca_is_refused_not_returned_with_nan():
+    x = _near_constant_f32()
+    x[0, 1] = np.nextafter(np.float32(1000), np.float32(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning from sklearn on the way
+        with pytest.raises(ValueError, match=r"'features'.*PCA step.*NaN or inf.*refused"):
+            project(x * np.float32(1e-30), method="pca", progress=False)
+
+
+def test_identical_rows_in_memory_maps_and_streams(tmp_path):
+    path = tmp_path / "same.npy"
+    np.save(path, np.ones((600, 30), dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # IncrementalPCA's 0/0 warnings stay inside
+        with pytest.raises(ValueError, match=r"'features'.*600 identical rows"):
+            project(np.load(path, mmap_mode="r"), method="pca", max_memory=1, progress=False)
+        with pytest.raises(ValueError, match=r"'features'.*300 identical rows"):
+            project(TensorDataset(torch.ones(300, 60)), method="pca", progress=False)
+
+
+def test_stream_too_small_for_the_method():
+    ds = TensorDataset(torch.from_numpy(_rows(3, 8).astype(np.float32)))
+    with pytest.raises(ValueError, match=r"'features'.*at least 4 rows.*method='tsne'.*N=3"):
+        project(ds, progress=False)
+    with pytest.raises(ValueError, match=r"'n_components'.*min\(N, D\) = 3.*Got 5"):
+        project(ds, method="pca", n_components=5, progress=False)
+
+
+def test_identical_rows_with_tsne_raise_instead_of_crashing():
+    # sklearn's t-SNE segfaulted on these (its PCA init divides by a zero std) and
+    # openTSNE returned NaN; a crash would kill pytest, so they run in a fresh process
+    code = """
+import numpy as np
+from featviz.projection import project
+x = np.ones((50, 5))
+tiny = x.copy(); tiny[0, 0] += 1e-12
+small = np.random.default_rng(0).normal(size=(30, 3)) * 1e-30
+for feats in (x, tiny, small, x.astype(np.float32)):
+    try:
+        project(feats, method="tsne", progress=False)
+    except ValueError as exc:
+        print(str(exc).split(" parameter")[0], "|", "nothing to project" in str(exc)
+              or "float32" in str(exc))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["The 'features' | True"] * 4
+
+
+def test_library_errors_are_wrapped_and_nan_results_refused(monkeypatch):
+    from sklearn.manifold import TSNE
+
+    def boom(self, z):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(TSNE, "fit_transform", boom)
+    with pytest.raises(
+        ValueError,
+        match=r"'features' parameter of project could not be.*"
+        r"scikit-learn's TSNE failed \(RuntimeError: boom\)",
+    ) as info:
+        project(_rows(), perplexity=5, progress=False)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    monkeypatch.setattr(TSNE, "fit_transform", lambda self, z: np.full((len(z), 2), np.nan))
+    with pytest.raises(ValueError, match=r"'features'.*t-SNE embedding with NaN.*refused"):
+        project(_rows(), perplexity=5, progress=False)
+
+
+def test_warnings_as_errors_are_not_wrapped():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="perplexity=30 needs N > 90"):
+            project(_rows(), progress=False)
+
+
+def test_plot_projection_labels_follow_the_same_rule(tsne_proj):
+    with pytest.raises(ValueError, match=r"'labels' parameter of plot_projection.*missing"):
+        plot_projection(tsne_proj, labels=[None] * 300)
+
+
+@pytest.mark.parametrize(
+    ("features", "kwargs", "match"),
+    [
+        ({"a": np.ones((3, 4, 1, 1))}, {"sample": 0}, r"'features'.*layer 'a'.*1 point\(s\)"),
+        ({"a": _rows(3, 4).reshape(3, 1, 2, 2)}, {"sample": 0}, r"'features'.*'a'.*1 value"),
+        ({"a": _rows(5, 1)}, {}, r"'features'.*layer 'a'.*1 value"),
+        ({"a": np.zeros((3, 4, 4, 4))}, {"sample": 0}, r"features\['a'\].*16 identical rows"),
+        ({"a": _rows(1, 4)}, {}, r"features\['a'\].*at least 2 rows"),
+        ({"a": _rows(3, 4)}, {"method": "tsne"}, r"features\['a'\].*at least 4 rows"),
+        ({"a": _rows(6, 4)}, {"labels": [None] * 6}, r"'labels'.*missing"),
+        ({"a": _rows(6, 4)}, {"random_state": -1}, r"'random_state'.*Got -1"),
+        ({"a": _rows(6, 4), "b": np.float64(3.0)}, {}, r"'features'.*same images"),
+        ({"a": [["x", "y"], ["z", "w"]]}, {}, r"features\['a'\].*numbers"),
+    ],
+)
+def test_plot_layer_projections_names_itself_in_errors(features, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        plot_layer_projections(features, **kwargs)
+    message = str(info.value)
+    assert "parameter of plot_layer_projections" in message
+    assert "of project" not in message and "project(" not in message
