@@ -109,8 +109,8 @@ def test_projection_input():
     names = ["a", "b", "c"] * 10
     proj = project(feats, method="pca", labels=names, progress=False, score=False)
     view = explore(proj)
-    np.testing.assert_array_equal(view.data["x"], proj.embedding_[:, 0])
-    np.testing.assert_array_equal(view.data["y"], proj.embedding_[:, 1])
+    np.testing.assert_array_equal(view.data["x"], proj.embedding[:, 0])
+    np.testing.assert_array_equal(view.data["y"], proj.embedding[:, 1])
     assert view.data["label"] == names
 
 
@@ -127,7 +127,7 @@ def test_feature_set_input_projects_and_uses_outputs():
         index=np.arange(100, 112),
     )
     view = explore(fs, class_names=["x", "y", "z"])
-    emb = project(feats, method="pca", progress=False, score=False).embedding_
+    emb = project(feats, method="pca", progress=False, score=False).embedding
     np.testing.assert_allclose(view.data["x"], emb[:, 0])
     np.testing.assert_array_equal(view.data["index"], np.arange(100, 112))
     assert view.data["prediction"][:3] == ["x", "y", "z"]

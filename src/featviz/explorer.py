@@ -95,7 +95,7 @@ def _array(value: Any, name: str) -> np.ndarray:
 # -- points --------------------------------------------------------------------------------
 def _projection_fields(proj: Any) -> tuple[np.ndarray, Any]:
     """The embedding and labels of a `Projection` (the one place that reads its fields)."""
-    return np.asarray(proj.embedding_), proj.labels
+    return np.asarray(proj.embedding), proj.labels
 
 
 def _feature_set_points(
@@ -837,7 +837,7 @@ def explore(
     WebGL. A click on overlapping points selects them all and shows the first.
 
     Args:
-        points: A `Projection` (its ``embedding_``'s first two columns and its labels),
+        points: A `Projection` (its ``embedding``'s first two columns and its labels),
             a `FeatureSet` (``layers`` projected with ``method``; its labels, and its
             outputs as logits for the predictions), or an (N, 2) tensor/array.
         images: (N, C, H, W) tensor or (N, H, W, C) array (C in 1, 3, 4; also (N, H, W)),

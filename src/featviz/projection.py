@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from featviz._ops import minmax
+from featviz._validation import check_choice, check_int
 from featviz.hooks import to_numpy
 
 if TYPE_CHECKING:
@@ -180,20 +182,11 @@ def _warn(message: str) -> None:
 
 
 def _check_int(value: Any, name: str, low: int, fn: str = "project") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(
-            f"The {name!r} parameter of {fn} must be an int in the range [{low}, inf). "
-            f"Got {value!r} instead."
-        )
-    return int(value)
+    return check_int(value, name, fn, low)
 
 
 def _check_choice(value: Any, name: str, choices: Sequence[str], fn: str = "project") -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(
-            f"The {name!r} parameter of {fn} must be one of {list(choices)}. Got {value!r} instead."
-        )
-    return value.lower()
+    return check_choice(value, name, fn, choices, ignore_case=True)
 
 
 def _check_perplexity(value: Any, fn: str) -> float:
@@ -1146,12 +1139,9 @@ def _score(
 
 
 def _min_max(emb: np.ndarray) -> np.ndarray:
-    lo = emb.min(axis=0)
-    span = emb.max(axis=0) - lo
-    safe = np.where(span > 0, span, 1)
-    out = (emb - lo) / safe  # x / x == 1 exactly, so the max maps to exactly 1
-    out[:, span == 0] = 0
-    return out
+    """Each column of an (N, k) embedding scaled to [0, 1] by the one featviz rule."""
+    cols = torch.from_numpy(np.ascontiguousarray(emb.T))
+    return minmax(cols, what="embedding").numpy().T
 
 
 def _make_frame(emb: np.ndarray, labels: np.ndarray | None) -> pd.DataFrame:
