@@ -32,6 +32,7 @@ from featviz._ops import (
     check_autograd_model,
     eval_mode,
     grad_enabled,
+    kept_buffers,
     minmax,
     resize,
 )
@@ -228,6 +229,15 @@ def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, 1:, :].transpose(1, 2).reshape(n, c, side, side)
 
 
+def _same_tensor(a: Any, b: torch.Tensor) -> bool:
+    return a is b or (
+        isinstance(a, torch.Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and bool(torch.equal(a, b))
+    )
+
+
 def _check_size(size: Any) -> Size:
     if size is None or size == "input":
         return size
@@ -289,7 +299,9 @@ class CAM:
         batch_size: Score-CAM: masked inputs evaluated per forward pass. None: 16 on
             the CPU (the fastest of 8-64 for ResNets there, cache-bound), 64 elsewhere.
         eval_mode: Evaluate the model in eval mode (BatchNorm running statistics, no
-            dropout) during the call; False keeps its current mode.
+            dropout) during the call; False keeps its current mode. Either way every
+            buffer (BatchNorm running statistics, ``num_batches_tracked``) is restored
+            bit for bit after the call.
         progress: Show a progress bar for Score-CAM's masked forward passes.
 
     Attributes:
@@ -426,7 +438,9 @@ class CAM:
                 "parameter (and a reshape_transform for token outputs)."
             )
         last = cap.activations[candidates[-1]]
-        same = [k for k in order if cap.activations.get(k) is last]
+        # modules returning that tensor (capture hands the next module a clone of a live
+        # output, so "the same tensor" is the same values)
+        same = [k for k in order if _same_tensor(cap.activations.get(k), last)]
         # the outermost module returning it, then down through Sequentials' last children
         key = min(same, key=lambda k: k.count("."))
         while isinstance(module := inner.get_submodule(key), nn.Sequential) and len(module):
@@ -485,7 +499,11 @@ class CAM:
         if self._spec.gradients:
             check_autograd_model(self.model, f"CAM(method={self.method!r})")
         # the same maps inside the caller's no_grad() or inference_mode()
-        with grad_enabled(), eval_mode(self.model, self.eval_mode):
+        with (
+            grad_enabled(),
+            eval_mode(self.model, self.eval_mode),
+            kept_buffers(self.model),  # training-mode BatchNorm statistics
+        ):
             images = autograd_input(images)
             keys = self._keys if self._keys is not None else [self._probe_layer(images)]
             return self._compute(images, target, keys)

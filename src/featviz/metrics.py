@@ -103,7 +103,7 @@ def _as_maps(saliency: Any, n: int | None = None) -> torch.Tensor:
 
 def _maps_for(images: torch.Tensor, saliency: Any) -> torch.Tensor:
     maps = _as_maps(saliency, images.shape[0]).to(images.device)
-    size = tuple(images.shape[-2:])
+    size = (int(images.shape[-2]), int(images.shape[-1]))
     return _ops.resize(maps, size)
 
 
