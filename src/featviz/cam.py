@@ -229,6 +229,30 @@ def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, 1:, :].transpose(1, 2).reshape(n, c, side, side)
 
 
+def _target_on(target: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A class-index tensor moved to the images' device, or a ValueError saying why not."""
+    try:
+        return target.to(device)
+    except (RuntimeError, NotImplementedError) as exc:
+        raise ValueError(
+            f"The 'target' parameter is a tensor on device {target.device}, which cannot be "
+            f"copied to the images' device {device}. Got a {tuple(target.shape)} tensor on "
+            f"{target.device} instead; pass the class indices as a list or a tensor on the "
+            "CPU or on the images' device."
+        ) from exc
+
+
+def _check_differentiable(scores: torch.Tensor, method: str) -> None:
+    if not scores.requires_grad:
+        raise ValueError(
+            f"The 'target' callable returned scores with no gradient, so method={method!r} "
+            "cannot differentiate them. Got a tensor without grad_fn (made with .detach(), "
+            ".item(), argmax, comparisons or constants?) instead; return a differentiable "
+            "function of the outputs, such as outputs[:, k], or use method='eigencam' or "
+            "'scorecam', which need no gradient."
+        )
+
+
 def _same_tensor(a: Any, b: torch.Tensor) -> bool:
     return a is b or (
         isinstance(a, torch.Tensor)
@@ -496,6 +520,8 @@ class CAM:
                     "method='cam' weights channels by one class's linear weights and needs "
                     "class indices; a callable 'target' is not supported (use 'gradcam')."
                 )
+        if isinstance(target, torch.Tensor):
+            target = _target_on(target, images.device)
         if self._spec.gradients:
             check_autograd_model(self.model, f"CAM(method={self.method!r})")
         # the same maps inside the caller's no_grad() or inference_mode()
@@ -556,13 +582,18 @@ class CAM:
                 if callable_target:
                     classes = None
                     scores = call_target(target, outputs, n)  # type: ignore[arg-type]
+                    _check_differentiable(scores, self.method)
                 else:
                     classes = target_classes(outputs, target, n)
                     scores = as_logits(outputs).gather(1, classes[:, None])[:, 0]
                 grads = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
             for key, g in zip(keys, grads, strict=True):
                 if g is None:
-                    raise ValueError(f"The target score does not depend on layer {key!r}.")
+                    raise ValueError(
+                        f"The target score does not depend on layer {key!r} (the 'layers' "
+                        "parameter): no gradient flows from the score to it. Choose a layer on "
+                        "the path from the input to the scored output."
+                    )
             scores = scores.detach()
             acts = [a.detach() for a in acts]  # release the graph before the maps
             del outputs

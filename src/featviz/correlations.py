@@ -271,24 +271,31 @@ def _label_stack(
     axis: Any,
     reduce: Any,
     func: str,
+    param: str = "matrix",
 ) -> tuple[list[list[Any]], np.ndarray, bool]:
-    """Selected labels per matrix, the thresholds used (B,), and whether input was a stack."""
+    """Selected labels per matrix, the thresholds used (B,), and whether input was a stack.
+
+    ``param`` is the caller's name for ``matrix``, for the messages.
+    """
     axis = _check_axis(axis, func)
     reduce = check_choice(reduce, "reduce", func, _REDUCERS)
-    m = _as_float_numpy(matrix, "matrix", func)
+    m = _as_float_numpy(matrix, param, func)
     if m.ndim not in (2, 3):
         raise ValueError(
-            f"The 'matrix' parameter of {func} must be 2-D (R, K) or a 3-D stack (B, R, K). "
+            f"The {param!r} parameter of {func} must be 2-D (R, K) or a 3-D stack (B, R, K). "
             f"Got shape {m.shape}."
         )
     is_stack = m.ndim == 3
     stack = m if is_stack else m[None]
     if 0 in stack.shape:
-        raise ValueError(f"The 'matrix' parameter of {func} is empty. Got shape {m.shape}.")
+        raise ValueError(
+            f"The {param!r} parameter of {func} is empty. Got shape {m.shape} instead; pass "
+            "at least one matrix with at least one row and one column."
+        )
     bad = ~np.isfinite(stack)
     if bad.any():
         dims = ("matrix", "row", "column") if is_stack else ("row", "column")
-        raise ValueError(_nonfinite_message("matrix", func, bad if is_stack else bad[0], dims))
+        raise ValueError(_nonfinite_message(param, func, bad if is_stack else bad[0], dims))
     if threshold is not None and quantile is not None:
         raise ValueError(
             f"The 'threshold' and 'quantile' parameters of {func} are mutually exclusive. "
@@ -622,7 +629,14 @@ def plot_correlation_maps(
         )
     fmt = fmt.lower()
     labels, thresholds, _ = _label_stack(
-        arr, names, threshold=threshold, quantile=quantile, axis=axis, reduce=reduce, func=func
+        arr,
+        names,
+        threshold=threshold,
+        quantile=quantile,
+        axis=axis,
+        reduce=reduce,
+        func=func,
+        param="stack",
     )
     batch, rows, cols = arr.shape
     out = Path(out_dir)

@@ -146,6 +146,12 @@ def _classes(model: nn.Module, images: torch.Tensor, target: Any, batch_size: in
             "callables are not supported."
         )
     n = images.shape[0]
+    if isinstance(target, torch.Tensor) and target.device.type == "meta":
+        raise ValueError(
+            "The 'target' parameter is a tensor on the meta device, which holds no values. "
+            f"Got a {tuple(target.shape)} meta tensor instead; pass the class indices as a "
+            "list or a tensor on the CPU or on the images' device."
+        )
     if target is None:
         outs = [model(chunk) for chunk in images.split(batch_size)]
         return torch.cat([target_classes(o, None, len(o)) for o in outs])
