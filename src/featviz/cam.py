@@ -425,7 +425,13 @@ class CAM:
             name, module = linears[-1]
             logger.info("CAM: using %r as the final linear layer", name)
         else:
-            found = resolve_layers(self.model, fc)
+            try:
+                found = resolve_layers(self.model, fc)
+            except (TypeError, ValueError) as exc:  # its messages say 'layers'
+                raise type(exc)(
+                    f"The 'fc' parameter must name the model's final linear layer. Got {fc!r} "
+                    f"instead: {exc}"
+                ) from exc
             if len(found) != 1:
                 raise ValueError(
                     f"The 'fc' parameter must name one layer. Got {fc!r}, matching {list(found)}."
@@ -640,8 +646,9 @@ class CAM:
             g = self.reshape_transform(g) if g is not None else None
         if a.ndim != 4:
             raise ValueError(
-                f"Layer {key!r} gives activations of shape {tuple(a.shape)}; CAMs need "
-                "(N, C, h, w). Pass a reshape_transform (e.g. 'vit' for ViT tokens)."
+                f"The 'layers' entry {key!r} gives activations of shape {tuple(a.shape)}; "
+                "CAMs need (N, C, h, w). Choose a convolutional layer, or pass a "
+                "reshape_transform (e.g. 'vit' for ViT tokens)."
             )
         a = a.float()
         g = g.float() if g is not None else None

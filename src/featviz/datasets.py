@@ -152,13 +152,13 @@ class Shapes(Dataset[ShapesItem]):
                 f"amplitude; 0 for none). Got {noise!r} instead."
             )
         self.classes: tuple[str, ...] = classes
-        self.size = size
-        self.seed = seed
+        self.size: int = size
+        self.seed: int = seed
         images, labels, boxes, masks = self._draw(n, size, seed, classes, distractors, noise)
-        self.images = torch.from_numpy(images)
-        self.labels = torch.from_numpy(labels)
-        self.boxes = torch.from_numpy(boxes)
-        self.masks = torch.from_numpy(masks)
+        self.images: torch.Tensor = torch.from_numpy(images)
+        self.labels: torch.Tensor = torch.from_numpy(labels)
+        self.boxes: torch.Tensor = torch.from_numpy(boxes)
+        self.masks: torch.Tensor = torch.from_numpy(masks)
 
     @staticmethod
     def _draw(
