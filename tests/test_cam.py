@@ -611,3 +611,26 @@ def test_concurrent_grad_cam_on_builtin_model(tiny_model, shapes_test):
     for got, want in zip(together, alone, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert_no_hooks(tiny_model)
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_training_mode_buffers_restored_inside_grad_off_modes(mode):
+    model = _bn_model().train()
+    x = torch.randn(2, 3, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ref = CAM(model, "3", "gradcam", eval_mode=False)(x, 1)
+    with mode():
+        got = CAM(model, "3", "gradcam", eval_mode=False)(x, 1)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("method", ["gradcam", "eigencam", "cam"])
+def test_non_finite_activations_set_to_zero_with_a_warning(tiny, method):
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.5, 0.5], [0.5, 0.5]]]])
+    x[0, 0, 0, 0] = float("inf")
+    with pytest.warns(RuntimeWarning, match="NaN or inf"):
+        maps = CAM(tiny, "conv", method, size=None)(x, 0)
+    assert torch.isfinite(maps).all()
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1

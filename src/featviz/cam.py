@@ -31,6 +31,7 @@ from featviz._ops import (
     autograd_input,
     check_autograd_model,
     eval_mode,
+    finite_or_zero,
     grad_enabled,
     kept_buffers,
     minmax,
@@ -650,8 +651,9 @@ class CAM:
                 "CAMs need (N, C, h, w). Choose a convolutional layer, or pass a "
                 "reshape_transform (e.g. 'vit' for ViT tokens)."
             )
-        a = a.float()
-        g = g.float() if g is not None else None
+        # the one rule for NaN/inf (featviz._ops): set to 0, with a RuntimeWarning
+        a = finite_or_zero(a.float(), what=f"activations of layer {key!r}")
+        g = finite_or_zero(g.float(), what=f"gradients of layer {key!r}") if g is not None else None
         if self.method == "cam" and self._fc_weight is not None:
             if self._fc_weight.shape[1] != a.shape[1]:
                 raise ValueError(
@@ -675,14 +677,9 @@ class CAM:
             size = max((tuple(r.shape[-2:]) for r in raw), key=lambda s: s[0] * s[1])  # type: ignore[assignment]
         else:
             size = self.size
-        # checked at the layer's (small) size: resizing finite values keeps them finite
-        if not all(bool(torch.isfinite(r).all()) for r in raw):
-            warnings.warn(
-                "CAM: the maps contain NaN or inf (non-finite activations or gradients); "
-                "those values were set to 0.",
-                stacklevel=3,
-            )
-            raw = [torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0) for r in raw]
+        # checked at the layer's (small) size: resizing finite values keeps them finite;
+        # finite inputs may still overflow in the weighted sum
+        raw = [finite_or_zero(r, what="CAM maps") for r in raw]
         maps = [resize(r, size).to(images.device) for r in raw]
         if len(maps) == 1:
             out = maps[0]
