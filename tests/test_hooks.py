@@ -652,3 +652,21 @@ def test_detach_false_keeps_the_output_before_inplace_ops_with_selector():
     torch.testing.assert_close(y, torch.full((1, 2), 33.0))  # the model's result unchanged
     (g,) = torch.autograd.grad(y.sum(), [cap.activations["pair[0]"]])
     torch.testing.assert_close(g, torch.ones(1, 2))
+
+
+def test_capture_warns_when_the_model_ran_only_in_another_thread():
+    import threading
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 1))
+    x = torch.ones(1, 3, 2, 2)
+    with pytest.warns(UserWarning, match=r"ran 1 time\(s\), but only in other threads"):
+        with capture(model, "0") as cap:
+            worker = threading.Thread(target=lambda: model(x))
+            worker.start()
+            worker.join()
+    assert cap.activations == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the entering thread's pass: no warning
+        with capture(model, "0") as cap:
+            model(x)
+    assert cap.calls == {"0": 1}

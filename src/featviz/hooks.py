@@ -439,6 +439,7 @@ class Capture:
         # the thread whose forward passes are recorded (set by attach); None: any thread,
         # for DataParallel over several devices, whose replicas run in worker threads
         self._owner: int | None = None
+        self._foreign = 0  # layer calls seen from other threads
         inner = model
         self._any_thread = isinstance(inner, nn.DataParallel) and len(inner.device_ids) > 1
 
@@ -481,6 +482,7 @@ class Capture:
     def _make_hook(self, target: _Target) -> Callable[..., Any]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
             if not self._mine():
+                self._foreign += 1
                 return None
             self.calls[target.key] = self.calls.get(target.key, 0) + 1
             value = _select(output, target.selector, target.key)
@@ -615,6 +617,14 @@ class Capture:
         tb: TracebackType | None,
     ) -> None:
         self.remove()
+        if exc_type is None and self._foreign and not self.calls:
+            warnings.warn(
+                f"capture: the layers {list(self.layers)} ran {self._foreign} time(s), but only "
+                "in other threads than the one that entered capture(...), and capture records "
+                "only that thread's forward passes (so that threads sharing a model do not "
+                "mix results). Run the model in the thread that enters the with block.",
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         return f"Capture(layers={list(self.layers)}, attached={self.attached})"
@@ -650,7 +660,8 @@ def capture(
     Threads: the hooks record only the forward passes run by the thread that entered
     the block, so several threads may capture from one shared model at once (except
     ``nn.DataParallel`` over several devices, whose replicas run in worker threads: all
-    of its passes are recorded).
+    of its passes are recorded). A block whose layers ran only in other threads warns
+    on exit.
 
     Nothing is recorded silently: each time ``model`` itself is called inside the block,
     layers named one by one (not by glob or type) that did not run during that call
