@@ -111,14 +111,14 @@ def _out_of_place(model: nn.Module) -> nn.Module:
 CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], list[str], str | None]] = {
     "conv+relu(inplace)": (_conv_relu, (2, 3, 8, 8), ["0", "2"], "2"),
     "out += identity": (_residual, (2, 3, 8, 8), ["1.bn", "2.bn", "1"], "2.bn"),
-    "vgg11": (_vgg11, (2, 3, 64, 64), ["features.0", "features.18"], "features.0"),
+    "vgg11": (_vgg11, (1, 3, 32, 32), ["features.0", "features.18"], "features.0"),
     "resnet18": (
         _resnet18,
         (2, 3, 64, 64),
         ["layer1.0.bn1", "layer2.1.bn2", "layer4.1.bn2"],
         "layer1.0.bn2",
     ),
-    "densenet121": (_densenet121, (1, 3, 32, 32), ["features.norm5"], None),
+    "densenet121": (_densenet121, (1, 3, 64, 64), ["features.norm5"], None),
 }
 
 
@@ -194,6 +194,7 @@ def test_every_cam_method_matches_out_of_place_model(pair, method):
         if score_layer is None:
             pytest.skip("Score-CAM over 1024 channels is too slow here")
         layers = [score_layer]
+        x = x[:1]  # one masked forward pass per channel and image: keep it short
     if method == "cam":
         if name == "vgg11":
             pytest.skip("VGG has no global pooling before its classifier: classic CAM")
