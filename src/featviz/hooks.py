@@ -440,8 +440,7 @@ class Capture:
         # for DataParallel over several devices, whose replicas run in worker threads
         self._owner: int | None = None
         self._foreign = 0  # layer calls seen from other threads
-        inner = model
-        self._any_thread = isinstance(inner, nn.DataParallel) and len(inner.device_ids) > 1
+        self._any_thread = isinstance(model, nn.DataParallel) and len(model.device_ids) > 1
 
     # -- hook bodies -------------------------------------------------------------------
     def _mine(self) -> bool:

@@ -84,7 +84,7 @@ def _check_images(images: Any) -> torch.Tensor:
 def _as_maps(
     saliency: Any, n: int | None = None, *, func: str = "the metric", clean: bool = True
 ) -> torch.Tensor:
-    """(N, H, W) float32 maps, N >= 1; NaN/inf set to 0 with a warning unless not ``clean``."""
+    """(N, H, W) float32 maps, N >= 1; with ``clean``, NaN/inf set to 0 with a warning."""
     if isinstance(saliency, np.ndarray):
         saliency = torch.from_numpy(np.ascontiguousarray(saliency))
     if not isinstance(saliency, torch.Tensor):
