@@ -522,3 +522,115 @@ def test_scripted_model_gives_the_eager_maps(tiny_model, shapes_test, method):
         grad_cam(tiny_model, images, "features.13"),
         atol=1e-6,
     )
+
+
+# --------------------------------------------------------------------------------------
+# reliability (issue 14): training-mode buffers, threads
+# --------------------------------------------------------------------------------------
+def _bn_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.BatchNorm2d(4, momentum=None),  # cumulative average: num_batches_tracked matters
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_mode_call_leaves_buffers_bit_identical(method):
+    model = _bn_model().train()
+    x = torch.randn(3, 3, 8, 8)
+    model(x)  # buffers away from their initial values
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    objects = {k: v for k, v in model.named_buffers()}
+    CAM(model, "3", method, eval_mode=False, progress=False)(x, 1)
+    after = model.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    assert all(objects[k] is v for k, v in model.named_buffers())  # same tensors
+    assert all(m.training for m in model.modules())
+    # the call did run in training mode: batch statistics, not the running ones
+    train_map = CAM(model, "3", "gradcam", eval_mode=False)(x, 1)
+    eval_map = CAM(model, "3", "gradcam")(x, 1)
+    assert not torch.allclose(train_map, eval_map)
+
+
+def test_kept_buffers_restores_on_error_and_skips_eval_models():
+    from featviz._ops import kept_buffers
+
+    model = _bn_model().train()
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    with pytest.raises(RuntimeError, match="boom"), kept_buffers(model):
+        model(torch.randn(2, 3, 4, 4))
+        model[1].running_mean = torch.ones(4)  # replaced, not edited: the original comes back
+        raise RuntimeError("boom")
+    for k, v in model.named_buffers():
+        assert torch.equal(v, before[k]), k
+    model.eval()
+    with kept_buffers(model):
+        with torch.no_grad():
+            model[1].running_mean.fill_(7.0)  # eval mode: nothing saved, nothing restored
+    assert torch.equal(model[1].running_mean, torch.full((4,), 7.0))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "eigencam"])
+def test_concurrent_calls_on_one_model_equal_single_thread_results(method):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _bn_model().eval()
+    inputs = [
+        torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(8)
+    ]
+    targets = [i % 3 for i in range(8)]
+    alone = [CAM(model, "3", method)(x, t) for x, t in zip(inputs, targets, strict=True)]
+
+    def run(i: int) -> torch.Tensor:
+        return CAM(model, "3", method)(inputs[i], targets[i])
+
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            together = list(pool.map(run, range(8)))
+        for got, want in zip(together, alone, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert_no_hooks(model)
+
+
+def test_concurrent_grad_cam_on_builtin_model(tiny_model, shapes_test):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = shapes_test.tensors()[0][:16]
+    chunks = [images[i::4] for i in range(4)]
+    alone = [grad_cam(tiny_model, c, "features.13") for c in chunks]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda c: grad_cam(tiny_model, c, "features.13"), chunks))
+    for got, want in zip(together, alone, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert_no_hooks(tiny_model)
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_training_mode_buffers_restored_inside_grad_off_modes(mode):
+    model = _bn_model().train()
+    x = torch.randn(2, 3, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ref = CAM(model, "3", "gradcam", eval_mode=False)(x, 1)
+    with mode():
+        got = CAM(model, "3", "gradcam", eval_mode=False)(x, 1)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("method", ["gradcam", "eigencam", "cam"])
+def test_non_finite_activations_set_to_zero_with_a_warning(tiny, method):
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.5, 0.5], [0.5, 0.5]]]])
+    x[0, 0, 0, 0] = float("inf")
+    with pytest.warns(RuntimeWarning, match="NaN or inf"):
+        maps = CAM(tiny, "conv", method, size=None)(x, 0)
+    assert torch.isfinite(maps).all()
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1

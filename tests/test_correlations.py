@@ -396,3 +396,94 @@ def test_maps_options_and_errors(tmp_path):
     assert not (tmp_path / "new").exists()
     with pytest.raises(ValueError, match="got 2 names"):
         plot_correlation_maps(_stack(), NAMES[:2], tmp_path / "new", progress=False)
+
+
+# ------------------------------------------------------------- ties and magnitudes (issue 14)
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+# (value, rows): the float64 mean of these rows differs from the value in the last bit
+@pytest.mark.parametrize(
+    ("value", "rows"), [(0.1, 3), (1 / 3, 10), (-7.3, 7), (0.7, 6), (1e-300, 7), (3e38, 7)]
+)
+@pytest.mark.parametrize("reduce", ["mean", "max"])  # sums are not on the values' scale
+@pytest.mark.parametrize("axis", [0, 1])
+def test_threshold_labels_all_equal_matrix_selects_nothing(value, rows, reduce, axis):
+    m = np.full((rows, rows), value)
+    assert threshold_labels(m, reduce=reduce, axis=axis) == []
+    assert threshold_labels(np.stack([m, m]), reduce=reduce, axis=axis) == [[], []]
+    assert threshold_labels(torch.tensor(m, dtype=torch.float32), axis=axis) == []
+    # a real difference is still seen
+    m2 = m.copy()
+    m2[:, 1] = value + max(abs(value), 1.0)
+    assert 1 in threshold_labels(m2, reduce=reduce)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    value=st.floats(-(2.0**100), 2.0**100, allow_nan=False, width=32),
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 8),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+)
+def test_threshold_labels_constant_matrix_any_dtype_selects_nothing(value, rows, cols, dtype):
+    with np.errstate(over="ignore"):
+        m = np.full((rows, cols), value, dtype=dtype)
+    if not np.isfinite(m).all():
+        return
+    assert threshold_labels(m) == []
+    assert threshold_labels(m, axis=1) == []
+    assert threshold_labels(m, threshold=float(m[0, 0])) == []
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e-20, 1e-30])
+@pytest.mark.parametrize("method", ["pearson", "spearman", "cosine"])
+def test_correlation_large_or_tiny_float32_keeps_real_columns(scale, method):
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 3))
+    base[:, 2] = base[:, 0] * 2 + 0.1 * base[:, 1]
+    want = correlation(base, method=method)
+    t = torch.tensor(base * scale, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no column is called constant
+        got = correlation(t, method=method)
+    assert torch.isfinite(got).all()
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-5)
+
+
+def test_covariance_large_float32_scaled_back():
+    x = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 7.0]])
+    want = np.cov(x.T)
+    got = correlation(torch.tensor(x * 1e15, dtype=torch.float32), method="covariance")
+    np.testing.assert_allclose(got.numpy() / 1e30, want, rtol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(-(2.0**20), 2.0**20, allow_nan=False, width=32), min_size=6, max_size=6
+    ),
+    dtype=st.sampled_from([torch.float16, torch.float32, torch.float64]),
+)
+def test_correlation_never_nan_and_within_bounds(values, dtype):
+    x = torch.tensor(values, dtype=torch.float64).reshape(3, 2).to(dtype)
+    if not torch.isfinite(x).all():
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = correlation(x)
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+    assert bool((out.abs() <= 1).all())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_correlation_and_threshold_refuse_non_finite(bad):
+    m = np.ones((3, 2))
+    m[1, 0] = bad
+    with pytest.raises(ValueError, match="'x' parameter of correlation"):
+        correlation(m)
+    with pytest.raises(ValueError, match="'matrix' parameter of threshold_labels"):
+        threshold_labels(m)

@@ -603,3 +603,70 @@ def test_gradients_inside_inference_mode_raise_what_to_do():
     with torch.inference_mode(), capture(net, "0") as cap:  # without gradients: fine
         net(x)
     torch.testing.assert_close(cap.activations["0"], torch.tensor([[[[9.0]], [[-9.0]]]]))
+
+
+def test_capture_records_only_its_own_threads_forward_passes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3)).eval()
+    inputs = [torch.full((1, 3, 6, 6), float(i)) for i in range(6)]
+    with torch.no_grad():
+        want = [model[0](x) for x in inputs]
+
+    def run(i: int) -> tuple[torch.Tensor, int]:
+        with capture(model, ["0", "2"]) as cap:
+            for _ in range(20):
+                model(inputs[i])
+        return cap.activations["0"], cap.calls["0"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(run, range(6)))
+    for (act, calls), ref in zip(results, want, strict=True):
+        assert calls == 20  # none of the other threads' passes
+        torch.testing.assert_close(act, ref, rtol=0, atol=0)
+    assert_no_hooks(model)
+
+
+def test_detach_false_keeps_the_output_before_inplace_ops_with_selector():
+    class Pair(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x * 2, x * 3
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pair = Pair()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a, b = self.pair(x)
+            a += 1.0  # in place on the captured element
+            b.mul_(10.0)
+            return a + b
+
+    x = torch.ones(1, 2)
+    net = Net()
+    with capture(net, ["pair[0]"], detach=False) as cap:
+        y = net(x.requires_grad_(True))
+    torch.testing.assert_close(cap.activations["pair[0]"], torch.full((1, 2), 2.0))
+    torch.testing.assert_close(y, torch.full((1, 2), 33.0))  # the model's result unchanged
+    (g,) = torch.autograd.grad(y.sum(), [cap.activations["pair[0]"]])
+    torch.testing.assert_close(g, torch.ones(1, 2))
+
+
+def test_capture_warns_when_the_model_ran_only_in_another_thread():
+    import threading
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 1))
+    x = torch.ones(1, 3, 2, 2)
+    with pytest.warns(UserWarning, match=r"ran 1 time\(s\), but only in other threads"):
+        with capture(model, "0") as cap:
+            worker = threading.Thread(target=lambda: model(x))
+            worker.start()
+            worker.join()
+    assert cap.activations == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the entering thread's pass: no warning
+        with capture(model, "0") as cap:
+            model(x)
+    assert cap.calls == {"0": 1}

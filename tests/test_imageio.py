@@ -319,3 +319,52 @@ def test_to_image_float_property(h, w, dtype, seed):
 def test_public_names():
     assert featviz.load_image is load_image
     assert featviz.IMAGENET_MEAN == (0.485, 0.456, 0.406)
+
+
+# -- non-finite values (issue 14) --------------------------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_to_image_one_non_finite_pixel_is_black_and_the_rest_scaled(bad):
+    a = np.array([[0.0, 1.0], [2.0, bad]])
+    with pytest.warns(RuntimeWarning, match="1 non-finite"):
+        img = to_image(a)
+    np.testing.assert_array_equal(np.asarray(img), [[0, 128], [255, 0]])
+    with pytest.warns(RuntimeWarning):
+        rgb = to_image(np.stack([a, a, a], -1).astype(np.float16))
+    np.testing.assert_array_equal(np.asarray(rgb)[..., 0], [[0, 128], [255, 0]])
+    with pytest.warns(RuntimeWarning):  # tensors too
+        t = to_image(torch.tensor(a, dtype=torch.float32))
+    np.testing.assert_array_equal(np.asarray(t), [[0, 128], [255, 0]])
+
+
+def test_to_image_all_non_finite_is_black_and_cmin_cmax_must_be_finite():
+    with pytest.warns(RuntimeWarning, match="4 non-finite"):
+        img = to_image(np.full((2, 2), np.nan))
+    np.testing.assert_array_equal(np.asarray(img), np.zeros((2, 2)))
+    for name in ("cmin", "cmax"):
+        with pytest.raises(ValueError, match=f"'{name}' parameter of to_image .* Got nan"):
+            to_image(np.zeros((2, 2)), **{name: float("nan")})
+        with pytest.raises(ValueError, match=f"'{name}' parameter of to_image"):
+            to_image(np.zeros((2, 2)), **{name: "1"})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(
+        st.floats(allow_nan=True, allow_infinity=True, width=16), min_size=6, max_size=6
+    ),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+)
+def test_to_image_non_finite_rule_property(values, dtype):
+    a = np.array(values, dtype=np.float64).reshape(2, 3).astype(dtype)
+    finite = np.isfinite(a)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = np.asarray(to_image(a))
+    assert (len(seen) > 0) == (not finite.all())
+    assert (out[~finite] == 0).all()
+    if finite.any():
+        f = a[finite].astype(np.float64)
+        want = np.clip((f - f.min()) * (255.0 / ((f.max() - f.min()) or 1.0)), 0, 255) + 0.5
+        np.testing.assert_array_equal(out[finite], want.astype(np.uint8))

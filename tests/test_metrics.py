@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -202,3 +203,106 @@ def test_energy_in_box_by_hand():
     masks[2, 0, 1] = True
     em = energy_in_box(maps, masks=masks, reduction="none")
     torch.testing.assert_close(em, torch.tensor([0.7, 0.0, 0.25]))
+
+
+# --------------------------------------------------------------------------------------
+# non-finite values and empty inputs (issue 14)
+# --------------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+BOX = torch.tensor([[0, 0, 1, 1]])  # the top-left pixel
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_pointing_game_ignores_non_finite_for_the_maximum(bad):
+    # finite maximum 0.2 at the top-left pixel (a hit); the non-finite value elsewhere
+    sal = torch.tensor([[[0.2, -1.0], [bad, 0.1]]])
+    with pytest.warns(RuntimeWarning, match="1 non-finite"):
+        assert pointing_game(sal, BOX) == 1.0
+    # all-negative finite values: the NaN (set to 0) must not become the maximum
+    sal = torch.tensor([[[-0.1, -1.0], [bad, -0.5]]])
+    with pytest.warns(RuntimeWarning):
+        assert pointing_game(sal, BOX) == 1.0
+    with pytest.warns(RuntimeWarning):
+        hit = pointing_game(sal, masks=torch.tensor([[[True, False], [False, False]]]))
+    assert hit == 1.0
+
+
+def test_pointing_game_all_non_finite_or_constant_finite_is_a_miss():
+    sal = torch.tensor([[[float("nan"), float("inf")], [float("nan"), -float("inf")]]])
+    with pytest.warns(RuntimeWarning, match="4 non-finite"):
+        assert pointing_game(sal, BOX) == 0.0
+    sal = torch.tensor([[[0.5, 0.5], [float("nan"), 0.5]]])  # constant where finite
+    with pytest.warns(RuntimeWarning):
+        assert pointing_game(sal, BOX) == 0.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: pointing_game(s, torch.zeros((0, 4), dtype=torch.long)),
+        lambda s: energy_in_box(s, torch.zeros((0, 4), dtype=torch.long)),
+    ],
+)
+def test_metrics_refuse_no_maps(call):
+    with pytest.raises(ValueError, match=r"'saliency' parameter of \w+ must hold at least one"):
+        call(torch.zeros(0, 4, 4))
+
+
+def test_average_drop_zero_confidence_is_zero_with_a_warning():
+    class Sure(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # class 1 gets probability exactly 0 in float32 (exp(-200) underflows)
+            return torch.stack([torch.zeros(len(x)), torch.full((len(x),), -200.0)], 1)
+
+    sal = torch.ones(2, 2, 2)
+    with pytest.warns(RuntimeWarning, match=r"probability 0 on images \[0, 1\]"):
+        per = average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1, reduction="none")
+    assert torch.equal(per, torch.zeros(2))
+    with pytest.warns(RuntimeWarning):
+        assert average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1) == 0.0
+
+
+def test_model_metrics_set_non_finite_saliency_to_zero():
+    sal = torch.tensor([[[0.1, float("nan")], [0.3, 0.4]]])
+    clean = torch.tensor([[[0.1, 0.0], [0.3, 0.4]]])
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        got = deletion_auc(Linear4(), ONES, sal, target=0, steps=4, progress=False)
+    want = deletion_auc(Linear4(), ONES, clean, target=0, steps=4, progress=False)
+    torch.testing.assert_close(got.curve, want.curve)
+    with pytest.warns(RuntimeWarning):
+        e = energy_in_box(sal, BOX)
+    assert e == pytest.approx(0.1 / 0.8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+            st.sampled_from([0.0, 1.0, float("nan")]),
+        ),
+        min_size=9,
+        max_size=9,
+    ),
+    dtype=st.sampled_from([torch.float16, torch.float32, torch.float64]),
+)
+def test_localisation_metrics_never_nan(values, dtype):
+    sal = torch.tensor(values, dtype=torch.float64).reshape(1, 3, 3).to(dtype)
+    box = torch.tensor([[1, 1, 3, 3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hit = pointing_game(sal, box, reduction="none")
+        e = energy_in_box(sal, box)
+    finite = torch.isfinite(sal.double())
+    if bool(finite.any()):
+        v = torch.where(finite, sal.double(), -math.inf).flatten()
+        top = float(v.max())
+        low = float(torch.where(finite, sal.double(), math.inf).min())
+        first = int(v.argmax())
+        want = top != low and first // 3 >= 1 and first % 3 >= 1
+    else:
+        want = False
+    assert bool(hit[0]) == want
+    assert 0.0 <= e <= 1.0

@@ -6,6 +6,8 @@ rules are written). Each primitive has one rule:
 - `grad_enabled` / `autograd_input`: code that needs autograd works the same when the
   caller is inside `torch.no_grad` or `torch.inference_mode`.
 - `eval_mode`: every module's train/eval flag is saved and restored, also on errors.
+- `kept_buffers`: every buffer (BatchNorm running statistics, ...) is restored, also on
+  errors, when a forward pass in training mode may change it.
 - `minmax`: scaling to [0, 1] with one rule for constant maps and non-finite values.
 - `resize`: bilinear (or other) resizing of the last two axes.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "eval_mode",
     "finite_or_zero",
     "grad_enabled",
+    "kept_buffers",
     "minmax",
     "resize",
 ]
@@ -102,6 +105,39 @@ def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+@contextlib.contextmanager
+def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every buffer of ``model`` after the block, bit for bit, also on errors.
+
+    Only when some module is in training mode on entry (a BatchNorm then updates its
+    running statistics and ``num_batches_tracked``); otherwise nothing is copied. Each
+    buffer is written back in place (the same tensor object, so references to it stay
+    valid); a buffer the block replaced by another tensor is put back as the original.
+
+    Args:
+        model: The model.
+
+    Yields:
+        ``model``.
+    """
+    if not any(m.training for m in model.modules()):
+        yield model
+        return
+    saved = [
+        (module, name, buf, buf.detach().clone())
+        for module in model.modules()
+        for name, buf in module._buffers.items()
+        if buf is not None
+    ]
+    try:
+        yield model
+    finally:
+        for module, name, buf, copy in saved:
+            with torch.inference_mode(buf.is_inference()), torch.no_grad():
+                buf.copy_(copy)
+            module._buffers[name] = buf
 
 
 #: A map whose range is at most this fraction of its magnitude counts as constant.

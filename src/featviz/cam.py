@@ -31,7 +31,9 @@ from featviz._ops import (
     autograd_input,
     check_autograd_model,
     eval_mode,
+    finite_or_zero,
     grad_enabled,
+    kept_buffers,
     minmax,
     resize,
 )
@@ -229,6 +231,39 @@ def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, 1:, :].transpose(1, 2).reshape(n, c, side, side)
 
 
+def _target_on(target: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A class-index tensor moved to the images' device, or a ValueError saying why not."""
+    try:
+        return target.to(device)
+    except (RuntimeError, NotImplementedError) as exc:
+        raise ValueError(
+            f"The 'target' parameter is a tensor on device {target.device}, which cannot be "
+            f"copied to the images' device {device}. Got a {tuple(target.shape)} tensor on "
+            f"{target.device} instead; pass the class indices as a list or a tensor on the "
+            "CPU or on the images' device."
+        ) from exc
+
+
+def _check_differentiable(scores: torch.Tensor, method: str) -> None:
+    if not scores.requires_grad:
+        raise ValueError(
+            f"The 'target' callable returned scores with no gradient, so method={method!r} "
+            "cannot differentiate them. Got a tensor without grad_fn (made with .detach(), "
+            ".item(), argmax, comparisons or constants?) instead; return a differentiable "
+            "function of the outputs, such as outputs[:, k], or use method='eigencam' or "
+            "'scorecam', which need no gradient."
+        )
+
+
+def _same_tensor(a: Any, b: torch.Tensor) -> bool:
+    return a is b or (
+        isinstance(a, torch.Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and bool(torch.equal(a, b))
+    )
+
+
 def _check_size(size: Any) -> Size:
     if size is None or size == "input":
         return size
@@ -290,7 +325,9 @@ class CAM:
         batch_size: Score-CAM: masked inputs evaluated per forward pass. None: 16 on
             the CPU (the fastest of 8-64 for ResNets there, cache-bound), 64 elsewhere.
         eval_mode: Evaluate the model in eval mode (BatchNorm running statistics, no
-            dropout) during the call; False keeps its current mode.
+            dropout) during the call; False keeps its current mode. Either way every
+            buffer (BatchNorm running statistics, ``num_batches_tracked``) is restored
+            bit for bit after the call.
         progress: Show a progress bar for Score-CAM's masked forward passes.
 
     Attributes:
@@ -390,7 +427,13 @@ class CAM:
             name, module = linears[-1]
             logger.info("CAM: using %r as the final linear layer", name)
         else:
-            found = resolve_layers(self.model, fc)
+            try:
+                found = resolve_layers(self.model, fc)
+            except (TypeError, ValueError) as exc:  # its messages say 'layers'
+                raise type(exc)(
+                    f"The 'fc' parameter must name the model's final linear layer. Got {fc!r} "
+                    f"instead: {exc}"
+                ) from exc
             if len(found) != 1:
                 raise ValueError(
                     f"The 'fc' parameter must name one layer. Got {fc!r}, matching {list(found)}."
@@ -427,7 +470,9 @@ class CAM:
                 "parameter (and a reshape_transform for token outputs)."
             )
         last = cap.activations[candidates[-1]]
-        same = [k for k in order if cap.activations.get(k) is last]
+        # modules returning that tensor (capture hands the next module a clone of a live
+        # output, so "the same tensor" is the same values)
+        same = [k for k in order if _same_tensor(cap.activations.get(k), last)]
         # the outermost module returning it, then down through Sequentials' last children
         key = min(same, key=lambda k: k.count("."))
         while isinstance(module := inner.get_submodule(key), nn.Sequential) and len(module):
@@ -483,10 +528,16 @@ class CAM:
                     "method='cam' weights channels by one class's linear weights and needs "
                     "class indices; a callable 'target' is not supported (use 'gradcam')."
                 )
+        if isinstance(target, torch.Tensor):
+            target = _target_on(target, images.device)
         if self._spec.gradients:
             check_autograd_model(self.model, f"CAM(method={self.method!r})")
         # the same maps inside the caller's no_grad() or inference_mode()
-        with grad_enabled(), eval_mode(self.model, self.eval_mode):
+        with (
+            grad_enabled(),
+            eval_mode(self.model, self.eval_mode),
+            kept_buffers(self.model),  # training-mode BatchNorm statistics
+        ):
             images = autograd_input(images)
             keys = self._keys if self._keys is not None else [self._probe_layer(images)]
             return self._compute(images, target, keys)
@@ -539,13 +590,18 @@ class CAM:
                 if callable_target:
                     classes = None
                     scores = call_target(target, outputs, n)  # type: ignore[arg-type]
+                    _check_differentiable(scores, self.method)
                 else:
                     classes = target_classes(outputs, target, n)
                     scores = as_logits(outputs).gather(1, classes[:, None])[:, 0]
                 grads = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
             for key, g in zip(keys, grads, strict=True):
                 if g is None:
-                    raise ValueError(f"The target score does not depend on layer {key!r}.")
+                    raise ValueError(
+                        f"The target score does not depend on layer {key!r} (the 'layers' "
+                        "parameter): no gradient flows from the score to it. Choose a layer on "
+                        "the path from the input to the scored output."
+                    )
             scores = scores.detach()
             acts = [a.detach() for a in acts]  # release the graph before the maps
             del outputs
@@ -592,11 +648,13 @@ class CAM:
             g = self.reshape_transform(g) if g is not None else None
         if a.ndim != 4:
             raise ValueError(
-                f"Layer {key!r} gives activations of shape {tuple(a.shape)}; CAMs need "
-                "(N, C, h, w). Pass a reshape_transform (e.g. 'vit' for ViT tokens)."
+                f"The 'layers' entry {key!r} gives activations of shape {tuple(a.shape)}; "
+                "CAMs need (N, C, h, w). Choose a convolutional layer, or pass a "
+                "reshape_transform (e.g. 'vit' for ViT tokens)."
             )
-        a = a.float()
-        g = g.float() if g is not None else None
+        # the one rule for NaN/inf (featviz._ops): set to 0, with a RuntimeWarning
+        a = finite_or_zero(a.float(), what=f"activations of layer {key!r}")
+        g = finite_or_zero(g.float(), what=f"gradients of layer {key!r}") if g is not None else None
         if self.method == "cam" and self._fc_weight is not None:
             if self._fc_weight.shape[1] != a.shape[1]:
                 raise ValueError(
@@ -620,14 +678,9 @@ class CAM:
             size = max((tuple(r.shape[-2:]) for r in raw), key=lambda s: s[0] * s[1])  # type: ignore[assignment]
         else:
             size = self.size
-        # checked at the layer's (small) size: resizing finite values keeps them finite
-        if not all(bool(torch.isfinite(r).all()) for r in raw):
-            warnings.warn(
-                "CAM: the maps contain NaN or inf (non-finite activations or gradients); "
-                "those values were set to 0.",
-                stacklevel=3,
-            )
-            raw = [torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0) for r in raw]
+        # checked at the layer's (small) size: resizing finite values keeps them finite;
+        # finite inputs may still overflow in the weighted sum
+        raw = [finite_or_zero(r, what="CAM maps") for r in raw]
         maps = [resize(r, size).to(images.device) for r in raw]
         if len(maps) == 1:
             out = maps[0]

@@ -122,6 +122,12 @@ def _correlation_torch(x: torch.Tensor, method: str) -> tuple[torch.Tensor, torc
     n = x.shape[0]
     if method == "spearman":
         x = _average_ranks(x)
+    # each column divided by its largest magnitude: products of large (or tiny) values
+    # cannot overflow (or underflow) in float32; correlations do not change, and the
+    # covariance is scaled back below
+    scale = x.abs().amax(0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    x = x / scale
     if method == "cosine":
         norms = torch.linalg.vector_norm(x, dim=0)
         degenerate = norms == 0
@@ -132,6 +138,7 @@ def _correlation_torch(x: torch.Tensor, method: str) -> tuple[torch.Tensor, torc
         out = centred.T @ centred / (n - 1)
         out = (out + out.T) / 2  # exact symmetry whatever the matmul kernel does
         if method == "covariance":
+            out = out * scale[:, None] * scale[None, :]
             return out, torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
         std = torch.diagonal(out).clamp_min(0).sqrt()
         degenerate = (x.amax(0) == x.amin(0)) | (std == 0) | ~torch.isfinite(std)
@@ -264,24 +271,31 @@ def _label_stack(
     axis: Any,
     reduce: Any,
     func: str,
+    param: str = "matrix",
 ) -> tuple[list[list[Any]], np.ndarray, bool]:
-    """Selected labels per matrix, the thresholds used (B,), and whether input was a stack."""
+    """Selected labels per matrix, the thresholds used (B,), and whether input was a stack.
+
+    ``param`` is the caller's name for ``matrix``, for the messages.
+    """
     axis = _check_axis(axis, func)
     reduce = check_choice(reduce, "reduce", func, _REDUCERS)
-    m = _as_float_numpy(matrix, "matrix", func)
+    m = _as_float_numpy(matrix, param, func)
     if m.ndim not in (2, 3):
         raise ValueError(
-            f"The 'matrix' parameter of {func} must be 2-D (R, K) or a 3-D stack (B, R, K). "
+            f"The {param!r} parameter of {func} must be 2-D (R, K) or a 3-D stack (B, R, K). "
             f"Got shape {m.shape}."
         )
     is_stack = m.ndim == 3
     stack = m if is_stack else m[None]
     if 0 in stack.shape:
-        raise ValueError(f"The 'matrix' parameter of {func} is empty. Got shape {m.shape}.")
+        raise ValueError(
+            f"The {param!r} parameter of {func} is empty. Got shape {m.shape} instead; pass "
+            "at least one matrix with at least one row and one column."
+        )
     bad = ~np.isfinite(stack)
     if bad.any():
         dims = ("matrix", "row", "column") if is_stack else ("row", "column")
-        raise ValueError(_nonfinite_message("matrix", func, bad if is_stack else bad[0], dims))
+        raise ValueError(_nonfinite_message(param, func, bad if is_stack else bad[0], dims))
     if threshold is not None and quantile is not None:
         raise ValueError(
             f"The 'threshold' and 'quantile' parameters of {func} are mutually exclusive. "
@@ -314,7 +328,12 @@ def _label_stack(
         thr = np.quantile(scores, float(quantile), axis=1)
     else:
         thr = (stack.max(axis=(1, 2)) + stack.min(axis=(1, 2))) / 2
-    selected = scores > thr[:, None]
+    # strictly above, beyond rounding: the mean of equal values may differ from them in
+    # the last bits, and an all-equal matrix must select nothing
+    size = stack.shape[1] if axis == 0 else stack.shape[2]
+    magnitude = np.maximum(np.abs(scores).max(axis=1), np.abs(thr))
+    tol = 8 * np.finfo(np.float64).eps * size * magnitude
+    selected = scores > (thr + tol)[:, None]
     out = [
         [labels[i] if labels is not None else int(i) for i in np.flatnonzero(row)]
         for row in selected
@@ -336,7 +355,8 @@ def threshold_labels(
     Each column of the (R, K) matrix is reduced over its rows (``axis=0``; with
     ``axis=1`` each row is reduced over its columns) to one score, and the labels whose
     score is **strictly greater** than the threshold are returned, in index order
-    (a score exactly equal to the threshold is not selected). The threshold is:
+    (a score equal to the threshold up to float64 rounding, ``8 * eps * R * magnitude``,
+    is not selected, so an all-equal matrix selects nothing). The threshold is:
 
     - by default, the midpoint ``(matrix.max() + matrix.min()) / 2`` of the matrix
       (of each matrix of a stack separately), the rule often used on attention maps;
@@ -609,7 +629,14 @@ def plot_correlation_maps(
         )
     fmt = fmt.lower()
     labels, thresholds, _ = _label_stack(
-        arr, names, threshold=threshold, quantile=quantile, axis=axis, reduce=reduce, func=func
+        arr,
+        names,
+        threshold=threshold,
+        quantile=quantile,
+        axis=axis,
+        reduce=reduce,
+        func=func,
+        param="stack",
     )
     batch, rows, cols = arr.shape
     out = Path(out_dir)

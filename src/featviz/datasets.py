@@ -8,12 +8,16 @@ scored against the truth (pointing game, energy in box).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from featviz._validation import check_int
 
 __all__ = ["SHAPE_CLASSES", "Shapes", "ShapesItem", "sample_photos"]
 
@@ -118,15 +122,9 @@ class Shapes(Dataset[ShapesItem]):
         distractors: int = 3,
         noise: float = 0.04,
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(
-                f"The 'n' parameter of Shapes must be an int in the range [1, inf). Got {n!r}."
-            )
-        if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-            raise ValueError(
-                "The 'size' parameter of Shapes must be an int in the range [16, inf). "
-                f"Got {size!r}."
-            )
+        n = check_int(n, "n", "Shapes", 1)
+        size = check_int(size, "size", "Shapes", 16)
+        seed = check_int(seed, "seed", "Shapes", 0)
         if isinstance(classes, str):
             raise ValueError(
                 f"The 'classes' parameter of Shapes must be a sequence of names. Got {classes!r}."
@@ -143,20 +141,24 @@ class Shapes(Dataset[ShapesItem]):
                 "The 'classes' parameter of Shapes needs at least two distinct names. "
                 f"Got {list(classes)}."
             )
-        if not isinstance(distractors, int) or distractors < 0:
+        distractors = check_int(distractors, "distractors", "Shapes", 0)
+        if (
+            isinstance(noise, bool)
+            or not isinstance(noise, numbers.Real)
+            or not 0 <= float(noise) < math.inf
+        ):
             raise ValueError(
-                f"The 'distractors' parameter of Shapes must be an int >= 0. Got {distractors!r}."
+                "The 'noise' parameter of Shapes must be a finite float >= 0 (the noise "
+                f"amplitude; 0 for none). Got {noise!r} instead."
             )
-        if not float(noise) >= 0:
-            raise ValueError(f"The 'noise' parameter of Shapes must be >= 0. Got {noise!r}.")
         self.classes: tuple[str, ...] = classes
-        self.size = size
-        self.seed = seed
+        self.size: int = size
+        self.seed: int = seed
         images, labels, boxes, masks = self._draw(n, size, seed, classes, distractors, noise)
-        self.images = torch.from_numpy(images)
-        self.labels = torch.from_numpy(labels)
-        self.boxes = torch.from_numpy(boxes)
-        self.masks = torch.from_numpy(masks)
+        self.images: torch.Tensor = torch.from_numpy(images)
+        self.labels: torch.Tensor = torch.from_numpy(labels)
+        self.boxes: torch.Tensor = torch.from_numpy(boxes)
+        self.masks: torch.Tensor = torch.from_numpy(masks)
 
     @staticmethod
     def _draw(

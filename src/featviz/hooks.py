@@ -19,6 +19,7 @@ import fnmatch
 import os
 import re
 import sys
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -295,6 +296,25 @@ def _map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
     return value
 
 
+def _replace(value: Any, selector: tuple[int | str, ...], new: Any) -> Any:
+    """``value`` with the part that ``selector`` picks replaced by ``new`` (copies, not edits)."""
+    if not selector:
+        return new
+    head, rest = selector[0], selector[1:]
+    if isinstance(value, Mapping):
+        items = dict(value.items())
+        items[head] = _replace(value[head], rest, new)
+        try:
+            return type(value)(items)  # type: ignore[call-arg]
+        except TypeError:  # a mapping type without a dict constructor: edit a plain copy
+            return items
+    parts = list(value)
+    parts[head] = _replace(parts[head], rest, new)  # type: ignore[index]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+        return type(value)(*parts)
+    return type(value)(parts)
+
+
 def _is_compiled(model: nn.Module) -> bool:
     """Whether ``model`` (or a wrapper on the way in) is a ``torch.compile`` result."""
     while True:
@@ -416,8 +436,25 @@ class Capture:
         self._handles: list[Any] = []
         self._warned = False
         self._calls_before: dict[str, int] = {}
+        # the thread whose forward passes are recorded (set by attach); None: any thread,
+        # for DataParallel over several devices, whose replicas run in worker threads
+        self._owner: int | None = None
+        self._foreign = 0  # layer calls seen from other threads
+        self._any_thread = isinstance(model, nn.DataParallel) and len(model.device_ids) > 1
 
     # -- hook bodies -------------------------------------------------------------------
+    def _mine(self) -> bool:
+        """Whether the running forward pass belongs to the thread that attached the hooks.
+
+        Hooks live on modules, which other threads may be running at the same time (one
+        model shared by several threads); their passes are not this capture's business.
+        """
+        return (
+            self._owner is None
+            or torch.compiler.is_compiling()
+            or threading.get_ident() == self._owner
+        )
+
     def _keep(self, t: torch.Tensor) -> torch.Tensor:
         # detached copies: later in-place ops (ReLU(inplace=True), +=) cannot alter them
         src = t.detach() if self._detach else t
@@ -434,19 +471,31 @@ class Capture:
 
     def _make_pre_hook(self, target: _Target) -> Callable[..., None]:
         def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if not self._mine():
+                return
             value = args[0] if len(args) == 1 else args
             self.inputs[target.key] = _map_tensors(value, lambda t: t.detach().clone())
 
         return pre_hook
 
-    def _make_hook(self, target: _Target) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    def _make_hook(self, target: _Target) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            if not self._mine():
+                self._foreign += 1
+                return None
             self.calls[target.key] = self.calls.get(target.key, 0) + 1
             value = _select(output, target.selector, target.key)
             if self._gradients:
                 self._hook_gradients(target.key, value)
-            if self._outputs:
-                self.activations[target.key] = _map_tensors(value, self._keep)
+            if not self._outputs:
+                return None
+            self.activations[target.key] = _map_tensors(value, self._keep)
+            if self._detach:
+                return None  # the kept tensors are copies already
+            # live tensors are kept: the rest of the model gets clones, so that in-place
+            # ops after the layer (ReLU(inplace=True), `out += identity`) change the clones
+            # and the kept tensors stay the layer's output, with gradients w.r.t. them right
+            return _replace(output, target.selector, _map_tensors(value, torch.Tensor.clone))
 
         return hook
 
@@ -494,6 +543,7 @@ class Capture:
             raise RuntimeError("capture: hooks are already attached")
         if self._gradients:
             _check_inference_mode()
+        self._owner = None if self._any_thread else threading.get_ident()
         try:
             for target in self._targets:
                 if self._inputs:
@@ -511,9 +561,12 @@ class Capture:
         return self
 
     def _model_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self._calls_before = dict(self.calls)
+        if self._mine():
+            self._calls_before = dict(self.calls)
 
     def _model_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._mine():
+            return
         missing = [k for k in self.layers if self.calls.get(k, 0) == self._calls_before.get(k, 0)]
         if self._compiled and len(missing) == len(self.layers):
             raise RuntimeError(
@@ -563,6 +616,14 @@ class Capture:
         tb: TracebackType | None,
     ) -> None:
         self.remove()
+        if exc_type is None and self._foreign and not self.calls:
+            warnings.warn(
+                f"capture: the layers {list(self.layers)} ran {self._foreign} time(s), but only "
+                "in other threads than the one that entered capture(...), and capture records "
+                "only that thread's forward passes (so that threads sharing a model do not "
+                "mix results). Run the model in the thread that enters the with block.",
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         return f"Capture(layers={list(self.layers)}, attached={self.attached})"
@@ -595,6 +656,12 @@ def capture(
     ``torch.jit.trace`` models, so they are refused (``TypeError``); wrap a scripted or
     loaded model with `hookable` and call the wrapper.
 
+    Threads: the hooks record only the forward passes run by the thread that entered
+    the block, so several threads may capture from one shared model at once (except
+    ``nn.DataParallel`` over several devices, whose replicas run in worker threads: all
+    of its passes are recorded). A block whose layers ran only in other threads warns
+    on exit.
+
     Nothing is recorded silently: each time ``model`` itself is called inside the block,
     layers named one by one (not by glob or type) that did not run during that call
     are reported with a ``UserWarning``.
@@ -610,7 +677,10 @@ def capture(
             layer (ReLU(inplace=True)) are fine. Warns when grad mode is off or the
             output does not require grad.
         detach: Store detached copies (default). ``False`` stores the live tensors, still
-            attached to the autograd graph (for computing gradients w.r.t. them).
+            attached to the autograd graph (for computing gradients w.r.t. them); the
+            rest of the model then runs on clones of them, so in-place ops after the
+            layer (``ReLU(inplace=True)``, ``out += identity``) cannot change what is
+            stored, and gradients w.r.t. the stored tensors are those of the layer's output.
         transform: Optional function applied to each recorded output tensor inside the
             hook, on its device, before it is stored (e.g. global average pooling
             (N, C, H, W) -> (N, C), or ``.half()``), so the full tensor is never kept.

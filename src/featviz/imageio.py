@@ -9,7 +9,10 @@ file unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,9 +48,28 @@ _MODES_3D = ("RGB", "RGBA", "L")
 # -- arrays -> images -------------------------------------------------------------------
 def _bytescale(data: np.ndarray, cmin: float | None, cmax: float | None) -> np.ndarray:
     """SciPy's ``bytescale`` (high=255, low=0) without its uint8 early return."""
+    for name, v in (("cmin", cmin), ("cmax", cmax)):
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+        ):
+            raise ValueError(
+                f"The {name!r} parameter of to_image must be a finite number or None. "
+                f"Got {v!r} instead."
+            )
     x = data.astype(np.float64)
-    lo = float(x.min()) if cmin is None else float(cmin)
-    hi = float(x.max()) if cmax is None else float(cmax)
+    finite = np.isfinite(x)
+    ok = bool(finite.all())
+    if not ok:  # the one rule: ignored for the minimum and maximum, then 0
+        warnings.warn(
+            f"featviz: {int((~finite).sum())} non-finite value(s) (NaN or inf) in the image "
+            "were ignored for its minimum and maximum and set to 0.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        x = np.where(finite, x, 0.0)
+    values = x if ok else x[finite]
+    lo = (float(values.min()) if values.size else 0.0) if cmin is None else float(cmin)
+    hi = (float(values.max()) if values.size else 0.0) if cmax is None else float(cmax)
     scale = hi - lo
     if scale < 0:
         raise ValueError(
@@ -56,7 +78,10 @@ def _bytescale(data: np.ndarray, cmin: float | None, cmax: float | None) -> np.n
     if scale == 0:
         scale = 1.0
     byte = (x - lo) * (255.0 / scale)
-    return (byte.clip(0, 255) + 0.5).astype(np.uint8)
+    out = (byte.clip(0, 255) + 0.5).astype(np.uint8)
+    if not ok:
+        out[~finite] = 0
+    return out
 
 
 def _to_array(array: Any) -> np.ndarray:
@@ -94,7 +119,9 @@ def to_image(
     max -> white; a constant array becomes black; a range of 0 counts as 1). The
     exceptions: uint8 arrays without ``cmin``/``cmax`` are taken as they are (as SciPy
     did), and bool arrays map False -> 0, True -> 255. Other integer types and float16/
-    32/64 are scaled. All channels share one min and max.
+    32/64 are scaled. All channels share one min and max. NaN and inf take no part in
+    the min and max and become 0 (black), with a `RuntimeWarning` (the rule of every
+    featviz function that scales maps).
 
     Args:
         array: (H, W) -> mode ``"L"``; (H, W, 1) -> ``"L"``; (H, W, 3) -> ``"RGB"``;
@@ -111,7 +138,8 @@ def to_image(
 
     Raises:
         TypeError: ``array`` is not an array/tensor, or has a complex or object dtype.
-        ValueError: Bad shape, empty array, ``cmax < cmin``, or an unknown ``mode``.
+        ValueError: Bad shape, empty array, ``cmax < cmin``, a non-finite ``cmin`` or
+            ``cmax``, or an unknown ``mode``.
     """
     from PIL import Image
 

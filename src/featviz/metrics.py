@@ -21,6 +21,7 @@ bilinearly to the images' size when needed.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -80,7 +81,10 @@ def _check_images(images: Any) -> torch.Tensor:
     return images
 
 
-def _as_maps(saliency: Any, n: int | None = None) -> torch.Tensor:
+def _as_maps(
+    saliency: Any, n: int | None = None, *, func: str = "the metric", clean: bool = True
+) -> torch.Tensor:
+    """(N, H, W) float32 maps, N >= 1; with ``clean``, NaN/inf set to 0 with a warning."""
     if isinstance(saliency, np.ndarray):
         saliency = torch.from_numpy(np.ascontiguousarray(saliency))
     if not isinstance(saliency, torch.Tensor):
@@ -93,17 +97,24 @@ def _as_maps(saliency: Any, n: int | None = None) -> torch.Tensor:
             "The 'saliency' parameter must have shape (N, H, W). "
             f"Got shape {tuple(saliency.shape)} instead."
         )
+    if saliency.shape[0] == 0 or saliency[0].numel() == 0:
+        raise ValueError(
+            f"The 'saliency' parameter of {func} must hold at least one non-empty map "
+            f"(N, H, W). Got shape {tuple(saliency.shape)} instead; a score of no maps is "
+            "undefined."
+        )
     if n is not None and saliency.shape[0] != n:
         raise ValueError(
             f"The 'saliency' parameter must hold one map per image: {n} images but "
             f"{saliency.shape[0]} maps."
         )
-    return saliency.detach().float()
+    maps = saliency.detach().float()
+    return _ops.finite_or_zero(maps, what="saliency maps") if clean else maps
 
 
-def _maps_for(images: torch.Tensor, saliency: Any) -> torch.Tensor:
-    maps = _as_maps(saliency, images.shape[0]).to(images.device)
-    size = tuple(images.shape[-2:])
+def _maps_for(images: torch.Tensor, saliency: Any, func: str) -> torch.Tensor:
+    maps = _as_maps(saliency, images.shape[0], func=func).to(images.device)
+    size = (int(images.shape[-2]), int(images.shape[-1]))
     return _ops.resize(maps, size)
 
 
@@ -135,6 +146,12 @@ def _classes(model: nn.Module, images: torch.Tensor, target: Any, batch_size: in
             "callables are not supported."
         )
     n = images.shape[0]
+    if isinstance(target, torch.Tensor) and target.device.type == "meta":
+        raise ValueError(
+            "The 'target' parameter is a tensor on the meta device, which holds no values. "
+            f"Got a {tuple(target.shape)} meta tensor instead; pass the class indices as a "
+            "list or a tensor on the CPU or on the images' device."
+        )
     if target is None:
         outs = [model(chunk) for chunk in images.split(batch_size)]
         return torch.cat([target_classes(o, None, len(o)) for o in outs])
@@ -207,7 +224,7 @@ def _curve(
     images = _check_images(images)
     steps = check_int(steps, "steps", func, 1)
     batch_size = check_int(batch_size, "batch_size", func, 1)
-    maps = _maps_for(images, saliency)
+    maps = _maps_for(images, saliency, func)
     n = images.shape[0]
     hw = images.shape[-2] * images.shape[-1]
     x = images.detach()
@@ -368,7 +385,7 @@ def _confidences(
     images = _check_images(images)
     batch_size = check_int(batch_size, "batch_size", func, 1)
     x = images.detach()
-    maps = _maps_for(x, saliency)
+    maps = _maps_for(x, saliency, func)
     with _evaluating(model, eval_mode):
         classes = _classes(model, x, target, batch_size)
         y = torch.cat([_score(model(x[i]), classes[i], True) for i in _chunks(len(x), batch_size)])
@@ -411,12 +428,29 @@ def average_drop(
             terms $100 \max(0, Y_i - O_i) / Y_i$ as a tensor (N,).
         eval_mode: Evaluate the model in eval mode (flags restored after).
 
+    An image whose confidence $Y_i$ is 0 (a probability that underflowed) has nothing
+    to drop: its term is 0, with a `RuntimeWarning` naming it (never NaN). NaN or inf in
+    ``saliency`` are set to 0 with a `RuntimeWarning`.
+
     Returns:
         A float percentage, or a float32 tensor (N,) with ``reduction="none"``.
+
+    Raises:
+        ValueError: No images or maps, or one map per image not given.
     """
     check_choice(reduction, "reduction", "average_drop", ("mean", "none"))
     y, o = _confidences(model, images, saliency, target, batch_size, eval_mode, "average_drop")
-    per = 100.0 * (y - o).clamp_min(0) / y
+    zero = y <= 0
+    if bool(zero.any()):
+        idx = torch.nonzero(zero).flatten().tolist()
+        warnings.warn(
+            f"average_drop: the model gives the target class probability 0 on images "
+            f"{idx[:20]}{' ...' if len(idx) > 20 else ''}, so nothing can drop; their terms "
+            "are 0 (not NaN). Check the 'target' classes.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    per = 100.0 * (y - o).clamp_min(0) / torch.where(zero, torch.ones_like(y), y)
     return per if reduction == "none" else float(per.mean())
 
 
@@ -514,8 +548,9 @@ def pointing_game(
     row-major order on ties). It is a hit when its Euclidean distance to the object
     region $R_i$ (a box with exclusive ends, or a mask) is at most ``tolerance`` pixels
     (the original paper uses 15). A constant map (for example all zeros) points nowhere
-    and counts as a miss. Accuracy $= \frac{1}{N}\sum_i \mathbb{1}[d(p_i, R_i) \le
-    \tau]$.
+    and counts as a miss. NaN and inf take no part in the maximum (a `RuntimeWarning`
+    says how many there were); a map with no finite value is a miss.
+    Accuracy $= \frac{1}{N}\sum_i \mathbb{1}[d(p_i, R_i) \le \tau]$.
 
     Args:
         saliency: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
@@ -530,21 +565,26 @@ def pointing_game(
         A float, or a bool tensor (N,) with ``reduction="none"``.
 
     Raises:
-        ValueError: Neither or both of ``boxes`` and ``masks``, or shapes that do not
-            match the maps.
+        ValueError: No maps (N = 0), neither or both of ``boxes`` and ``masks``, or
+            shapes that do not match the maps.
     """
     check_choice(reduction, "reduction", "pointing_game", ("mean", "none"))
     if not float(tolerance) >= 0:
         raise ValueError(
             f"The 'tolerance' parameter of pointing_game must be >= 0. Got {tolerance!r} instead."
         )
-    maps = _as_maps(saliency)
+    raw = _as_maps(saliency, func="pointing_game", clean=False)
+    maps = _ops.finite_or_zero(raw, what="saliency maps")  # warns about NaN/inf
     b, m = _regions(maps, boxes, masks, "pointing_game")
     n, h, w = maps.shape
+    # the one rule for NaN/inf: they take no part in the maximum (nor the minimum)
+    finite = torch.isfinite(raw).flatten(1)
     flat = maps.flatten(1)
-    idx = flat.argmax(1)
+    inf = float("inf")
+    idx = torch.where(finite, flat, -inf).argmax(1)
     py, px = idx // w, idx % w
-    constant = flat.amax(1) == flat.amin(1)
+    top = torch.where(finite, flat, -inf).amax(1)
+    constant = (top == torch.where(finite, flat, inf).amin(1)) | ~finite.any(1)
     if b is not None:
         dx = torch.clamp(torch.maximum(b[:, 0] - px, px - (b[:, 2] - 1)), min=0)
         dy = torch.clamp(torch.maximum(b[:, 1] - py, py - (b[:, 3] - 1)), min=0)
@@ -592,7 +632,7 @@ def energy_in_box(
         A float in [0, 1], or a float32 tensor (N,) with ``reduction="none"``.
     """
     check_choice(reduction, "reduction", "energy_in_box", ("mean", "none"))
-    maps = _as_maps(saliency).clamp_min(0)
+    maps = _as_maps(saliency, func="energy_in_box").clamp_min(0)
     b, m = _regions(maps, boxes, masks, "energy_in_box")
     region = _box_masks(b, *maps.shape[-2:]) if b is not None else m
     assert region is not None

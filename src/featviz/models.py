@@ -21,6 +21,7 @@ from torch import nn
 
 from featviz._io import atomic_path
 from featviz._ops import grad_enabled
+from featviz._validation import check_int
 from featviz._version import __version__
 from featviz.datasets import SHAPE_CLASSES, Shapes
 
@@ -52,12 +53,8 @@ class TinyCNN(nn.Module):
 
     def __init__(self, num_classes: int = len(SHAPE_CLASSES), width: int = 16) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(
-                f"The 'num_classes' parameter of TinyCNN must be >= 1. Got {num_classes!r}."
-            )
-        if width < 1:
-            raise ValueError(f"The 'width' parameter of TinyCNN must be >= 1. Got {width!r}.")
+        num_classes = check_int(num_classes, "num_classes", "TinyCNN", 1)
+        width = check_int(width, "width", "TinyCNN", 1)
         c = width
 
         def block(cin: int, cout: int, dilation: int = 1) -> list[nn.Module]:
@@ -109,6 +106,12 @@ def _recipe(seed: int, epochs: int, n_train: int, classes: tuple[str, ...]) -> d
     }
 
 
+def _check_recipe(seed: Any, epochs: Any, n_train: Any, func: str) -> None:
+    check_int(seed, "seed", func, 0, 2**63 - 1)  # torch.manual_seed's range
+    check_int(epochs, "epochs", func, 1)
+    check_int(n_train, "n_train", func, 64)
+
+
 def train_tiny_cnn(
     *,
     seed: int = 0,
@@ -133,10 +136,7 @@ def train_tiny_cnn(
     Returns:
         The trained model, in eval mode, on the CPU.
     """
-    if epochs < 1:
-        raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r}.")
-    if n_train < 64:
-        raise ValueError(f"The 'n_train' parameter must be an int >= 64. Got {n_train!r}.")
+    _check_recipe(seed, epochs, n_train, "train_tiny_cnn")
     from tqdm.auto import tqdm
 
     recipe = _recipe(seed, epochs, n_train, classes)
@@ -216,6 +216,7 @@ def pretrained_tiny_cnn(
     Returns:
         The model in eval mode on the CPU; ``model.classes`` holds the class names.
     """
+    _check_recipe(seed, epochs, n_train, "pretrained_tiny_cnn")
     classes = tuple(classes)
     recipe = _recipe(seed, epochs, n_train, classes)
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
