@@ -23,7 +23,8 @@ DOCS = Path(__file__).parent
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         demo = Path(tmp) / "demo"
-        subprocess.run([sys.executable, "-m", "featviz", "demo", "--full", "--out", str(demo)], check=True)
+        cmd = [sys.executable, "-m", "featviz", "demo", "--full", "--out", str(demo)]
+        subprocess.run(cmd, check=True)
         gallery = DOCS / "gallery"
         shutil.rmtree(gallery, ignore_errors=True)
         gallery.mkdir()

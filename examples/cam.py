@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     model = pretrained_tiny_cnn()
-    data = Shapes(16 if args.fast else 128, seed=1)
+    data = Shapes(16 if args.fast else 128, random_state=1)
     images, _ = data.tensors()
     steps = 8 if args.fast else 32
 

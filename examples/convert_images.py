@@ -30,7 +30,7 @@ def make_samples(folder: Path, fast: bool) -> None:
     alpha = np.tile(np.linspace(255, 0, w).astype(np.uint8), (h, 1))
     Image.fromarray(np.dstack([photo, alpha]), "RGBA").save(folder / "photo_fade.png")
     # palette GIF with a transparent colour, from a Shapes image
-    shape = Shapes(1, size=64, seed=3).images[0].permute(1, 2, 0).numpy()
+    shape = Shapes(1, size=64, random_state=3).images[0].permute(1, 2, 0).numpy()
     pal = Image.fromarray(shape).quantize(16)
     pal.save(folder / "shape_palette.gif", transparency=0)
     # greyscale + alpha

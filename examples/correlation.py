@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     model = pretrained_tiny_cnn()
-    data = Shapes(64 if args.fast else 512, seed=1)
+    data = Shapes(64 if args.fast else 512, random_state=1)
     images, labels = data.tensors()
     with torch.no_grad():
         logits = model(images)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 4 if args.fast else 8
 
     model = pretrained_tiny_cnn()
-    data = Shapes(n, seed=1)
+    data = Shapes(n, random_state=1)
     images, labels = data.tensors()  # (n, 3, 64, 64) in [0, 1]
     with torch.no_grad(), capture(model, LAYERS) as cap:
         pred = model(images).argmax(1)

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     model = pretrained_tiny_cnn()
-    data = Shapes(64 if args.fast else 256, seed=1)
+    data = Shapes(64 if args.fast else 256, random_state=1)
     images, labels = data.tensors()
 
     # 1. one batched call; layer named explicitly (None would pick it and warn)

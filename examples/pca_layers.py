@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     model = pretrained_tiny_cnn()
-    data = Shapes(64 if args.fast else 400, seed=1)
+    data = Shapes(64 if args.fast else 400, random_state=1)
     images, labels = data.tensors()
     with featviz.capture(model, LAYERS) as cap, torch.no_grad():
         model(images)

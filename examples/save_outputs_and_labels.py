@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n = 128 if args.fast else 1024
     model = pretrained_tiny_cnn()
-    data = Shapes(n, seed=1)  # held-out images (the model was trained on seed 0)
+    data = Shapes(n, random_state=1)  # held-out images (the model was trained on seed 0)
     loader = DataLoader(data, batch_size=64)  # yields ShapesItem(image, label, box, mask)
 
     store = args.out / f"features-{n}"  # one store per run size: a rerun reopens it

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     model = pretrained_tiny_cnn()
-    data = Shapes(256 if args.fast else 2000, seed=1)
+    data = Shapes(256 if args.fast else 2000, random_state=1)
     images, labels = data.tensors()
     names = [data.classes[i] for i in labels.tolist()]
     feats = penultimate_features(model, images)

@@ -39,7 +39,7 @@ def shapes_test():
     """Held-out Shapes images (seed 1), the set the model's accuracy is quoted on."""
     from featviz.datasets import Shapes
 
-    return Shapes(256, seed=1)
+    return Shapes(256, random_state=1)
 
 
 _HOOK_DICTS = (

@@ -27,7 +27,6 @@ from featviz import (
     class_activation_map,
     convert_image,
     correlation,
-    denormalize,
     extract,
     grad_cam,
     hookable,
@@ -42,6 +41,7 @@ from featviz import (
     sum_channels,
     threshold_labels,
     to_image,
+    unstandardize,
     upsample,
 )
 from featviz.datasets import Shapes
@@ -239,21 +239,21 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
         "pg-empty",
         lambda c: pointing_game(torch.zeros(0, 8, 8), torch.zeros(0, 4, dtype=torch.long)),
         ValueError,
-        r"'saliency'.*\(0, 8, 8\)",
+        r"'heatmaps'.*\(0, 8, 8\)",
     ),
     (
         "pg-reduction",
-        lambda c: pointing_game(c.sal, BOXES, reduction="sum"),
+        lambda c: pointing_game(c.sal, BOXES, reduce="sum"),
         ValueError,
-        r"'reduction'",
+        r"'reduce'",
     ),
-    ("pg-saliency-type", lambda c: pointing_game("x", BOXES), TypeError, r"'saliency'.*str"),
-    ("pg-saliency-2d", lambda c: pointing_game(c.sal[0], BOXES), ValueError, r"'saliency'"),
+    ("pg-saliency-type", lambda c: pointing_game("x", BOXES), TypeError, r"'heatmaps'.*str"),
+    ("pg-saliency-2d", lambda c: pointing_game(c.sal[0], BOXES), ValueError, r"'heatmaps'"),
     (
         "energy-empty",
         lambda c: energy_in_box(torch.zeros(0, 8, 8), torch.zeros(0, 4, dtype=torch.long)),
         ValueError,
-        r"'saliency'",
+        r"'heatmaps'",
     ),
     (
         "deletion-steps",
@@ -268,7 +268,7 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
         r"'batch_size'",
     ),
     ("deletion-images", lambda c: deletion_auc(c.model, c.x[0], c.sal), ValueError, r"'images'"),
-    ("deletion-maps", lambda c: deletion_auc(c.model, c.x, c.sal[:1]), ValueError, r"'saliency'"),
+    ("deletion-maps", lambda c: deletion_auc(c.model, c.x, c.sal[:1]), ValueError, r"'heatmaps'"),
     (
         "deletion-baseline",
         lambda c: deletion_auc(c.model, c.x, c.sal, baseline="noise"),
@@ -283,9 +283,9 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     (
         "drop-reduction",
-        lambda c: average_drop(c.model, c.x, c.sal, reduction="max"),
+        lambda c: average_drop(c.model, c.x, c.sal, reduce="max"),
         ValueError,
-        r"'reduction'",
+        r"'reduce'",
     ),
     ("drop-model", lambda c: average_drop("m", c.x, c.sal), TypeError, r"'model'"),
     (
@@ -366,7 +366,7 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ("load-size", lambda c: load_image(c.png, size=0), ValueError, r"'size'"),
     ("load-std-zero", lambda c: load_image(c.png, std=(0, 1, 1)), ValueError, r"'std'"),
     ("load-mean-only", lambda c: load_image(c.png, mean=None), ValueError, r"'mean' and 'std'"),
-    ("denorm-type", lambda c: denormalize("x"), TypeError, r"'tensor'"),
+    ("denorm-type", lambda c: unstandardize("x"), TypeError, r"'tensor'"),
     # -- feature maps (module of another helper: current behaviour) -------------------------
     (
         "sum-reduce",
@@ -376,7 +376,7 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     ("upsample-size", lambda c: upsample(torch.ones(1, 3, 3), 0), ValueError, r"'size'"),
     ("overlay-alpha", lambda c: overlay(c.x[0], c.sal[0], alpha=2.0), ValueError, r"'alpha'"),
-    ("normalize-type", lambda c: normalize("x"), TypeError, r"'map'"),
+    ("normalize-type", lambda c: normalize("x"), TypeError, r"'heatmaps'"),
     # -- projection (current behaviour) ----------------------------------------------------
     ("project-method", lambda c: project(np.zeros((5, 3)), method="x"), ValueError, r"'method'"),
     (
@@ -389,8 +389,18 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     # -- datasets and models ---------------------------------------------------------------
     ("shapes-n", lambda c: Shapes(0), ValueError, r"'n' parameter of Shapes.*Got 0"),
-    ("shapes-seed-negative", lambda c: Shapes(2, seed=-1), ValueError, r"'seed'.*Got -1"),
-    ("shapes-seed-float", lambda c: Shapes(2, seed=1.5), ValueError, r"'seed'.*Got 1\.5"),
+    (
+        "shapes-seed-negative",
+        lambda c: Shapes(2, random_state=-1),
+        ValueError,
+        r"'random_state'.*Got -1",
+    ),
+    (
+        "shapes-seed-float",
+        lambda c: Shapes(2, random_state=1.5),
+        ValueError,
+        r"'random_state'.*Got 1\.5",
+    ),
     ("shapes-size", lambda c: Shapes(2, size=8), ValueError, r"'size'.*\[16, inf\)"),
     ("shapes-classes-str", lambda c: Shapes(2, classes="circle"), ValueError, r"'classes'"),
     (
@@ -406,7 +416,12 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ("tiny-classes", lambda c: TinyCNN(num_classes=2.5), ValueError, r"'num_classes'.*2\.5"),
     ("tiny-width", lambda c: TinyCNN(width=0), ValueError, r"'width'"),
     ("train-epochs", lambda c: train_tiny_cnn(epochs=0), ValueError, r"'epochs'.*train_tiny_cnn"),
-    ("train-seed", lambda c: train_tiny_cnn(seed=-1), ValueError, r"'seed'.*train_tiny_cnn"),
+    (
+        "train-seed",
+        lambda c: train_tiny_cnn(random_state=-1),
+        ValueError,
+        r"'random_state'.*train_tiny_cnn",
+    ),
     ("pretrained-n-train", lambda c: pretrained_tiny_cnn(n_train=10), ValueError, r"'n_train'"),
     # -- conversion (fixed elsewhere: current behaviour) -----------------------------------
     ("convert-missing", lambda c: convert_image(c.tmp / "no.png"), FileNotFoundError, r"no\.png"),

@@ -109,7 +109,7 @@ def test_cli_cam_torchscript_equals_eager(tmp_path, image, tiny_model):
     """The TorchScript path (featviz.hooks.hookable) writes the same bytes as the eager one."""
     ts = tmp_path / "model.pt"
     torch.jit.script(tiny_model).save(str(ts))
-    common = [str(image), "--layer", "features.13", "--normalize", "none", "--size", "64"]
+    common = [str(image), "--layer", "features.13", "--standardize", "none", "--size", "64"]
     assert main(["cam", *common, "--model", str(ts), "--out", str(tmp_path / "ts")]) == 0
     assert main(["cam", *common, "--out", str(tmp_path / "eager")]) == 0
     ts_png = (tmp_path / "ts" / "img_gradcam.png").read_bytes()

@@ -7,7 +7,7 @@ from featviz.datasets import SHAPE_CLASSES, Shapes, ShapesItem, sample_photos
 
 
 def test_items_shapes_and_types():
-    ds = Shapes(12, size=32, seed=3)
+    ds = Shapes(12, size=32, random_state=3)
     item = ds[5]
     assert isinstance(item, ShapesItem)
     assert item.image.shape == (3, 32, 32) and item.image.dtype == torch.float32
@@ -18,14 +18,14 @@ def test_items_shapes_and_types():
 
 
 def test_deterministic_by_seed():
-    a, b, c = Shapes(20, seed=7), Shapes(20, seed=7), Shapes(20, seed=8)
+    a, b, c = Shapes(20, random_state=7), Shapes(20, random_state=7), Shapes(20, random_state=8)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert torch.equal(a.boxes, b.boxes) and torch.equal(a.masks, b.masks)
     assert not torch.equal(a.images, c.images)
 
 
 def test_boxes_inside_image_and_tight_around_mask():
-    ds = Shapes(200, size=48, seed=0)
+    ds = Shapes(200, size=48, random_state=0)
     x0, y0, x1, y1 = ds.boxes.unbind(1)
     assert bool(((x0 >= 0) & (y0 >= 0) & (x1 <= 48) & (y1 <= 48)).all())
     assert bool(((x1 > x0) & (y1 > y0)).all())
@@ -44,20 +44,20 @@ def test_boxes_inside_image_and_tight_around_mask():
 
 def test_object_pixels_are_the_drawn_colour():
     # object pixels are bright (>= 0.55 - noise), so the mask marks what is drawn
-    ds = Shapes(50, seed=2, noise=0.0, distractors=0)
+    ds = Shapes(50, random_state=2, noise=0.0, distractors=0)
     img = ds.images.float() / 255
     inside = img.permute(0, 2, 3, 1)[ds.masks]
     assert float(inside.min()) >= 0.54
 
 
 def test_class_balance():
-    ds = Shapes(103, seed=1)
+    ds = Shapes(103, random_state=1)
     counts = torch.bincount(ds.labels, minlength=4)
     assert int(counts.max() - counts.min()) <= 1 and int(counts.sum()) == 103
 
 
 def test_custom_classes_and_loader_collate():
-    ds = Shapes(8, seed=0, classes=("ring", "diamond"))
+    ds = Shapes(8, random_state=0, classes=("ring", "diamond"))
     assert ds.classes == ("ring", "diamond")
     batch = next(iter(DataLoader(ds, batch_size=4)))
     assert batch.image.shape == (4, 3, 64, 64) and batch.box.shape == (4, 4)

@@ -45,10 +45,10 @@ def test_train_tiny_cnn_under_grad_off_modes(mode):
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_pretrained_tiny_cnn_cold_cache_under_grad_off_modes(mode, tmp_path, batch):
-    model = _in_mode(mode, lambda: pretrained_tiny_cnn(epochs=1, n_train=64, directory=tmp_path))
+    model = _in_mode(mode, lambda: pretrained_tiny_cnn(epochs=1, n_train=64, cache_dir=tmp_path))
     assert len(list(tmp_path.glob("tiny_cnn-*.pt"))) == 1
     # the warm path too, and the loaded model still works with autograd
-    again = _in_mode(mode, lambda: pretrained_tiny_cnn(epochs=1, n_train=64, directory=tmp_path))
+    again = _in_mode(mode, lambda: pretrained_tiny_cnn(epochs=1, n_train=64, cache_dir=tmp_path))
     assert not any(p.is_inference() for p in again.parameters())
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)

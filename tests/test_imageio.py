@@ -14,10 +14,10 @@ import featviz
 from featviz.imageio import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    denormalize,
     load_image,
     save_image,
     to_image,
+    unstandardize,
 )
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -234,32 +234,32 @@ def test_load_image_errors(tmp_path):
         load_image(good, std=None)
 
 
-# -- denormalize -------------------------------------------------------------------------
+# -- unstandardize -------------------------------------------------------------------------
 def test_denormalize_round_trip():
     x = torch.rand(2, 3, 5, 5)
     m = torch.tensor(IMAGENET_MEAN)[:, None, None]
     s = torch.tensor(IMAGENET_STD)[:, None, None]
     n = (x - m) / s
     before = n.clone()
-    torch.testing.assert_close(denormalize(n), x)
-    torch.testing.assert_close(denormalize(n[1]), x[1])
+    torch.testing.assert_close(unstandardize(n), x)
+    torch.testing.assert_close(unstandardize(n[1]), x[1])
     assert torch.equal(n, before)
-    arr = denormalize(n.numpy())
+    arr = unstandardize(n.numpy())
     assert isinstance(arr, np.ndarray)
     np.testing.assert_allclose(arr, x.numpy(), atol=1e-6)
     # clamped to [0, 1]
-    assert denormalize(torch.full((3, 1, 1), 100.0)).tolist() == [[[1.0]]] * 3
-    out = denormalize(torch.zeros(1, 3, 1, 1), mean=(0.5,), std=(1.0,))
+    assert unstandardize(torch.full((3, 1, 1), 100.0)).tolist() == [[[1.0]]] * 3
+    out = unstandardize(torch.zeros(1, 3, 1, 1), mean=(0.5,), std=(1.0,))
     assert out.flatten().tolist() == [0.5, 0.5, 0.5]
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
-        denormalize(torch.zeros(3, 3))
+        unstandardize(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="std != 0"):
-        denormalize(torch.zeros(3, 2, 2), std=(0, 1, 1))
+        unstandardize(torch.zeros(3, 2, 2), std=(0, 1, 1))
 
 
 @cuda
 def test_denormalize_stays_on_cuda():
-    assert denormalize(torch.zeros(3, 2, 2, device="cuda")).device.type == "cuda"
+    assert unstandardize(torch.zeros(3, 2, 2, device="cuda")).device.type == "cuda"
 
 
 # -- property tests ----------------------------------------------------------------------

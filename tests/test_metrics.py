@@ -124,14 +124,14 @@ def test_average_drop_and_increase_by_hand():
 
     # image 0: Y = sig(10), O = sig(1 + 1.5 + 4) = sig(6.5); image 1: Y = sig(-10) < O = sig(-5)
     drop0 = 100 * (sig(10) - sig(6.5)) / sig(10)
-    per = average_drop(model, x, sal, 0, reduction="none")
+    per = average_drop(model, x, sal, 0, reduce="none")
     torch.testing.assert_close(per, torch.tensor([drop0, 0.0]))
     assert average_drop(model, x, sal, 0) == pytest.approx(drop0 / 2, rel=1e-5)
-    inc = increase_in_confidence(model, x, sal, 0, reduction="none")
+    inc = increase_in_confidence(model, x, sal, 0, reduce="none")
     torch.testing.assert_close(inc, torch.tensor([0.0, 100.0]))
     assert increase_in_confidence(model, x, sal, 0, batch_size=1) == 50.0
-    with pytest.raises(ValueError, match="'reduction' parameter"):
-        average_drop(model, x, sal, 0, reduction="sum")
+    with pytest.raises(ValueError, match="'reduce' parameter"):
+        average_drop(model, x, sal, 0, reduce="sum")
 
 
 def test_model_flags_restored():
@@ -157,19 +157,19 @@ def test_pointing_game_by_hand():
     maps[2, 5, 7] = 1.0  # on box 2's last pixel (exclusive ends)
     # maps[3] is constant: a miss
     boxes = torch.tensor([[2, 1, 5, 4], [4, 4, 8, 6], [6, 3, 8, 6], [0, 0, 8, 6]])
-    hits = pointing_game(maps, boxes, reduction="none")
+    hits = pointing_game(maps, boxes, reduce="none")
     assert hits.tolist() == [True, False, True, False]
     assert pointing_game(maps, boxes) == 0.5
     # x1/y1 are exclusive: a box ending at the point's column misses it
-    assert not pointing_game(maps[:1], torch.tensor([[0, 0, 3, 6]]), reduction="none")[0]
+    assert not pointing_game(maps[:1], torch.tensor([[0, 0, 3, 6]]), reduce="none")[0]
     # tolerance (Euclidean): point (y=0, x=0) to box 1 (x >= 4, y >= 4): distance sqrt(32)
-    assert not pointing_game(maps[1:2], boxes[1:2], tolerance=5.6, reduction="none")[0]
-    assert pointing_game(maps[1:2], boxes[1:2], tolerance=5.66, reduction="none")[0]
+    assert not pointing_game(maps[1:2], boxes[1:2], tolerance=5.6, reduce="none")[0]
+    assert pointing_game(maps[1:2], boxes[1:2], tolerance=5.66, reduce="none")[0]
     # the same with masks
     masks = torch.zeros(4, 6, 8, dtype=torch.bool)
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         masks[i, y0:y1, x0:x1] = True
-    assert pointing_game(maps, masks=masks, reduction="none").tolist() == hits.tolist()
+    assert pointing_game(maps, masks=masks, reduce="none").tolist() == hits.tolist()
     assert pointing_game(maps[1:2], masks=masks[1:2], tolerance=5.66) == 1.0
     assert pointing_game(maps[1:2], masks=masks[1:2], tolerance=5.6) == 0.0
     assert pointing_game(maps.numpy(), boxes.numpy()) == 0.5
@@ -194,14 +194,14 @@ def test_energy_in_box_by_hand():
         ]
     )
     boxes = torch.tensor([[1, 0, 3, 2], [0, 0, 3, 2], [0, 0, 1, 2]])
-    e = energy_in_box(maps, boxes, reduction="none")
+    e = energy_in_box(maps, boxes, reduce="none")
     # (2 + 4) / 10; an all-zero map -> 0; negatives clipped: 1 / 4
     torch.testing.assert_close(e, torch.tensor([0.6, 0.0, 0.25]))
     assert energy_in_box(maps, boxes) == pytest.approx((0.6 + 0.25) / 3)
     masks = np.zeros((3, 2, 3), dtype=bool)
     masks[0, 1, :] = True
     masks[2, 0, 1] = True
-    em = energy_in_box(maps, masks=masks, reduction="none")
+    em = energy_in_box(maps, masks=masks, reduce="none")
     torch.testing.assert_close(em, torch.tensor([0.7, 0.0, 0.25]))
 
 
@@ -246,7 +246,7 @@ def test_pointing_game_all_non_finite_or_constant_finite_is_a_miss():
     ],
 )
 def test_metrics_refuse_no_maps(call):
-    with pytest.raises(ValueError, match=r"'saliency' parameter of \w+ must hold at least one"):
+    with pytest.raises(ValueError, match=r"'heatmaps' parameter of \w+ must hold at least one"):
         call(torch.zeros(0, 4, 4))
 
 
@@ -258,7 +258,7 @@ def test_average_drop_zero_confidence_is_zero_with_a_warning():
 
     sal = torch.ones(2, 2, 2)
     with pytest.warns(RuntimeWarning, match=r"probability 0 on images \[0, 1\]"):
-        per = average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1, reduction="none")
+        per = average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1, reduce="none")
     assert torch.equal(per, torch.zeros(2))
     with pytest.warns(RuntimeWarning):
         assert average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1) == 0.0
@@ -293,7 +293,7 @@ def test_localisation_metrics_never_nan(values, dtype):
     box = torch.tensor([[1, 1, 3, 3]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hit = pointing_game(sal, box, reduction="none")
+        hit = pointing_game(sal, box, reduce="none")
         e = energy_in_box(sal, box)
     finite = torch.isfinite(sal.double())
     if bool(finite.any()):

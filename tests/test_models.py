@@ -45,7 +45,7 @@ def test_cache_reload_does_not_train_and_is_identical(tiny_model, monkeypatch):
 
 def test_trained_and_loaded_models_look_the_same(tmp_path):
     # a cold cache (trained now) and a warm one (loaded) must give the same object state
-    kw = {"seed": 3, "epochs": 1, "n_train": 64, "directory": tmp_path}
+    kw = {"random_state": 3, "epochs": 1, "n_train": 64, "cache_dir": tmp_path}
     for model in (pretrained_tiny_cnn(**kw), pretrained_tiny_cnn(**kw)):
         assert all(p.grad is None for p in model.parameters())
         assert all(p.requires_grad for p in model.parameters())
@@ -58,7 +58,7 @@ def test_cache_file_gets_the_umask_mode(tmp_path):
 
     old = os.umask(0o022)
     try:
-        pretrained_tiny_cnn(seed=2, epochs=1, n_train=64, directory=tmp_path)
+        pretrained_tiny_cnn(random_state=2, epochs=1, n_train=64, cache_dir=tmp_path)
     finally:
         os.umask(old)
     (f,) = tmp_path.iterdir()
@@ -71,7 +71,7 @@ def test_cache_dir_env(monkeypatch, tmp_path):
 
 
 def test_training_is_deterministic_and_cached_atomically(tmp_path):
-    kw = {"seed": 5, "epochs": 1, "n_train": 128, "directory": tmp_path}
+    kw = {"random_state": 5, "epochs": 1, "n_train": 128, "cache_dir": tmp_path}
     a = pretrained_tiny_cnn(**kw)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 1 and files[0].startswith("tiny_cnn-") and files[0].endswith(".pt")
@@ -84,13 +84,13 @@ def test_training_is_deterministic_and_cached_atomically(tmp_path):
     assert torch.equal(c.fc.weight, a.fc.weight)
     assert (tmp_path / files[0]).read_bytes()[:2] == b"PK"
     # a different recipe is a different file
-    pretrained_tiny_cnn(**{**kw, "seed": 6})
+    pretrained_tiny_cnn(**{**kw, "random_state": 6})
     assert len(list(tmp_path.iterdir())) == 2
 
 
 def test_training_leaves_global_rng_alone():
     state = torch.random.get_rng_state()
-    pretrained_tiny_cnn(seed=1, epochs=1, n_train=64, cache=False)
+    pretrained_tiny_cnn(random_state=1, epochs=1, n_train=64, cache=False)
     assert torch.equal(state, torch.random.get_rng_state())
     Shapes(2)  # data creation uses its own generator too
     assert torch.equal(state, torch.random.get_rng_state())

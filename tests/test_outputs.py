@@ -46,3 +46,14 @@ def test_call_target_checks_one_score_per_image():
     assert call_target(lambda o: o[:, 0], LOGITS, 2).tolist() == pytest.approx([0.1, 3.0])
     with pytest.raises(ValueError, match=r"shape \(2,\).*Got \(2, 3\)"):
         call_target(lambda o: o, LOGITS, 2)
+
+
+def test_target_on_another_device_that_cannot_be_copied():
+    from featviz._outputs import target_on
+
+    meta = torch.zeros(2, dtype=torch.long, device="meta")
+    with pytest.raises(ValueError, match=r"'target' parameter is a tensor on device meta"):
+        target_on(meta, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"'target' parameter is a tensor on device meta"):
+        target_classes(LOGITS, meta, 2)
+    assert target_on(torch.tensor([1, 0]), torch.device("cpu")).tolist() == [1, 0]

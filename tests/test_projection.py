@@ -235,7 +235,7 @@ def test_rechunker_never_emits_a_small_last_chunk():
 def small_shapes():
     from featviz.datasets import Shapes
 
-    return Shapes(600, size=16, seed=3)
+    return Shapes(600, size=16, random_state=3)
 
 
 def test_dataset_streaming_pca_matches_in_memory(small_shapes):

@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "save_image": "featviz.imageio",
     "load_image": "featviz.imageio",
     "denormalize": "featviz.imageio",
+    "unstandardize": "featviz.imageio",
     "IMAGENET_MEAN": "featviz.imageio",
     "IMAGENET_STD": "featviz.imageio",
     # image format conversion
@@ -129,6 +130,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         load_image,
         save_image,
         to_image,
+        unstandardize,
     )
     from featviz.projection import (
         Projection,

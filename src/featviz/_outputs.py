@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Target", "as_logits", "call_target", "target_classes"]
+__all__ = ["Target", "as_logits", "call_target", "target_classes", "target_on"]
 
 #: What ``target`` may be: None (arg-max class), one class for all images, one class per
 #: image, or a callable ``outputs -> (N,) scores``.
@@ -61,6 +61,8 @@ def target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
             f"Got str {target!r} instead."
         )
     else:
+        if isinstance(target, torch.Tensor):
+            target = target_on(target, logits.device)
         try:
             classes = torch.as_tensor(target).to(device=logits.device)
         except (TypeError, ValueError, RuntimeError) as exc:
@@ -87,3 +89,16 @@ def target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
             f"(the model has {k} outputs). Got {classes.tolist() if n <= 16 else target!r}."
         )
     return classes
+
+
+def target_on(target: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A class-index tensor moved to the images' device, or a ValueError saying why not."""
+    try:
+        return target.to(device)
+    except (RuntimeError, NotImplementedError) as exc:
+        raise ValueError(
+            f"The 'target' parameter is a tensor on device {target.device}, which cannot be "
+            f"copied to the images' device {device}. Got a {tuple(target.shape)} tensor on "
+            f"{target.device} instead; pass the class indices as a list or a tensor on the "
+            "CPU or on the images' device."
+        ) from exc

@@ -37,7 +37,7 @@ from featviz._ops import (
     minmax,
     resize,
 )
-from featviz._outputs import Target, as_logits, call_target, target_classes
+from featviz._outputs import Target, as_logits, call_target, target_classes, target_on
 from featviz._validation import renamed
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
 
@@ -229,19 +229,6 @@ def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
             "pass a callable reshape_transform instead."
         )
     return tokens[:, 1:, :].transpose(1, 2).reshape(n, c, side, side)
-
-
-def _target_on(target: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A class-index tensor moved to the images' device, or a ValueError saying why not."""
-    try:
-        return target.to(device)
-    except (RuntimeError, NotImplementedError) as exc:
-        raise ValueError(
-            f"The 'target' parameter is a tensor on device {target.device}, which cannot be "
-            f"copied to the images' device {device}. Got a {tuple(target.shape)} tensor on "
-            f"{target.device} instead; pass the class indices as a list or a tensor on the "
-            "CPU or on the images' device."
-        ) from exc
 
 
 def _check_differentiable(scores: torch.Tensor, method: str) -> None:
@@ -529,7 +516,7 @@ class CAM:
                     "class indices; a callable 'target' is not supported (use 'gradcam')."
                 )
         if isinstance(target, torch.Tensor):
-            target = _target_on(target, images.device)
+            target = target_on(target, images.device)
         if self._spec.gradients:
             check_autograd_model(self.model, f"CAM(method={self.method!r})")
         # the same maps inside the caller's no_grad() or inference_mode()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from featviz._validation import check_int
+from featviz._validation import check_int, renamed
 
 __all__ = ["SHAPE_CLASSES", "Shapes", "ShapesItem", "sample_photos"]
 
@@ -81,14 +81,14 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 class Shapes(Dataset[ShapesItem]):
     """Synthetic images of coloured shapes with ground-truth boxes and masks.
 
-    All images are drawn once, at construction, from ``seed``: the same arguments give
+    All images are drawn once, at construction, from ``random_state``: the same arguments give
     bit-identical data on every machine. Classes are balanced (counts differ by at most
     one) and shuffled.
 
     Args:
         n: Number of images, >= 1.
         size: Image side in pixels, >= 16.
-        seed: Seed of the generator that draws everything.
+        random_state: Seed of the generator that draws everything (int >= 0).
         classes: Shape names to draw, a subset of ``("circle", "square", "triangle",
             "cross", "ring", "diamond")``; their order defines the labels.
         distractors: Maximum number of thin random lines drawn per image (0 for none).
@@ -106,17 +106,18 @@ class Shapes(Dataset[ShapesItem]):
             an unknown or repeated class name, or fewer than two classes.
 
     Example:
-        >>> ds = Shapes(8, seed=0)
+        >>> ds = Shapes(8, random_state=0)
         >>> item = ds[0]
         >>> item.image.shape, ds.classes[int(item.label)]  # doctest: +SKIP
         (torch.Size([3, 64, 64]), 'triangle')
     """
 
+    @renamed(seed="random_state")
     def __init__(
         self,
         n: int,
         size: int = 64,
-        seed: int = 0,
+        random_state: int = 0,
         classes: Sequence[str] = SHAPE_CLASSES,
         *,
         distractors: int = 3,
@@ -124,7 +125,7 @@ class Shapes(Dataset[ShapesItem]):
     ) -> None:
         n = check_int(n, "n", "Shapes", 1)
         size = check_int(size, "size", "Shapes", 16)
-        seed = check_int(seed, "seed", "Shapes", 0)
+        seed = check_int(random_state, "random_state", "Shapes", 0)
         if isinstance(classes, str):
             raise ValueError(
                 f"The 'classes' parameter of Shapes must be a sequence of names. Got {classes!r}."
@@ -153,7 +154,7 @@ class Shapes(Dataset[ShapesItem]):
             )
         self.classes: tuple[str, ...] = classes
         self.size: int = size
-        self.seed: int = seed
+        self.random_state: int = seed
         images, labels, boxes, masks = self._draw(n, size, seed, classes, distractors, noise)
         self.images: torch.Tensor = torch.from_numpy(images)
         self.labels: torch.Tensor = torch.from_numpy(labels)
@@ -220,7 +221,10 @@ class Shapes(Dataset[ShapesItem]):
         return self.images.float().div_(255.0), self.labels.clone()
 
     def __repr__(self) -> str:
-        return f"Shapes(n={len(self)}, size={self.size}, seed={self.seed}, classes={self.classes})"
+        return (
+            f"Shapes(n={len(self)}, size={self.size}, random_state={self.random_state}, "
+            f"classes={self.classes})"
+        )
 
 
 def sample_photos() -> dict[str, np.ndarray]:

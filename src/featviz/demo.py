@@ -77,7 +77,7 @@ class DemoContext:
         """Held-out `Shapes` images (seed 1): 64 with ``fast``, 512 with ``full``, else 256."""
         from featviz.datasets import Shapes
 
-        return Shapes(self.sized(64, 256, 512), seed=1)
+        return Shapes(self.sized(64, 256, 512), random_state=1)
 
     def sized(self, fast: int, default: int, full: int) -> int:
         """The number for this run's size: ``fast``, ``default`` or ``full``."""

@@ -1,4 +1,4 @@
-"""Arrays <-> images: `to_image`, `save_image`, `load_image`, `denormalize`.
+"""Arrays <-> images: `to_image`, `save_image`, `load_image`, `unstandardize`.
 
 `to_image` is the replacement for the removed ``scipy.misc.toimage``: with ``cmin`` /
 ``cmax`` it applies SciPy's old ``bytescale`` formula exactly. `load_image` reads any
@@ -34,6 +34,7 @@ __all__ = [
     "load_image",
     "save_image",
     "to_image",
+    "unstandardize",
 ]
 
 #: Per-channel RGB mean of ImageNet, used by torchvision's pretrained models.
@@ -307,7 +308,7 @@ def load_image(
     return x.contiguous(), original
 
 
-def denormalize(
+def unstandardize(
     tensor: Any,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
@@ -336,22 +337,41 @@ def denormalize(
         t = tensor.detach()
     else:
         raise TypeError(
-            "The 'tensor' parameter of denormalize must be a torch.Tensor or numpy array. "
+            "The 'tensor' parameter of unstandardize must be a torch.Tensor or numpy array. "
             f"Got {type(tensor).__name__} instead."
         )
     if t.ndim not in (3, 4):
         raise ValueError(
-            "The 'tensor' parameter of denormalize must have shape (3, H, W) or "
+            "The 'tensor' parameter of unstandardize must have shape (3, H, W) or "
             f"(N, 3, H, W). Got shape {tuple(t.shape)} instead."
         )
     if t.dtype != torch.float64:
         t = t.float()
-    m, s = mean_std(mean, std, 3, t.device, "denormalize")
+    m, s = mean_std(mean, std, 3, t.device, "unstandardize")
     c = t.shape[-3]
     if m.shape[0] not in (1, c):
         raise ValueError(
-            f"The 'tensor' parameter of denormalize has {c} channels but mean/std have "
+            f"The 'tensor' parameter of unstandardize has {c} channels but mean/std have "
             f"{m.shape[0]} values."
         )
     out = (t * s.to(t.dtype) + m.to(t.dtype)).clamp(0.0, 1.0)
     return out.cpu().numpy() if was_numpy else out
+
+
+def denormalize(
+    tensor: Any,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Any:
+    """Deprecated name of `unstandardize` (it undoes ``mean``/``std``, not `normalize`).
+
+    Emits a `FutureWarning`; see `unstandardize` for arguments, shapes and errors.
+    """
+    warnings.warn(
+        "featviz.denormalize is renamed featviz.unstandardize (it undoes mean/std "
+        "standardisation; featviz.normalize is min-max scaling); the old name will be "
+        "removed in the next release.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return unstandardize(tensor, mean, std)

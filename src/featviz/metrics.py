@@ -1,10 +1,10 @@
-r"""Faithfulness and localisation metrics for saliency maps, batched.
+r"""Faithfulness and localisation metrics for heatmaps (saliency maps), batched.
 
 Model-based metrics (the model is evaluated under `torch.no_grad` in eval mode, its
 flags restored after):
 
 - `deletion_auc` and `insertion_auc` (Petsiuk et al. 2018, RISE): remove (or insert)
-  pixels in order of decreasing saliency and integrate the class score curve.
+  pixels in order of decreasing heat and integrate the class score curve.
 - `average_drop` and `increase_in_confidence` (Chattopadhay et al. 2018, Grad-CAM++):
   compare the class confidence on the image and on the image multiplied by its map.
 
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from featviz import _ops
-from featviz._outputs import as_logits, target_classes
-from featviz._validation import check_choice, check_int
+from featviz._outputs import as_logits, target_classes, target_on
+from featviz._validation import check_choice, check_int, renamed
 
 __all__ = [
     "CurveScores",
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 Baseline = Literal["zeros", "blur", "mean"] | float | torch.Tensor
-Reduction = Literal["mean", "none"]
+Reduce = Literal["mean", "none"]
 
 
 class CurveScores(NamedTuple):
@@ -82,38 +82,38 @@ def _check_images(images: Any) -> torch.Tensor:
 
 
 def _as_maps(
-    saliency: Any, n: int | None = None, *, func: str = "the metric", clean: bool = True
+    heatmaps: Any, n: int | None = None, *, func: str = "the metric", clean: bool = True
 ) -> torch.Tensor:
     """(N, H, W) float32 maps, N >= 1; with ``clean``, NaN/inf set to 0 with a warning."""
-    if isinstance(saliency, np.ndarray):
-        saliency = torch.from_numpy(np.ascontiguousarray(saliency))
-    if not isinstance(saliency, torch.Tensor):
+    if isinstance(heatmaps, np.ndarray):
+        heatmaps = torch.from_numpy(np.ascontiguousarray(heatmaps))
+    if not isinstance(heatmaps, torch.Tensor):
         raise TypeError(
-            "The 'saliency' parameter must be a tensor or array (N, H, W). "
-            f"Got {type(saliency).__name__} instead."
+            "The 'heatmaps' parameter must be a tensor or array (N, H, W). "
+            f"Got {type(heatmaps).__name__} instead."
         )
-    if saliency.ndim != 3:
+    if heatmaps.ndim != 3:
         raise ValueError(
-            "The 'saliency' parameter must have shape (N, H, W). "
-            f"Got shape {tuple(saliency.shape)} instead."
+            "The 'heatmaps' parameter must have shape (N, H, W). "
+            f"Got shape {tuple(heatmaps.shape)} instead."
         )
-    if saliency.shape[0] == 0 or saliency[0].numel() == 0:
+    if heatmaps.shape[0] == 0 or heatmaps[0].numel() == 0:
         raise ValueError(
-            f"The 'saliency' parameter of {func} must hold at least one non-empty map "
-            f"(N, H, W). Got shape {tuple(saliency.shape)} instead; a score of no maps is "
+            f"The 'heatmaps' parameter of {func} must hold at least one non-empty map "
+            f"(N, H, W). Got shape {tuple(heatmaps.shape)} instead; a score of no maps is "
             "undefined."
         )
-    if n is not None and saliency.shape[0] != n:
+    if n is not None and heatmaps.shape[0] != n:
         raise ValueError(
-            f"The 'saliency' parameter must hold one map per image: {n} images but "
-            f"{saliency.shape[0]} maps."
+            f"The 'heatmaps' parameter must hold one map per image: {n} images but "
+            f"{heatmaps.shape[0]} maps."
         )
-    maps = saliency.detach().float()
-    return _ops.finite_or_zero(maps, what="saliency maps") if clean else maps
+    maps = heatmaps.detach().float()
+    return _ops.finite_or_zero(maps, what="heatmaps") if clean else maps
 
 
-def _maps_for(images: torch.Tensor, saliency: Any, func: str) -> torch.Tensor:
-    maps = _as_maps(saliency, images.shape[0], func=func).to(images.device)
+def _maps_for(images: torch.Tensor, heatmaps: Any, func: str) -> torch.Tensor:
+    maps = _as_maps(heatmaps, images.shape[0], func=func).to(images.device)
     size = (int(images.shape[-2]), int(images.shape[-1]))
     return _ops.resize(maps, size)
 
@@ -146,12 +146,8 @@ def _classes(model: nn.Module, images: torch.Tensor, target: Any, batch_size: in
             "callables are not supported."
         )
     n = images.shape[0]
-    if isinstance(target, torch.Tensor) and target.device.type == "meta":
-        raise ValueError(
-            "The 'target' parameter is a tensor on the meta device, which holds no values. "
-            f"Got a {tuple(target.shape)} meta tensor instead; pass the class indices as a "
-            "list or a tensor on the CPU or on the images' device."
-        )
+    if isinstance(target, torch.Tensor):
+        target = target_on(target, images.device)  # fails before the model runs
     if target is None:
         outs = [model(chunk) for chunk in images.split(batch_size)]
         return torch.cat([target_classes(o, None, len(o)) for o in outs])
@@ -209,7 +205,7 @@ def _chunks(total: int, size: int) -> Iterator[torch.Tensor]:
 def _curve(
     model: nn.Module,
     images: Any,
-    saliency: Any,
+    heatmaps: Any,
     target: Any,
     *,
     steps: int,
@@ -224,12 +220,12 @@ def _curve(
     images = _check_images(images)
     steps = check_int(steps, "steps", func, 1)
     batch_size = check_int(batch_size, "batch_size", func, 1)
-    maps = _maps_for(images, saliency, func)
+    maps = _maps_for(images, heatmaps, func)
     n = images.shape[0]
     hw = images.shape[-2] * images.shape[-1]
     x = images.detach()
     base = _baseline(x, baseline)
-    # rank of every pixel in decreasing saliency (ties: lower row-major index first)
+    # rank of every pixel in decreasing heat (ties: lower row-major index first)
     order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(hw, device=order.device).expand(n, -1))
@@ -259,10 +255,11 @@ def _curve(
     return CurveScores(auc, curve, fractions)
 
 
+@renamed(saliency="heatmaps")
 def deletion_auc(
     model: nn.Module,
     images: torch.Tensor,
-    saliency: Any,
+    heatmaps: Any,
     target: int | Sequence[int] | torch.Tensor | None = None,
     *,
     steps: int = 50,
@@ -274,7 +271,7 @@ def deletion_auc(
 ) -> CurveScores:
     r"""Deletion metric (Petsiuk et al. 2018): lower is better.
 
-    Pixels are ranked by decreasing saliency (ties: row-major order). At step
+    Pixels are ranked by decreasing heat (ties: row-major order). At step
     $t = 0, \dots, T$ the top $k_t = \mathrm{round}(t \cdot HW / T)$ pixels (all
     channels) are replaced by the baseline and the model's class score $s_t$ is
     recorded; the area under the curve is the trapezoid rule on the fraction axis:
@@ -288,7 +285,7 @@ def deletion_auc(
     Args:
         model: Classifier returning (N, K) logits.
         images: float tensor (N, C, H, W), as the model takes them.
-        saliency: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
+        heatmaps: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
         target: None (each image's arg-max class on the intact image), an int, or one
             int per image (length must equal N).
         steps: Number of steps $T$ (>= 1); N * (T + 1) forward passes in all.
@@ -308,7 +305,7 @@ def deletion_auc(
     return _curve(
         model,
         images,
-        saliency,
+        heatmaps,
         target,
         steps=steps,
         baseline=baseline,
@@ -321,10 +318,11 @@ def deletion_auc(
     )
 
 
+@renamed(saliency="heatmaps")
 def insertion_auc(
     model: nn.Module,
     images: torch.Tensor,
-    saliency: Any,
+    heatmaps: Any,
     target: int | Sequence[int] | torch.Tensor | None = None,
     *,
     steps: int = 50,
@@ -344,7 +342,7 @@ def insertion_auc(
     Args:
         model: Classifier returning (N, K) logits.
         images: float tensor (N, C, H, W).
-        saliency: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
+        heatmaps: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
         target: None (arg-max class on the intact image), an int, or one int per image.
         steps: Number of steps $T$ (>= 1).
         baseline: The starting image: ``"blur"`` (default), ``"zeros"``, ``"mean"``, a
@@ -360,7 +358,7 @@ def insertion_auc(
     return _curve(
         model,
         images,
-        saliency,
+        heatmaps,
         target,
         steps=steps,
         baseline=baseline,
@@ -376,7 +374,7 @@ def insertion_auc(
 def _confidences(
     model: nn.Module,
     images: Any,
-    saliency: Any,
+    heatmaps: Any,
     target: Any,
     batch_size: int,
     eval_mode: bool,
@@ -385,7 +383,7 @@ def _confidences(
     images = _check_images(images)
     batch_size = check_int(batch_size, "batch_size", func, 1)
     x = images.detach()
-    maps = _maps_for(x, saliency, func)
+    maps = _maps_for(x, heatmaps, func)
     with _evaluating(model, eval_mode):
         classes = _classes(model, x, target, batch_size)
         y = torch.cat([_score(model(x[i]), classes[i], True) for i in _chunks(len(x), batch_size)])
@@ -398,21 +396,22 @@ def _confidences(
     return y, o
 
 
+@renamed(saliency="heatmaps", reduction="reduce")
 def average_drop(
     model: nn.Module,
     images: torch.Tensor,
-    saliency: Any,
+    heatmaps: Any,
     target: int | Sequence[int] | torch.Tensor | None = None,
     *,
     batch_size: int = 64,
-    reduction: Reduction = "mean",
+    reduce: Reduce = "mean",
     eval_mode: bool = True,
 ) -> float | torch.Tensor:
     r"""Average Drop % (Chattopadhay et al. 2018): lower is better.
 
     With $Y_i$ the softmax probability of the target class on image $i$ and $O_i$ the
     probability on the explanation map $E_i = X_i \odot L_i$ (the image multiplied by its
-    saliency map, which should lie in [0, 1]):
+    heatmap, which should lie in [0, 1]):
 
     $$
     \mathrm{Average\ Drop} = \frac{100}{N} \sum_{i=1}^{N} \frac{\max(0, Y_i - O_i)}{Y_i}.
@@ -421,25 +420,25 @@ def average_drop(
     Args:
         model: Classifier returning (N, K) logits.
         images: float tensor (N, C, H, W).
-        saliency: (N, h, w) maps in [0, 1]; resized bilinearly to (H, W) if needed.
+        heatmaps: (N, h, w) maps in [0, 1]; resized bilinearly to (H, W) if needed.
         target: None (arg-max class), an int, or one int per image.
         batch_size: Images per forward pass.
-        reduction: ``"mean"``: the percentage as a float; ``"none"``: the per-image
+        reduce: ``"mean"``: the percentage as a float; ``"none"``: the per-image
             terms $100 \max(0, Y_i - O_i) / Y_i$ as a tensor (N,).
         eval_mode: Evaluate the model in eval mode (flags restored after).
 
     An image whose confidence $Y_i$ is 0 (a probability that underflowed) has nothing
     to drop: its term is 0, with a `RuntimeWarning` naming it (never NaN). NaN or inf in
-    ``saliency`` are set to 0 with a `RuntimeWarning`.
+    ``heatmaps`` are set to 0 with a `RuntimeWarning`.
 
     Returns:
-        A float percentage, or a float32 tensor (N,) with ``reduction="none"``.
+        A float percentage, or a float32 tensor (N,) with ``reduce="none"``.
 
     Raises:
         ValueError: No images or maps, or one map per image not given.
     """
-    check_choice(reduction, "reduction", "average_drop", ("mean", "none"))
-    y, o = _confidences(model, images, saliency, target, batch_size, eval_mode, "average_drop")
+    check_choice(reduce, "reduce", "average_drop", ("mean", "none"))
+    y, o = _confidences(model, images, heatmaps, target, batch_size, eval_mode, "average_drop")
     zero = y <= 0
     if bool(zero.any()):
         idx = torch.nonzero(zero).flatten().tolist()
@@ -451,17 +450,18 @@ def average_drop(
             stacklevel=2,
         )
     per = 100.0 * (y - o).clamp_min(0) / torch.where(zero, torch.ones_like(y), y)
-    return per if reduction == "none" else float(per.mean())
+    return per if reduce == "none" else float(per.mean())
 
 
+@renamed(saliency="heatmaps", reduction="reduce")
 def increase_in_confidence(
     model: nn.Module,
     images: torch.Tensor,
-    saliency: Any,
+    heatmaps: Any,
     target: int | Sequence[int] | torch.Tensor | None = None,
     *,
     batch_size: int = 64,
-    reduction: Reduction = "mean",
+    reduce: Reduce = "mean",
     eval_mode: bool = True,
 ) -> float | torch.Tensor:
     r"""Increase in Confidence % (Chattopadhay et al. 2018): higher is better.
@@ -475,22 +475,22 @@ def increase_in_confidence(
     Args:
         model: Classifier returning (N, K) logits.
         images: float tensor (N, C, H, W).
-        saliency: (N, h, w) maps in [0, 1]; resized bilinearly to (H, W) if needed.
+        heatmaps: (N, h, w) maps in [0, 1]; resized bilinearly to (H, W) if needed.
         target: None (arg-max class), an int, or one int per image.
         batch_size: Images per forward pass.
-        reduction: ``"mean"``: the percentage as a float; ``"none"``: per-image values
+        reduce: ``"mean"``: the percentage as a float; ``"none"``: per-image values
             100 or 0 as a float32 tensor (N,).
         eval_mode: Evaluate the model in eval mode (flags restored after).
 
     Returns:
-        A float percentage, or a float32 tensor (N,) with ``reduction="none"``.
+        A float percentage, or a float32 tensor (N,) with ``reduce="none"``.
     """
-    check_choice(reduction, "reduction", "increase_in_confidence", ("mean", "none"))
+    check_choice(reduce, "reduce", "increase_in_confidence", ("mean", "none"))
     y, o = _confidences(
-        model, images, saliency, target, batch_size, eval_mode, "increase_in_confidence"
+        model, images, heatmaps, target, batch_size, eval_mode, "increase_in_confidence"
     )
     per = 100.0 * (o > y).float()
-    return per if reduction == "none" else float(per.mean())
+    return per if reduce == "none" else float(per.mean())
 
 
 # --------------------------------------------------------------------------------------
@@ -534,13 +534,14 @@ def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return iny[:, :, None] & inx[:, None, :]
 
 
+@renamed(saliency="heatmaps", reduction="reduce")
 def pointing_game(
-    saliency: Any,
+    heatmaps: Any,
     boxes: Any = None,
     masks: Any = None,
     *,
     tolerance: float = 0,
-    reduction: Reduction = "mean",
+    reduce: Reduce = "mean",
 ) -> float | torch.Tensor:
     r"""Pointing game (Zhang et al. 2016): does each map's maximum hit the object?
 
@@ -553,28 +554,28 @@ def pointing_game(
     Accuracy $= \frac{1}{N}\sum_i \mathbb{1}[d(p_i, R_i) \le \tau]$.
 
     Args:
-        saliency: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
+        heatmaps: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
         boxes: (N, 4) ints ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive (as
             `featviz.datasets.Shapes.boxes`).
         masks: (N, H, W) bools, instead of ``boxes``.
         tolerance: Distance in pixels, >= 0.
-        reduction: ``"mean"``: the hit rate as a float in [0, 1]; ``"none"``: a bool
+        reduce: ``"mean"``: the hit rate as a float in [0, 1]; ``"none"``: a bool
             tensor (N,) of hits.
 
     Returns:
-        A float, or a bool tensor (N,) with ``reduction="none"``.
+        A float, or a bool tensor (N,) with ``reduce="none"``.
 
     Raises:
         ValueError: No maps (N = 0), neither or both of ``boxes`` and ``masks``, or
             shapes that do not match the maps.
     """
-    check_choice(reduction, "reduction", "pointing_game", ("mean", "none"))
+    check_choice(reduce, "reduce", "pointing_game", ("mean", "none"))
     if not float(tolerance) >= 0:
         raise ValueError(
             f"The 'tolerance' parameter of pointing_game must be >= 0. Got {tolerance!r} instead."
         )
-    raw = _as_maps(saliency, func="pointing_game", clean=False)
-    maps = _ops.finite_or_zero(raw, what="saliency maps")  # warns about NaN/inf
+    raw = _as_maps(heatmaps, func="pointing_game", clean=False)
+    maps = _ops.finite_or_zero(raw, what="heatmaps")  # warns about NaN/inf
     b, m = _regions(maps, boxes, masks, "pointing_game")
     n, h, w = maps.shape
     # the one rule for NaN/inf: they take no part in the maximum (nor the minimum)
@@ -603,15 +604,16 @@ def pointing_game(
             reach = d2.flatten(1).amin(1)
             hit = m.flatten(1).any(1) & (reach.float() <= float(tolerance) ** 2)
     hit = hit & ~constant
-    return hit if reduction == "none" else float(hit.float().mean())
+    return hit if reduce == "none" else float(hit.float().mean())
 
 
+@renamed(saliency="heatmaps", reduction="reduce")
 def energy_in_box(
-    saliency: Any,
+    heatmaps: Any,
     boxes: Any = None,
     masks: Any = None,
     *,
-    reduction: Reduction = "mean",
+    reduce: Reduce = "mean",
 ) -> float | torch.Tensor:
     r"""Energy-based pointing game (Wang et al. 2020): the map's mass inside the object.
 
@@ -622,21 +624,22 @@ def energy_in_box(
     with $R_i$ the box (exclusive ends) or mask; an all-zero map gives $E_i = 0$.
 
     Args:
-        saliency: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
+        heatmaps: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
         boxes: (N, 4) ints ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive.
         masks: (N, H, W) bools, instead of ``boxes``.
-        reduction: ``"mean"``: the mean over images as a float; ``"none"``: a float32
+        reduce: ``"mean"``: the mean over images as a float; ``"none"``: a float32
             tensor (N,).
 
     Returns:
-        A float in [0, 1], or a float32 tensor (N,) with ``reduction="none"``.
+        A float in [0, 1], or a float32 tensor (N,) with ``reduce="none"``.
     """
-    check_choice(reduction, "reduction", "energy_in_box", ("mean", "none"))
-    maps = _as_maps(saliency, func="energy_in_box").clamp_min(0)
+    check_choice(reduce, "reduce", "energy_in_box", ("mean", "none"))
+    maps = _as_maps(heatmaps, func="energy_in_box").clamp_min(0)
     b, m = _regions(maps, boxes, masks, "energy_in_box")
     region = _box_masks(b, *maps.shape[-2:]) if b is not None else m
     assert region is not None
-    total = maps.flatten(1).sum(1)
-    inside = (maps * region).flatten(1).sum(1)
-    e = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), 0.0)
-    return e if reduction == "none" else float(e.mean())
+    # float64 sums: float32 maps near their largest values would overflow to inf / inf
+    total = maps.double().flatten(1).sum(1)
+    inside = (maps.double() * region).flatten(1).sum(1)
+    e = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), 0.0).float()
+    return e if reduce == "none" else float(e.mean())

@@ -21,7 +21,7 @@ from torch import nn
 
 from featviz._io import atomic_path
 from featviz._ops import grad_enabled
-from featviz._validation import check_int
+from featviz._validation import check_int, renamed
 from featviz._version import __version__
 from featviz.datasets import SHAPE_CLASSES, Shapes
 
@@ -107,14 +107,15 @@ def _recipe(seed: int, epochs: int, n_train: int, classes: tuple[str, ...]) -> d
 
 
 def _check_recipe(seed: Any, epochs: Any, n_train: Any, func: str) -> None:
-    check_int(seed, "seed", func, 0, 2**63 - 1)  # torch.manual_seed's range
+    check_int(seed, "random_state", func, 0, 2**63 - 1)  # torch.manual_seed's range
     check_int(epochs, "epochs", func, 1)
     check_int(n_train, "n_train", func, 64)
 
 
+@renamed(seed="random_state")
 def train_tiny_cnn(
     *,
-    seed: int = 0,
+    random_state: int = 0,
     epochs: int = 4,
     n_train: int = 4000,
     classes: tuple[str, ...] = SHAPE_CLASSES,
@@ -122,12 +123,13 @@ def train_tiny_cnn(
 ) -> TinyCNN:
     """Train a `TinyCNN` on `Shapes` from scratch (no cache involved).
 
-    Training is deterministic for a given seed on a given machine: the global RNG state
+    Training is deterministic for a given ``random_state`` on a given machine: the global RNG state
     is saved and restored, data order uses a private generator, and torch's thread count
     is left as found.
 
     Args:
-        seed: Seeds the data (train set ``Shapes(n_train, seed=seed)``) and the weights.
+        random_state: Seeds the data (train set ``Shapes(n_train, random_state=...)``) and
+            the weights.
         epochs: Passes over the training set, >= 1.
         n_train: Training images, >= 64.
         classes: Shape classes, as in `Shapes`.
@@ -136,11 +138,12 @@ def train_tiny_cnn(
     Returns:
         The trained model, in eval mode, on the CPU.
     """
+    seed = random_state
     _check_recipe(seed, epochs, n_train, "train_tiny_cnn")
     from tqdm.auto import tqdm
 
     recipe = _recipe(seed, epochs, n_train, classes)
-    data = Shapes(n_train, size=recipe["size"], seed=seed, classes=classes)
+    data = Shapes(n_train, size=recipe["size"], random_state=seed, classes=classes)
     images, labels = data.tensors()
     # training needs autograd also when called inside no_grad() or inference_mode()
     with grad_enabled(), torch.random.fork_rng(devices=[]):
@@ -184,43 +187,45 @@ def _atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+@renamed(seed="random_state", directory="cache_dir")
 def pretrained_tiny_cnn(
     *,
-    seed: int = 0,
+    random_state: int = 0,
     epochs: int = 4,
     n_train: int = 4000,
     classes: tuple[str, ...] = SHAPE_CLASSES,
     cache: bool = True,
-    directory: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> TinyCNN:
     """A `TinyCNN` trained on `Shapes`, from the disk cache when possible.
 
     The first call trains (about 30-60 s on 2 CPU cores) and writes the weights
-    atomically to ``directory`` (default `cache_dir`), under a name that hashes the
-    training recipe, so changing any argument trains a new model and never reuses a
+    atomically to ``cache_dir`` (default: `featviz.models.cache_dir()`), under a name
+    that hashes the training recipe, so changing any argument trains a new model and never reuses a
     stale file. Later calls load in well under a second. A corrupt cache file is
     retrained and replaced, with a warning in the log.
 
-    Held-out accuracy on ``Shapes(1000, seed=seed + 1)`` is >= 95% for the defaults.
+    Held-out accuracy on ``Shapes(1000, random_state=random_state + 1)`` is >= 95% for the defaults.
 
     Args:
-        seed: Seed of the training data and weights.
+        random_state: Seed of the training data and weights.
         epochs: Training epochs.
         n_train: Training images.
         classes: Shape classes, as in `Shapes`.
         cache: Read and write the cache; ``False`` always trains and writes nothing.
-        directory: Cache directory; default `cache_dir`.
+        cache_dir: Cache folder; default: `featviz.models.cache_dir()`.
         progress: Show a progress bar while training.
 
     Returns:
         The model in eval mode on the CPU; ``model.classes`` holds the class names.
     """
+    seed = random_state
     _check_recipe(seed, epochs, n_train, "pretrained_tiny_cnn")
     classes = tuple(classes)
     recipe = _recipe(seed, epochs, n_train, classes)
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(directory) if directory is not None else cache_dir()
+    path = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     path = path / f"tiny_cnn-{key}.pt"
     if cache and path.exists():
         # init draws from the global RNG; parameters made outside inference_mode stay
@@ -238,7 +243,7 @@ def pretrained_tiny_cnn(
             logger.warning("ignoring unreadable cache file %s (%s); retraining", path, exc)
     start = time.perf_counter()
     model = train_tiny_cnn(
-        seed=seed, epochs=epochs, n_train=n_train, classes=classes, progress=progress
+        random_state=seed, epochs=epochs, n_train=n_train, classes=classes, progress=progress
     )
     logger.info("trained TinyCNN in %.1f s", time.perf_counter() - start)
     if cache:
@@ -247,3 +252,6 @@ def pretrained_tiny_cnn(
         )
     model.classes = classes  # type: ignore[assignment]
     return model
+
+
+_default_cache_dir = cache_dir  # `pretrained_tiny_cnn`'s parameter shadows the name

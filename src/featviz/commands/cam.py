@@ -60,10 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "model, 224 otherwise",
     )
     p.add_argument(
-        "--normalize",
+        "--standardize",
+        "--normalize",  # the old name, kept for one release
+        dest="standardize",
         choices=("auto", "imagenet", "none"),
         default="auto",
-        help="input normalisation: ImageNet mean/std or none; auto = none for the built-in "
+        help="input standardisation: ImageNet mean/std or none (old name --normalize); "
+        "auto = none for the built-in "
         "model, imagenet otherwise",
     )
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap weight in the overlay")
@@ -230,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             f"The --alpha value must be a float in the range [0, 1]. Got {args.alpha} instead."
         )
     device = _device(args.device)
-    norm = args.normalize if args.normalize != "auto" else ("none" if builtin else "imagenet")
+    norm = args.standardize if args.standardize != "auto" else ("none" if builtin else "imagenet")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if norm == "imagenet" else (None, None)
     paths = [Path(p) for p in args.images]
     for p in paths:
