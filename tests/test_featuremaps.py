@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -439,3 +441,15 @@ def test_overlay_opencv_path_equals_torch_path(cmap, monkeypatch):
     np.testing.assert_array_equal(from_tensor, overlay(img, small))
     np.testing.assert_array_equal(overlay(img[0], small), overlay(img[[0, 0, 0]], small))
     assert len(calls) == 19
+
+
+@pytest.mark.parametrize("shape", [(2, 4000), (4000, 2), (1, 1)])
+def test_plot_overlays_figure_size_is_capped_for_extreme_aspect_ratios(shape):
+    from featviz import plot_overlays
+
+    h, w = shape
+    fig = plot_overlays(torch.rand(1, 3, h, w), torch.rand(1, 4, 4))
+    width, height = fig.get_size_inches()
+    assert width == 7.5
+    assert 0.5 < height <= 2.5 * 8 + 0.75  # one row, at most 8x the width's aspect
+    fig.savefig(io.BytesIO(), dpi=50)  # renders: no runaway canvas
