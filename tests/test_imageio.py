@@ -368,3 +368,13 @@ def test_to_image_non_finite_rule_property(values, dtype):
         f = a[finite].astype(np.float64)
         want = np.clip((f - f.min()) * (255.0 / ((f.max() - f.min()) or 1.0)), 0, 255) + 0.5
         np.testing.assert_array_equal(out[finite], want.astype(np.uint8))
+
+
+def test_load_image_decompression_bomb_names_the_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 > 2 x 1000: an error
+    with pytest.raises(ValueError, match=r"big\.png.*too large.*MAX_IMAGE_PIXELS"):
+        load_image(path)

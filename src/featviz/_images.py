@@ -14,7 +14,7 @@ import torch
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["mean_std", "pil_to_float", "pil_to_rgb", "size2", "unit_rgb"]
+__all__ = ["bomb_error", "mean_std", "pil_to_float", "pil_to_rgb", "size2", "unit_rgb"]
 
 
 def pil_to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
@@ -124,3 +124,20 @@ def unit_rgb(
     elif out.shape[1] == 1:
         out = out.expand(-1, 3, -1, -1)
     return out.clamp(0, 1)
+
+
+def bomb_error(path: Any, exc: BaseException) -> ValueError:
+    """The one error for an image over PIL's decompression-bomb limit, naming the file.
+
+    Args:
+        path: The image file.
+        exc: PIL's ``DecompressionBombError`` (or the warning turned into an error).
+
+    Returns:
+        A ValueError to raise ``from exc``.
+    """
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ValueError(
+        f"Refusing to read {str(path)!r}: it is too large to open safely ({detail}). If you "
+        "trust the file, raise PIL.Image.MAX_IMAGE_PIXELS first."
+    )

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from featviz._images import bomb_error
 from featviz._io import atomic_path, check_destination
 
 if TYPE_CHECKING:
@@ -583,10 +584,7 @@ def _decode(src: Path, opts: _Options) -> _Prepared:
             f"{str(src)!r} is not an image in a supported format (PNG, JPEG, WebP, BMP, TIFF, GIF)."
         ) from exc
     except Image.DecompressionBombError as exc:
-        raise ValueError(
-            f"Refusing to read {str(src)!r}: {exc} If you trust the file, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS before converting it."
-        ) from exc
+        raise bomb_error(src, exc) from exc
     except Exception as exc:
         if _is_fs_error(exc) or isinstance(exc, MemoryError):
             raise

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from featviz._images import mean_std, pil_to_float, size2
+from featviz._images import bomb_error, mean_std, pil_to_float, size2
 from featviz._io import atomic_path
 from featviz._ops import resize
 
@@ -293,6 +293,8 @@ def load_image(
             im.load()
             upright = ImageOps.exif_transpose(im)
             rgb01 = pil_to_float(upright)
+    except Image.DecompressionBombError as exc:
+        raise bomb_error(p, exc) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(
             f"The 'path' parameter of load_image names a file that is not a readable "

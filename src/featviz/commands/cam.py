@@ -211,7 +211,10 @@ def _load(path: Path, size: tuple[int, int], mean: Any, std: Any) -> tuple[torch
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return load_image(path, size=size, mean=mean, std=std)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (ValueError, Image.DecompressionBombWarning) as exc:
+        bomb = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+        if not isinstance(exc, bomb) and not isinstance(exc.__cause__, bomb):
+            raise
         raise CLIError(
             f"The IMAGE {str(path)!r} is too large to open safely ({_first_line(exc)}); "
             "shrink it first."
