@@ -200,7 +200,7 @@ def pretrained_tiny_cnn(
 ) -> TinyCNN:
     """A `TinyCNN` trained on `Shapes`, from the disk cache when possible.
 
-    The first call trains (about 30-60 s on 2 CPU cores) and writes the weights
+    The first call trains (about 20 s on 2 idle CPU cores) and writes the weights
     atomically to ``cache_dir`` (default: `featviz.models.cache_dir()`), under a name
     that hashes the training recipe, so changing any argument trains a new model and never reuses a
     stale file. Later calls load in well under a second. A corrupt cache file is
