@@ -634,3 +634,64 @@ def test_non_finite_activations_set_to_zero_with_a_warning(tiny, method):
         maps = CAM(tiny, "conv", method, size=None)(x, 0)
     assert torch.isfinite(maps).all()
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+
+
+# --------------------------------------------------------------------------------------
+# outputs of any shape; one map per image
+# --------------------------------------------------------------------------------------
+class _Wrapped(nn.Module):
+    """Tiny, with its logits returned in another container."""
+
+    def __init__(self, wrap) -> None:
+        super().__init__()
+        self.net = Tiny()
+        self.wrap = wrap
+
+    def forward(self, x: torch.Tensor):
+        return self.wrap(self.net(x))
+
+
+class _HFOutput(dict):
+    """Stand-in for a Hugging Face ModelOutput (dict with attributes)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.__dict__.update(kw)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda y: {"logits": y, "features": y * 0},
+        lambda y: _HFOutput(loss=None, logits=y),
+        lambda y: (y, y * 0),
+    ],
+    ids=["dict", "model-output", "tuple"],
+)
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_class_targets_work_on_wrapped_logits(wrap, method):
+    x = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]], [[0.0, 4.0], [-1.0, 2.0]]]]).repeat(2, 1, 1, 1)
+    wrapped = _Wrapped(wrap)
+    got = CAM(wrapped, "net.conv", method, size=None, progress=False)(x, target=[0, 1])
+    ref = CAM(wrapped.net, "conv", method, size=None, progress=False)(x, target=[0, 1])
+    torch.testing.assert_close(got, ref)
+
+
+def test_maps_per_image_or_a_value_error():
+    class Regions(nn.Module):
+        """Three regions per image enter the head (as in a detector's RoI head)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Conv2d(2, 2, 1)
+            self.head = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            regions = self.backbone(x).repeat_interleave(3, 0)  # (3N, C, h, w)
+            return self.head(regions).mean((1, 2, 3)).view(-1, 3).sum(1, keepdim=True)
+
+    model = Regions()
+    x = torch.rand(2, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"'head' gives 6 maps for a batch of 2 images"):
+        grad_cam(model, x, "head", target=lambda o: o[:, 0])
+    assert grad_cam(model, x, "backbone", target=lambda o: o[:, 0]).shape == (2, 4, 4)

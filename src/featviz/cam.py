@@ -639,6 +639,13 @@ class CAM:
                 "CAMs need (N, C, h, w). Choose a convolutional layer, or pass a "
                 "reshape_transform (e.g. 'vit' for ViT tokens)."
             )
+        if a.shape[0] != job.images.shape[0]:
+            raise ValueError(
+                f"The 'layers' entry {key!r} gives {a.shape[0]} maps for a batch of "
+                f"{job.images.shape[0]} images (a detector's region head, or a layer that "
+                "regroups the batch?); the number of maps must equal the number of images. "
+                "Choose a layer of the backbone, such as 'backbone.body.layer4'."
+            )
         # the one rule for NaN/inf (featviz._ops): set to 0, with a RuntimeWarning
         a = finite_or_zero(a.float(), what=f"activations of layer {key!r}")
         g = finite_or_zero(g.float(), what=f"gradients of layer {key!r}") if g is not None else None
