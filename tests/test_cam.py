@@ -466,8 +466,13 @@ def test_vit_reshape_transform():
         normalize=False,
     )
     torch.testing.assert_close(custom, out)
+    # the token grid is read from the input size when no reshape_transform is given
+    cam = CAM(vit, layer, relu=False, normalize=False)
+    torch.testing.assert_close(cam(x, target=5), out)
+    assert repr(cam.reshapes_[0]) == "tokens[:, 1:] -> (N, C, 4, 4)"
+    # outputs that form no grid of the input still need a reshape_transform
     with pytest.raises(ValueError, match="reshape_transform"):
-        grad_cam(vit, x, layer)
+        grad_cam(vit, x, "heads.head", target=5)
 
 
 def test_pointing_game_on_builtin_model(tiny_model, shapes_test):
