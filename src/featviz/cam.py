@@ -393,7 +393,8 @@ class CAM:
             timm, ``encoder.layers.encoder_layer_11.ln_1`` in torchvision's ViT,
             ``features.7.1.norm1`` in Swin). Otherwise the last module with a spatial
             (N, C, h, w) output that is not a pooling, resampling, dropout or identity
-            layer; of the modules returning that tensor, the outermost, then the last
+            layer, ran once and gave one map for the one probe image (never a
+            detector's RoI head); of the modules returning that tensor, the outermost, then the last
             child of a ``Sequential`` as long as it returns the same tensor
             (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for a
             torchvision ResNet-50, ``features`` for VGG).
@@ -572,7 +573,7 @@ class CAM:
             key = norm_key if _layout(acts[norm_key], size, prefix) is not False else block
             why = "the first norm of the last transformer block"
         else:
-            key = self._last_feature_block(inner, order, acts, size)
+            key = self._last_feature_block(inner, cap.calls, acts, size)
             why = "the last layer with a spatial output"
         reshape = _layout(acts[key], size, prefix)
         shape = tuple(acts[key].shape[1:])
@@ -593,7 +594,7 @@ class CAM:
 
     @staticmethod
     def _last_feature_block(
-        inner: nn.Module, order: list[str], acts: dict[str, Any], size: tuple[int, int]
+        inner: nn.Module, calls: dict[str, int], acts: dict[str, Any], size: tuple[int, int]
     ) -> str:
         """The module whose output the maps of a CNN use.
 
@@ -602,12 +603,18 @@ class CAM:
         """
 
         def spatial(k: str) -> bool:
+            # one image in, one map out (a detector's RoI head sees hundreds of regions),
+            # from a module that ran once (a shared module's last call is no block output)
+            value = acts.get(k)
             return (
                 not isinstance(inner.get_submodule(k), _RESAMPLING)
-                and _layout(acts.get(k), size, None) is None
+                and calls[k] == 1
+                and _layout(value, size, None) is None
+                and isinstance(value, torch.Tensor)
+                and value.shape[0] == 1
             )
 
-        candidates = [k for k in order if spatial(k)]
+        candidates = [k for k in calls if spatial(k)]  # order of first completion
         if not candidates:
             raise ValueError(
                 "No layer of the model has a spatial (N, C, h, w) output or a token grid; pass "
