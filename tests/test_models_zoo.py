@@ -121,3 +121,32 @@ def test_timm_deit_distilled_strips_two_prefix_tokens():
     assert repr(cam.reshapes_[0]) == "tokens[:, 2:] -> (N, C, 4, 6)"
     ref = _reference(model, x, "blocks.11.norm1", _tokens(2, 4, 6), torch.tensor([0, 4]))
     torch.testing.assert_close(maps, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "layer", "grid"),
+    [
+        # CaiT declares one prefix token but adds its class token only after blocks.*
+        ("cait_xxs24_224", {"img_size": 64}, "blocks.23.norm1", (0, 4, 4)),
+        # DINOv2 with 4 register tokens + the class token, on a non-square input
+        (
+            "vit_small_patch14_reg4_dinov2",
+            {"img_size": (56, 42)},
+            "blocks.11.norm1",
+            (5, 4, 3),
+        ),
+    ],
+)
+def test_timm_prefix_tokens(name, kwargs, layer, grid):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=5, **kwargs).eval()
+    size = kwargs["img_size"] if isinstance(kwargs["img_size"], tuple) else (64, 64)
+    x = torch.rand(2, 3, *size)
+    cam = CAM(model)
+    with pytest.warns(UserWarning, match=f"using {layer!r}"):
+        maps = cam(x, target=[0, 4])
+    prefix, h, w = grid
+    assert repr(cam.reshapes_[0]) == f"tokens[:, {prefix}:] -> (N, C, {h}, {w})"
+    ref = _reference(model, x, layer, _tokens(prefix, h, w), torch.tensor([0, 4]))
+    torch.testing.assert_close(maps, ref, atol=1e-4, rtol=0)

@@ -275,10 +275,11 @@ def _is_grid(h: int, w: int, size: tuple[int, int]) -> bool:
 def _token_grid(t: int, size: tuple[int, int], prefix: int | None) -> _TokenGrid | None:
     """The grid of ``t`` tokens for an input of ``size``: the fewest leading extra tokens."""
     height, width = size
-    for extra in [prefix] if prefix is not None else range(9):
+    tries = range(9) if prefix is None else [prefix, *(p for p in range(9) if p != prefix)]
+    for extra in tries:  # the model's own count first (CaiT adds its class token late)
         g = t - extra
         if g < 2:
-            break
+            continue
         h = max(1, round(math.sqrt(g * height / width)))
         for hh in (h - 1, h, h + 1):
             if hh >= 1 and g % hh == 0 and _is_grid(hh, g // hh, size):
@@ -410,8 +411,8 @@ class CAM:
             (N, 1 + h*w, C) tokens and reshapes the rest to a square grid. None reads
             the layout from the input size (H, W): tokens (N, p + h*w, C) whose grid
             (h, w) is (H, W) divided by one stride lose their p leading tokens (class,
-            distillation, register; p is the model's ``num_prefix_tokens`` where it has
-            one, else the fewest that leave a grid), and channel-last (N, h, w, C)
+            distillation, register; the model's ``num_prefix_tokens`` is tried first
+            where it has one, then the fewest that leave a grid), and channel-last (N, h, w, C)
             outputs are permuted; other outputs are used as they are.
         size: ``"input"`` resizes maps to the images' (H, W); None keeps the layer's size
             (the largest layer's, with several layers); ``(H, W)`` resizes to that size.
