@@ -150,3 +150,65 @@ def test_timm_prefix_tokens(name, kwargs, layer, grid):
     assert repr(cam.reshapes_[0]) == f"tokens[:, {prefix}:] -> (N, C, {h}, {w})"
     ref = _reference(model, x, layer, _tokens(prefix, h, w), torch.tensor([0, 4]))
     torch.testing.assert_close(maps, ref, atol=1e-4, rtol=0)
+
+
+def _hf_vit():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        image_size=64,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
+    return ViTForImageClassification(config)
+
+
+def _hf_swin():
+    from transformers import SwinConfig, SwinForImageClassification
+
+    config = SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[1, 2],
+        window_size=4,
+        num_labels=5,
+    )
+    return SwinForImageClassification(config)
+
+
+@pytest.mark.parametrize(
+    ("make", "layer", "grid"),
+    [
+        (_hf_vit, "vit.layers.1.layernorm_before", (1, 4, 4)),
+        (_hf_swin, "swin.encoder.layers.1.blocks.0.layernorm_before", (0, 8, 8)),
+    ],
+    ids=["vit", "swin"],
+)
+def test_hugging_face_models_from_configs(make, layer, grid):
+    """ModelOutput logits, blocks that return tuples, token layouts without a class token."""
+    pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.rand(2, 3, 64, 64)
+    cam = CAM(model)
+    with pytest.warns(UserWarning, match=f"using {layer!r}"):
+        maps = cam(x, target=[0, 4])
+    prefix, h, w = grid
+    assert repr(cam.reshapes_[0]) == f"tokens[:, {prefix}:] -> (N, C, {h}, {w})"
+
+    class Logits(nn.Module):  # the reference needs plain logits
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return self.inner(x).logits
+
+    ref = _reference(Logits(), x, f"inner.{layer}", _tokens(prefix, h, w), torch.tensor([0, 4]))
+    torch.testing.assert_close(maps, ref, atol=1e-4, rtol=0)

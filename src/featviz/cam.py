@@ -389,12 +389,12 @@ class CAM:
         layers: A layer spec or a sequence of them, as in `featviz.hooks.resolve_layers`
             (name, glob, module type, module). None picks a layer with a probe forward
             pass on the first image and warns naming it and its reshape. Transformers
-            (a module with two or more LayerNorm/RMSNorm children whose output is a
-            token grid): the first norm of the last such block (``blocks.11.norm1`` in
+            (a module with two or more LayerNorm/RMSNorm children, the first of which
+            returns a token grid): the first norm of the last such block (``blocks.11.norm1`` in
             timm, ``encoder.layers.encoder_layer_11.ln_1`` in torchvision's ViT,
             ``features.7.1.norm1`` in Swin). Otherwise the last module with a spatial
             (N, C, h, w) output that is not a pooling, resampling, dropout or identity
-            layer, ran once and gave one map for the one probe image (never a
+            layer, ran once and gave one map per probe image (two images; never a
             detector's RoI head); of the modules returning that tensor, the outermost, then the last
             child of a ``Sequential`` as long as it returns the same tensor
             (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for a
@@ -556,22 +556,33 @@ class CAM:
         if not any(True for _ in inner.children()):
             raise ValueError("The model has no submodules; pass the 'layers' parameter explicitly.")
         with torch.no_grad(), capture(self.model, nn.Module, detach=False) as cap:
-            self.model(images[:1])
+            # two images (the first one twice for a batch of one), so that outputs with
+            # a batch axis of their own (a detector's regions, position biases) stand out
+            self.model(images[:2] if len(images) > 1 else images[:1].expand(2, -1, -1, -1))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         prefix = self._prefix_tokens()
         acts = cap.activations
         order = list(cap.calls)  # order of first completion
-        blocks = [
-            k
+
+        def tokens(k: str) -> bool:  # a token grid or channel-last map of both images
+            value = acts.get(k)
+            return (
+                isinstance(value, torch.Tensor)
+                and value.shape[0] == 2
+                and _layout(value, size, prefix) is not False
+            )
+
+        # transformer blocks: their first norm gives tokens, and so does the block unless
+        # it returns a tuple (Hugging Face); CaiT's class-attention blocks return (N, 1, C)
+        norms = [
+            f"{k}.{norm}"
             for k in order
             if (norm := _first_norm(inner.get_submodule(k))) is not None
-            and _layout(acts.get(k), size, prefix) is not False
-            and f"{k}.{norm}" in acts
+            and tokens(f"{k}.{norm}")
+            and (tokens(k) or not isinstance(acts.get(k), torch.Tensor))
         ]
-        if blocks:  # transformer: the last block's first norm, or the block output
-            block = blocks[-1]
-            norm_key = f"{block}.{_first_norm(inner.get_submodule(block))}"
-            key = norm_key if _layout(acts[norm_key], size, prefix) is not False else block
+        if norms:
+            key = norms[-1]
             why = "the first norm of the last transformer block"
         else:
             key = self._last_feature_block(inner, cap.calls, acts, size)
@@ -604,7 +615,7 @@ class CAM:
         """
 
         def spatial(k: str) -> bool:
-            # one image in, one map out (a detector's RoI head sees hundreds of regions),
+            # two images in, two maps out (a detector's RoI head sees hundreds of regions),
             # from a module that ran once (a shared module's last call is no block output)
             value = acts.get(k)
             return (
@@ -612,7 +623,7 @@ class CAM:
                 and calls[k] == 1
                 and _layout(value, size, None) is None
                 and isinstance(value, torch.Tensor)
-                and value.shape[0] == 1
+                and value.shape[0] == 2
             )
 
         candidates = [k for k in calls if spatial(k)]  # order of first completion
