@@ -700,3 +700,27 @@ def test_maps_per_image_or_a_value_error():
     with pytest.raises(ValueError, match=r"'head' gives 6 maps for a batch of 2 images"):
         grad_cam(model, x, "head", target=lambda o: o[:, 0])
     assert grad_cam(model, x, "backbone", target=lambda o: o[:, 0]).shape == (2, 4, 4)
+
+
+def test_dict_layer_error_suggests_a_selector_that_works():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = _Levels()
+
+        def forward(self, x):
+            return self.backbone(x)["0"].mean((2, 3))
+
+    class _Levels(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 1)
+
+        def forward(self, x):
+            return {"0": self.conv(x), "1": self.conv(x)[..., ::2, ::2]}
+
+    x = torch.rand(2, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"""selector such as "backbone\['0'\]"\."""):
+        grad_cam(Net(), x, "backbone", target=0)
+    maps = grad_cam(Net(), x, "backbone['0']", target=0)
+    assert maps.shape == (2, 4, 4)

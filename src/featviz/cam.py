@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -709,9 +709,11 @@ class CAM:
                 raise ValueError(f"Layer {key!r} did not run during the model's forward pass.")
             act = cap.activations[key]
             if not isinstance(act, torch.Tensor):
+                # dict keys are selected by their key: "backbone['0']", never 'backbone[0]'
+                first = next(iter(act), 0) if isinstance(act, Mapping) else 0
                 raise ValueError(
                     f"Layer {key!r} returned {type(act).__name__}, not a tensor; select one "
-                    f"element with a selector such as '{key}[0]'."
+                    f'element with a selector such as "{key}[{first!r}]".'
                 )
             if cap.calls[key] > 1:
                 logger.info(
