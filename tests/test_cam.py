@@ -466,8 +466,13 @@ def test_vit_reshape_transform():
         normalize=False,
     )
     torch.testing.assert_close(custom, out)
+    # the token grid is read from the input size when no reshape_transform is given
+    cam = CAM(vit, layer, relu=False, normalize=False)
+    torch.testing.assert_close(cam(x, target=5), out)
+    assert repr(cam.reshapes_[0]) == "tokens[:, 1:] -> (N, C, 4, 4)"
+    # outputs that form no grid of the input still need a reshape_transform
     with pytest.raises(ValueError, match="reshape_transform"):
-        grad_cam(vit, x, layer)
+        grad_cam(vit, x, "heads.head", target=5)
 
 
 def test_pointing_game_on_builtin_model(tiny_model, shapes_test):
@@ -634,3 +639,88 @@ def test_non_finite_activations_set_to_zero_with_a_warning(tiny, method):
         maps = CAM(tiny, "conv", method, size=None)(x, 0)
     assert torch.isfinite(maps).all()
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+
+
+# --------------------------------------------------------------------------------------
+# outputs of any shape; one map per image
+# --------------------------------------------------------------------------------------
+class _Wrapped(nn.Module):
+    """Tiny, with its logits returned in another container."""
+
+    def __init__(self, wrap) -> None:
+        super().__init__()
+        self.net = Tiny()
+        self.wrap = wrap
+
+    def forward(self, x: torch.Tensor):
+        return self.wrap(self.net(x))
+
+
+class _HFOutput(dict):
+    """Stand-in for a Hugging Face ModelOutput (dict with attributes)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.__dict__.update(kw)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda y: {"logits": y, "features": y * 0},
+        lambda y: _HFOutput(loss=None, logits=y),
+        lambda y: (y, y * 0),
+    ],
+    ids=["dict", "model-output", "tuple"],
+)
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_class_targets_work_on_wrapped_logits(wrap, method):
+    x = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]], [[0.0, 4.0], [-1.0, 2.0]]]]).repeat(2, 1, 1, 1)
+    wrapped = _Wrapped(wrap)
+    got = CAM(wrapped, "net.conv", method, size=None, progress=False)(x, target=[0, 1])
+    ref = CAM(wrapped.net, "conv", method, size=None, progress=False)(x, target=[0, 1])
+    torch.testing.assert_close(got, ref)
+
+
+def test_maps_per_image_or_a_value_error():
+    class Regions(nn.Module):
+        """Three regions per image enter the head (as in a detector's RoI head)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Conv2d(2, 2, 1)
+            self.head = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            regions = self.backbone(x).repeat_interleave(3, 0)  # (3N, C, h, w)
+            return self.head(regions).mean((1, 2, 3)).view(-1, 3).sum(1, keepdim=True)
+
+    model = Regions()
+    x = torch.rand(2, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"'head' gives 6 maps for a batch of 2 images"):
+        grad_cam(model, x, "head", target=lambda o: o[:, 0])
+    assert grad_cam(model, x, "backbone", target=lambda o: o[:, 0]).shape == (2, 4, 4)
+
+
+def test_dict_layer_error_suggests_a_selector_that_works():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = _Levels()
+
+        def forward(self, x):
+            return self.backbone(x)["0"].mean((2, 3))
+
+    class _Levels(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 1)
+
+        def forward(self, x):
+            return {"0": self.conv(x), "1": self.conv(x)[..., ::2, ::2]}
+
+    x = torch.rand(2, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"""selector such as "backbone\['0'\]"\."""):
+        grad_cam(Net(), x, "backbone", target=0)
+    maps = grad_cam(Net(), x, "backbone['0']", target=0)
+    assert maps.shape == (2, 4, 4)

@@ -524,3 +524,103 @@ def test_reduce_avg_is_a_deprecated_alias_of_mean():
     new = extract(model, loader, ["0"], reduce="mean", progress=False)
     assert np.array_equal(old.layers["0"], new.layers["0"])
     assert old.layers["0"].shape == (2, 2)
+
+
+# --------------------------------------------------------------------------------------
+# transformer tokens and outputs that are not one tensor (issue 15)
+# --------------------------------------------------------------------------------------
+class _Tokens(nn.Module):
+    """(N, 2) -> tokens (N, T=3, C=4) with known values -> logits (N, 5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(2, 12)
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor):
+        tokens = self.embed(x).view(-1, 3, 4)
+        return self.head(tokens[:, 0])
+
+
+def test_reduce_pools_tokens_never_channels():
+    torch.manual_seed(0)
+    model = _Tokens()
+    x = torch.randn(6, 2)
+    tokens = model.embed(x).detach().view(6, 3, 4)
+    loader = DataLoader(TensorDataset(x), batch_size=4)
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+            self.tok = nn.Identity()
+
+        def forward(self, x):
+            return self.inner.head(self.tok(self.inner.embed(x).view(-1, 3, 4))[:, 0])
+
+    wrapped = Wrapped()
+    for reduce, ref in [
+        ("mean", tokens.mean(1)),
+        ("max", tokens.amax(1)),
+        ("cls", tokens[:, 0]),
+    ]:
+        fs = extract(wrapped, loader, "tok", reduce=reduce, progress=False)
+        assert fs.layers["tok"].shape == (6, 4)  # (N, C): never (N, T)
+        np.testing.assert_allclose(fs.layers["tok"], ref.numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"reduce='cls'.*\(4, 12\)"):
+        extract(wrapped, loader, "inner.embed", reduce="cls", progress=False)
+
+
+def test_reduce_mean_on_vit_gives_one_vector_per_image():
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vit = tv.models.VisionTransformer(
+        image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16
+    )
+    x = torch.rand(3, 3, 32, 32)
+    layer = "encoder.layers.encoder_layer_0"
+    fs = extract(vit, [x], layer, reduce="mean", progress=False)
+    assert fs.layers[layer].shape == (3, 8)  # hidden size, not the 5 tokens
+
+
+class _Dicts(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 3)
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor):
+        y = self.fc(x)
+        if self.kind == "dict":
+            return {"out": y, "aux": y * 2}
+        if self.kind == "logits":
+            return {"logits": y, "hidden": y[:, :1]}
+        return [{"scores": row.softmax(0), "labels": torch.arange(3)} for row in y]
+
+
+def test_outputs_picks_what_to_keep():
+    torch.manual_seed(0)
+    x = torch.randn(5, 2)
+    loader = DataLoader(TensorDataset(x), batch_size=2)
+    ref = _Dicts("dict").fc
+    for kind in ("dict", "logits", "detections"):
+        model = _Dicts(kind)
+        model.fc = ref
+        with torch.no_grad():
+            y = ref(x)
+        if kind == "logits":  # logits are found without a callable
+            fs = extract(model, loader, progress=False)
+            np.testing.assert_allclose(fs.outputs, y.numpy(), rtol=1e-6)
+        elif kind == "dict":
+            with pytest.raises(ValueError, match=r"Pass outputs=callable"):
+                extract(model, loader, progress=False)
+            fs = extract(model, loader, outputs=lambda o: o["aux"], progress=False)
+            np.testing.assert_allclose(fs.outputs, 2 * y.numpy(), rtol=1e-6)
+        else:
+            fs = extract(
+                model,
+                loader,
+                outputs=lambda dets: torch.stack([d["scores"].max() for d in dets]),
+                progress=False,
+            )
+            np.testing.assert_allclose(fs.outputs, y.softmax(1).amax(1).numpy(), rtol=1e-6)

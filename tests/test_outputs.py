@@ -57,3 +57,44 @@ def test_target_on_another_device_that_cannot_be_copied():
     with pytest.raises(ValueError, match=r"'target' parameter is a tensor on device meta"):
         target_classes(LOGITS, meta, 2)
     assert target_on(torch.tensor([1, 0]), torch.device("cpu")).tolist() == [1, 0]
+
+
+class _ModelOutput(dict):
+    """Stand-in for a Hugging Face ModelOutput: a dict that also has attributes."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.__dict__.update(kw)
+
+
+def test_logits_found_in_dicts_tuples_and_model_outputs():
+    from collections import namedtuple
+
+    from featviz._outputs import find_logits
+
+    aux = torch.zeros(2, 7)
+    assert find_logits({"logits": LOGITS, "hidden": aux}) is LOGITS
+    assert find_logits(_ModelOutput(loss=None, logits=LOGITS)) is LOGITS
+    assert find_logits((LOGITS, aux)) is LOGITS
+    assert find_logits(namedtuple("GoogLeNetOutputs", "logits aux")(LOGITS, aux)) is LOGITS
+    assert find_logits({"out": LOGITS}) is None
+    assert find_logits([{"boxes": torch.zeros(0, 4)}]) is None
+    assert target_classes(_ModelOutput(logits=LOGITS), None, 2).tolist() == [1, 0]
+    assert target_classes({"logits": LOGITS}, [2, 1], 2).tolist() == [2, 1]
+
+
+def test_as_logits_errors_say_what_to_pass_for_each_output():
+    detections = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0), "scores": torch.zeros(0)}]
+    with pytest.raises(ValueError, match=r"list of 1 dicts .*BoxTarget"):
+        as_logits(detections)
+    with pytest.raises(ValueError, match=r"keys \['out', 'aux'\].*SegmentationTarget"):
+        as_logits({"out": torch.zeros(2, 3, 4, 4), "aux": torch.zeros(2, 3, 4, 4)})
+    with pytest.raises(ValueError, match=r"lambda o: o\['emb'\]\[:, k\]"):
+        as_logits({"emb": torch.zeros(2, 3, 4)})
+
+
+def test_logits_rows_must_match_the_batch():
+    with pytest.raises(ValueError, match="logits have 2 rows but the batch has 3 images"):
+        target_classes(LOGITS, None, 3)
+    with pytest.raises(ValueError, match="2 rows but the batch has 1"):
+        as_logits(LOGITS, 1)

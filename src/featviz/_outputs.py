@@ -5,32 +5,100 @@ A private module every featviz module may import (CAMs and the metrics share it)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["Target", "as_logits", "call_target", "target_classes", "target_on"]
+__all__ = [
+    "Target",
+    "as_logits",
+    "call_target",
+    "find_logits",
+    "target_classes",
+    "target_on",
+]
 
 #: What ``target`` may be: None (arg-max class), one class for all images, one class per
 #: image, or a callable ``outputs -> (N,) scores``.
 Target = int | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor] | None
 
 
-def as_logits(outputs: Any) -> torch.Tensor:
-    """``outputs`` if it is a (N, num_classes) tensor, else a ValueError saying what to pass."""
-    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
-        what = (
-            f"a tensor of shape {tuple(outputs.shape)}"
-            if isinstance(outputs, torch.Tensor)
-            else type(outputs).__name__
+def find_logits(outputs: Any) -> torch.Tensor | None:
+    """The (N, num_classes) logits inside ``outputs``, or None where there are none.
+
+    Accepted, in this order: a 2-D tensor; an object with a 2-D tensor attribute
+    ``logits`` (Hugging Face ``ModelOutput``, torchvision's ``GoogLeNetOutputs`` and
+    ``InceptionOutputs`` have ``.logits``); a mapping with a ``"logits"`` key; a tuple or
+    list whose first element is a 2-D tensor (Hugging Face ``return_dict=False``).
+    """
+    if isinstance(outputs, torch.Tensor):
+        return outputs if outputs.ndim == 2 else None
+    found = getattr(outputs, "logits", None)
+    if found is None and isinstance(outputs, Mapping):
+        found = outputs.get("logits")
+    if found is None and isinstance(outputs, (tuple, list)) and outputs:
+        found = outputs[0]
+    if isinstance(found, torch.Tensor) and found.ndim == 2:
+        return found
+    return None
+
+
+def _describe(outputs: Any) -> str:
+    if isinstance(outputs, torch.Tensor):
+        return f"a tensor of shape {tuple(outputs.shape)}"
+    if isinstance(outputs, Mapping):
+        return f"a {type(outputs).__name__} with keys {list(outputs)[:8]}"
+    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], Mapping):
+        return f"a {type(outputs).__name__} of {len(outputs)} dicts with keys {list(outputs[0])}"
+    return type(outputs).__name__
+
+
+def _what_to_pass(outputs: Any) -> str:
+    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], Mapping):
+        if "boxes" in outputs[0]:
+            return (
+                "Detection outputs (one dict per image) have no class logits: pass "
+                "target=featviz.targets.BoxTarget(boxes) (or BoxTarget(top_k=1)), or a "
+                "callable 'outputs -> (N,) scores'."
+            )
+    out = outputs.get("out") if isinstance(outputs, Mapping) else None
+    if isinstance(out, torch.Tensor) and out.ndim == 4:
+        return (
+            "Segmentation outputs (N, num_classes, H, W) in 'out' have no class logits: pass "
+            "target=featviz.targets.SegmentationTarget(k), or a callable such as "
+            "lambda o: o['out'][:, k].sum((1, 2))."
         )
+    if isinstance(outputs, Mapping):
+        key = next(iter(outputs), "key")
+        return (
+            f"Pass a callable target 'outputs -> (N,) scores' instead, such as "
+            f"lambda o: o[{key!r}][:, k]."
+        )
+    return "Pass a callable target 'outputs -> (N,) scores' instead."
+
+
+def as_logits(outputs: Any, n: int | None = None) -> torch.Tensor:
+    """The (N, num_classes) logits of ``outputs`` (see `find_logits`), else a ValueError.
+
+    Args:
+        outputs: What the model returned.
+        n: The number of images; logits with another number of rows are a ValueError.
+    """
+    logits = find_logits(outputs)
+    if logits is None:
         raise ValueError(
             "A class target (None, an int or one int per image) needs model outputs of shape "
-            f"(N, num_classes); the model returned {what}. Pass a callable target "
+            f"(N, num_classes), a .logits attribute or a 'logits' key; the model returned "
+            f"{_describe(outputs)}. {_what_to_pass(outputs)}"
+        )
+    if n is not None and logits.shape[0] != n:
+        raise ValueError(
+            f"The model's logits have {logits.shape[0]} rows but the batch has {n} images; "
+            "a class target needs one row per image. Pass a callable target "
             "'outputs -> (N,) scores' instead."
         )
-    return outputs
+    return logits
 
 
 def call_target(fn: Callable[[Any], torch.Tensor], outputs: Any, n: int) -> torch.Tensor:
@@ -47,7 +115,7 @@ def call_target(fn: Callable[[Any], torch.Tensor], outputs: Any, n: int) -> torc
 
 def target_classes(outputs: Any, target: Target, n: int) -> torch.Tensor:
     """Class index (N,) int64 per image for a non-callable target."""
-    logits = as_logits(outputs)
+    logits = as_logits(outputs, n)
     k = logits.shape[1]
     if target is None:
         return logits.detach().argmax(1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -231,6 +231,107 @@ def _vit_grid(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, 1:, :].transpose(1, 2).reshape(n, c, side, side)
 
 
+# --------------------------------------------------------------------------------------
+# layouts: token grids and channel-last outputs, inferred from the input size
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _TokenGrid:
+    """Tokens (N, prefix + h*w, C) -> (N, C, h, w), the leading ``prefix`` tokens dropped."""
+
+    prefix: int
+    h: int
+    w: int
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        n, _, c = tokens.shape
+        return tokens[:, self.prefix :].transpose(1, 2).reshape(n, c, self.h, self.w)
+
+    def __repr__(self) -> str:
+        return f"tokens[:, {self.prefix}:] -> (N, C, {self.h}, {self.w})"
+
+
+@dataclass(frozen=True)
+class _ChannelsLast:
+    """(N, h, w, C) -> (N, C, h, w), as Swin blocks and their norms return."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+    def __repr__(self) -> str:
+        return "channels-last (N, h, w, C) -> (N, C, h, w)"
+
+
+def _is_grid(h: int, w: int, size: tuple[int, int]) -> bool:
+    """Whether (h, w) is the input size ``size`` divided by one stride (floor or ceil)."""
+    height, width = size
+    if not (1 <= h <= height and 1 <= w <= width) or h * w <= 1:
+        return False
+    for s in range(max(1, height // (h + 1)), height // max(h - 1, 1) + 2):
+        if (height // s, width // s) == (h, w) or (-(-height // s), -(-width // s)) == (h, w):
+            return True
+    return False
+
+
+def _token_grid(t: int, size: tuple[int, int], prefix: int | None) -> _TokenGrid | None:
+    """The grid of ``t`` tokens for an input of ``size``: the fewest leading extra tokens."""
+    height, width = size
+    tries = range(9) if prefix is None else [prefix, *(p for p in range(9) if p != prefix)]
+    for extra in tries:  # the model's own count first (CaiT adds its class token late)
+        g = t - extra
+        if g < 2:
+            continue
+        h = max(1, round(math.sqrt(g * height / width)))
+        for hh in (h - 1, h, h + 1):
+            if hh >= 1 and g % hh == 0 and _is_grid(hh, g // hh, size):
+                return _TokenGrid(extra, hh, g // hh)
+    return None
+
+
+def _layout(
+    value: Any, size: tuple[int, int], prefix: int | None
+) -> Callable[[torch.Tensor], torch.Tensor] | Literal[False] | None:
+    """How to read ``value`` as (N, C, h, w): None (it already is), a reshape, or False."""
+    if not isinstance(value, torch.Tensor):
+        return False
+    if value.ndim == 4:
+        if _is_grid(value.shape[2], value.shape[3], size):
+            return None
+        if _is_grid(value.shape[1], value.shape[2], size):
+            return _ChannelsLast()
+        return False
+    if value.ndim == 3:
+        return _token_grid(value.shape[1], size, prefix) or False
+    return False
+
+
+#: Resampling layers the auto layer never picks (VGG's ``avgpool`` upsamples 2x2 to 7x7).
+_RESAMPLING = (
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+    nn.Upsample,
+    nn.Identity,
+    nn.Flatten,
+    nn.modules.dropout._DropoutNd,
+)
+
+
+def _is_layer_norm(module: nn.Module) -> bool:
+    name = type(module).__name__
+    return isinstance(module, nn.LayerNorm) or "LayerNorm" in name or "RMSNorm" in name
+
+
+def _first_norm(module: nn.Module) -> str | None:
+    """The first of two or more layer-norm children (a transformer block), else None."""
+    norms = [name for name, child in module.named_children() if _is_layer_norm(child)]
+    return norms[0] if len(norms) >= 2 else None
+
+
+def _as_nchw(value: torch.Tensor, reshape: Any) -> torch.Tensor:
+    return reshape(value) if callable(reshape) else value
+
+
 def _check_differentiable(scores: torch.Tensor, method: str) -> None:
     if not scores.requires_grad:
         raise ValueError(
@@ -286,12 +387,18 @@ class CAM:
         model: The model; DataParallel/DDP/``torch.compile`` wrappers are unwrapped for
             layer lookup.
         layers: A layer spec or a sequence of them, as in `featviz.hooks.resolve_layers`
-            (name, glob, module type, module). None picks the last layer with a spatial
-            (4-D, more than 1x1) output, found with a probe forward pass on the first
-            image, and warns naming it. Of the modules returning that tensor, the outermost
-            is chosen, then the last child of a ``Sequential`` as long as it returns the
-            same tensor (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for
-            a torchvision ResNet-50).
+            (name, glob, module type, module). None picks a layer with a probe forward
+            pass on the first image and warns naming it and its reshape. Transformers
+            (a module with two or more LayerNorm/RMSNorm children, the first of which
+            returns a token grid): the first norm of the last such block (``blocks.11.norm1`` in
+            timm, ``encoder.layers.encoder_layer_11.ln_1`` in torchvision's ViT,
+            ``features.7.1.norm1`` in Swin). Otherwise the last module with a spatial
+            (N, C, h, w) output that is not a pooling, resampling, dropout or identity
+            layer, ran once and gave one map per probe image (two images; never a
+            detector's RoI head); of the modules returning that tensor, the outermost, then the last
+            child of a ``Sequential`` as long as it returns the same tensor
+            (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for a
+            torchvision ResNet-50, ``features`` for VGG).
         method: One of ``cam``, ``gradcam``, ``gradcam++``, ``xgradcam``, ``hirescam``,
             ``gradcamelementwise``, ``layercam``, ``scorecam``, ``eigencam``.
         fc: For ``method="cam"``: the final linear layer (spec or module) whose weights
@@ -301,7 +408,12 @@ class CAM:
             class-agnostic variant some users make). The target is then ignored.
         reshape_transform: Turns a layer output that is not (N, C, h, w) into that shape,
             applied to activations and gradients alike; ``"vit"`` drops the class token of
-            (N, 1 + h*w, C) tokens and reshapes the rest to a square grid.
+            (N, 1 + h*w, C) tokens and reshapes the rest to a square grid. None reads
+            the layout from the input size (H, W): tokens (N, p + h*w, C) whose grid
+            (h, w) is (H, W) divided by one stride lose their p leading tokens (class,
+            distillation, register; the model's ``num_prefix_tokens`` is tried first
+            where it has one, then the fewest that leave a grid), and channel-last (N, h, w, C)
+            outputs are permuted; other outputs are used as they are.
         size: ``"input"`` resizes maps to the images' (H, W); None keeps the layer's size
             (the largest layer's, with several layers); ``(H, W)`` resizes to that size.
             Resizing is bilinear with ``align_corners=False`` (equal to OpenCV's
@@ -319,6 +431,9 @@ class CAM:
 
     Attributes:
         layers_: Keys of the layers used by the latest call.
+        reshapes_: The reshape applied to each of those layers' outputs (None where the
+            output was already (N, C, h, w)); its repr says what it does, such as
+            ``tokens[:, 1:] -> (N, C, 14, 14)``.
         classes_: (N,) int64 target classes of the latest call (None for a callable
             target or a class-agnostic method).
         scores_: (N,) detached target scores of the latest call (None for ``eigencam``).
@@ -395,6 +510,7 @@ class CAM:
         if self.method == "cam":
             self._fc_weight = self._find_fc(fc)
         self.layers_: list[str] | None = None
+        self.reshapes_: list[Callable[[torch.Tensor], torch.Tensor] | None] = []
         self.classes_: torch.Tensor | None = None
         self.scores_: torch.Tensor | None = None
 
@@ -435,44 +551,97 @@ class CAM:
         return weight
 
     def _probe_layer(self, images: torch.Tensor) -> str:
-        """The module producing the last spatial output (rule in the class docstring)."""
+        """The layer the maps use when none is given (rule in the class docstring)."""
         inner = unwrap_model(self.model)
         if not any(True for _ in inner.children()):
             raise ValueError("The model has no submodules; pass the 'layers' parameter explicitly.")
         with torch.no_grad(), capture(self.model, nn.Module, detach=False) as cap:
-            self.model(images[:1])
+            # two images (the first one twice for a batch of one), so that outputs with
+            # a batch axis of their own (a detector's regions, position biases) stand out
+            self.model(images[:2] if len(images) > 1 else images[:1].expand(2, -1, -1, -1))
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        prefix = self._prefix_tokens()
+        acts = cap.activations
         order = list(cap.calls)  # order of first completion
 
-        def spatial(value: Any) -> bool:
+        def tokens(k: str) -> bool:  # a token grid or channel-last map of both images
+            value = acts.get(k)
             return (
                 isinstance(value, torch.Tensor)
-                and value.ndim == 4
-                and value.shape[-1] * value.shape[-2] > 1
+                and value.shape[0] == 2
+                and _layout(value, size, prefix) is not False
             )
 
-        candidates = [k for k in order if spatial(cap.activations.get(k))]
+        # transformer blocks: their first norm gives tokens, and so does the block unless
+        # it returns a tuple (Hugging Face); CaiT's class-attention blocks return (N, 1, C)
+        norms = [
+            f"{k}.{norm}"
+            for k in order
+            if (norm := _first_norm(inner.get_submodule(k))) is not None
+            and tokens(f"{k}.{norm}")
+            and (tokens(k) or not isinstance(acts.get(k), torch.Tensor))
+        ]
+        if norms:
+            key = norms[-1]
+            why = "the first norm of the last transformer block"
+        else:
+            key = self._last_feature_block(inner, cap.calls, acts, size)
+            why = "the last layer with a spatial output"
+        reshape = _layout(acts[key], size, prefix)
+        shape = tuple(acts[key].shape[1:])
+        nchw = tuple(_as_nchw(acts[key], reshape).shape[1:])
+        read = f", output {shape} read as" if reshape else ""
+        how = f" with reshape {reshape!r}" if reshape else ""
+        warnings.warn(
+            f"CAM: no layer given; using {key!r}, {why}{read} (C, h, w) = {nchw}{how}. "
+            f"Pass layers={key!r} to choose explicitly.",
+            stacklevel=4,
+        )
+        return key
+
+    def _prefix_tokens(self) -> int | None:
+        """Leading non-patch tokens a timm-style model declares (``num_prefix_tokens``)."""
+        n = getattr(unwrap_model(self.model), "num_prefix_tokens", None)
+        return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+    @staticmethod
+    def _last_feature_block(
+        inner: nn.Module, calls: dict[str, int], acts: dict[str, Any], size: tuple[int, int]
+    ) -> str:
+        """The module whose output the maps of a CNN use.
+
+        The outermost module returning the last spatial (N, C, h, w) output that is not a
+        resampling layer, then down through ``Sequential``s' last children.
+        """
+
+        def spatial(k: str) -> bool:
+            # two images in, two maps out (a detector's RoI head sees hundreds of regions),
+            # from a module that ran once (a shared module's last call is no block output)
+            value = acts.get(k)
+            return (
+                not isinstance(inner.get_submodule(k), _RESAMPLING)
+                and calls[k] == 1
+                and _layout(value, size, None) is None
+                and isinstance(value, torch.Tensor)
+                and value.shape[0] == 2
+            )
+
+        candidates = [k for k in calls if spatial(k)]  # order of first completion
         if not candidates:
             raise ValueError(
-                "No layer of the model has a spatial (N, C, h, w) output; pass the 'layers' "
-                "parameter (and a reshape_transform for token outputs)."
+                "No layer of the model has a spatial (N, C, h, w) output or a token grid; pass "
+                "the 'layers' parameter (and a reshape_transform for other layouts)."
             )
-        last = cap.activations[candidates[-1]]
+        last = acts[candidates[-1]]
         # modules returning that tensor (capture hands the next module a clone of a live
         # output, so "the same tensor" is the same values)
-        same = [k for k in order if _same_tensor(cap.activations.get(k), last)]
-        # the outermost module returning it, then down through Sequentials' last children
+        same = [k for k in candidates if _same_tensor(acts.get(k), last)]
         key = min(same, key=lambda k: k.count("."))
         while isinstance(module := inner.get_submodule(key), nn.Sequential) and len(module):
             child = f"{key}.{list(module._modules)[-1]}"
             if child not in same:
                 break
             key = child
-        shape = tuple(last.shape[1:])
-        warnings.warn(
-            f"CAM: no layer given; using {key!r}, the last layer with a spatial output "
-            f"(C, h, w) = {shape}. Pass layers={key!r} to choose explicitly.",
-            stacklevel=4,
-        )
         return key
 
     # -- call --------------------------------------------------------------------------
@@ -540,9 +709,11 @@ class CAM:
                 raise ValueError(f"Layer {key!r} did not run during the model's forward pass.")
             act = cap.activations[key]
             if not isinstance(act, torch.Tensor):
+                # dict keys are selected by their key: "backbone['0']", never 'backbone[0]'
+                first = next(iter(act), 0) if isinstance(act, Mapping) else 0
                 raise ValueError(
                     f"Layer {key!r} returned {type(act).__name__}, not a tensor; select one "
-                    f"element with a selector such as '{key}[0]'."
+                    f'element with a selector such as "{key}[{first!r}]".'
                 )
             if cap.calls[key] > 1:
                 logger.info(
@@ -619,6 +790,7 @@ class CAM:
             batch_size=self.batch_size or (16 if images.device.type == "cpu" else 64),
             progress=self.progress,
         )
+        self.reshapes_ = []
         with torch.no_grad():
             raw = [
                 self._layer_map(key, a, g, job) for key, a, g in zip(keys, acts, grads, strict=True)
@@ -630,14 +802,26 @@ class CAM:
     ) -> torch.Tensor:
         a = act.detach()
         g = grad
-        if self.reshape_transform is not None:
-            a = self.reshape_transform(a)
-            g = self.reshape_transform(g) if g is not None else None
+        reshape = self.reshape_transform
+        if reshape is None:  # token grids and channel-last outputs, read from the input size
+            size = (int(job.images.shape[-2]), int(job.images.shape[-1]))
+            reshape = _layout(a, size, self._prefix_tokens()) or None
+        self.reshapes_.append(reshape)
+        if reshape is not None:
+            a = reshape(a)
+            g = reshape(g) if g is not None else None
         if a.ndim != 4:
             raise ValueError(
                 f"The 'layers' entry {key!r} gives activations of shape {tuple(a.shape)}; "
                 "CAMs need (N, C, h, w). Choose a convolutional layer, or pass a "
                 "reshape_transform (e.g. 'vit' for ViT tokens)."
+            )
+        if a.shape[0] != job.images.shape[0]:
+            raise ValueError(
+                f"The 'layers' entry {key!r} gives {a.shape[0]} maps for a batch of "
+                f"{job.images.shape[0]} images (a detector's region head, or a layer that "
+                "regroups the batch?); the number of maps must equal the number of images. "
+                "Choose a layer of the backbone, such as 'backbone.body.layer4'."
             )
         # the one rule for NaN/inf (featviz._ops): set to 0, with a RuntimeWarning
         a = finite_or_zero(a.float(), what=f"activations of layer {key!r}")

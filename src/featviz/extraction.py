@@ -35,6 +35,7 @@ from torch import nn
 
 from featviz._io import atomic_path
 from featviz._ops import eval_mode
+from featviz._outputs import find_logits
 from featviz._store import (
     FORMAT,
     FORMAT_VERSION,
@@ -354,16 +355,33 @@ def _reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None
             )
             reduce = "mean"
         if reduce == "mean":
-            return (lambda t: t.mean(dim=tuple(range(2, t.ndim))) if t.ndim > 2 else t), reduce
+            return (lambda t: t.mean(dim=_pooled_axes(t)) if t.ndim > 2 else t), reduce
         if reduce == "max":
-            return (lambda t: t.amax(dim=tuple(range(2, t.ndim))) if t.ndim > 2 else t), reduce
+            return (lambda t: t.amax(dim=_pooled_axes(t)) if t.ndim > 2 else t), reduce
+        if reduce == "cls":
+            return _class_token, reduce
     elif callable(reduce):
         name = getattr(reduce, "__qualname__", type(reduce).__qualname__)
         return reduce, f"{getattr(reduce, '__module__', '')}.{name}"
     raise ValueError(
-        "The 'reduce' parameter of extract must be None, 'flatten', 'mean', 'max' or a "
+        "The 'reduce' parameter of extract must be None, 'flatten', 'mean', 'max', 'cls' or a "
         f"callable. Got {reduce!r} instead."
     )
+
+
+def _pooled_axes(t: torch.Tensor) -> tuple[int, ...]:
+    """Axes ``mean``/``max`` pool: the tokens of (N, T, C), else every axis after C."""
+    return (1,) if t.ndim == 3 else tuple(range(2, t.ndim))
+
+
+def _class_token(t: torch.Tensor) -> torch.Tensor:
+    """The first token (N, C) of tokens (N, T, C)."""
+    if t.ndim != 3:
+        raise ValueError(
+            "reduce='cls' of extract keeps the class token of tokens (N, T, C). Got a "
+            f"layer output of shape {tuple(t.shape)} instead; use 'mean' or 'flatten'."
+        )
+    return t[:, 0]
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype | None:
@@ -555,6 +573,7 @@ def extract(
     device: str | torch.device | None = None,
     progress: bool = True,
     max_batches: int | None = None,
+    outputs: Callable[[Any], torch.Tensor] | None = None,
 ) -> FeatureSet:
     """Run ``model`` over ``loader``; collect layer activations, outputs, labels and indices.
 
@@ -593,8 +612,11 @@ def extract(
             None keeps only outputs, labels and index.
         reduce: Applied to each layer's activation on the device before the transfer:
             None (keep (N, C, H, W)), ``"flatten"`` (N, C*H*W), ``"mean"`` or ``"max"``
-            (pool every axis after the second: (N, C, H, W) -> (N, C)), or a callable
-            mapping a (B, ...) tensor to a (B, ...) tensor.
+            (pool the positions: (N, C, H, W) -> (N, C); a 3-D output is read as
+            transformer tokens (N, T, C) and pooled over the tokens -> (N, C), never
+            over the channels; pass a callable for (N, C, L) sequences), ``"cls"`` (the
+            class token of (N, T, C) -> (N, C)), or a callable mapping a (B, ...)
+            tensor to a (B, ...) tensor.
         dtype: Floating dtype (e.g. ``torch.float16``) that floating activations and
             outputs are cast to on the device. None keeps the model's dtype
             (bfloat16 becomes float32).
@@ -603,6 +625,12 @@ def extract(
             parameters. The model must already be there.
         progress: Show a tqdm progress bar.
         max_batches: Stop after this many batches (the first ones of the loader).
+        outputs: What to keep of the model's output, a callable ``output -> (B, ...)``
+            tensor with one row per sample, e.g. ``lambda o: o["out"].mean((2, 3))`` for
+            a segmenter or ``lambda dets: torch.stack([d["scores"][:1].sum() for d in
+            dets])`` for a torchvision detector (a list of dicts). None: a tensor output
+            as it is, else its logits (``.logits``, a ``"logits"`` key or a tuple's
+            first element, as Hugging Face models return them).
 
     Returns:
         A `FeatureSet`: ``layers[key]`` (N, ...) per layer, ``outputs`` (N, ...),
@@ -632,7 +660,8 @@ def extract(
     try:
         result = sink.open()  # a finished store: opened without running the model
         if result is None:
-            _run(_Step(model, cap, keys, dev, cast), loader, sink, max_batches, progress)
+            step = _Step(model, cap, keys, dev, cast, outputs)
+            _run(step, loader, sink, max_batches, progress)
             tracked = config["index_source"] == "sampler"
             result = sink.finish(_num_batches(loader, max_batches) if tracked else None)
         return FeatureSet._from_parts(result)
@@ -745,6 +774,7 @@ class _Step:
     keys: list[str]
     device: torch.device
     cast: torch.dtype | None
+    select: Callable[[Any], torch.Tensor] | None = None
     warned: set[str] = field(default_factory=set)
 
     def arrays(
@@ -755,6 +785,11 @@ class _Step:
         if self.cap is not None:
             self.cap.clear()
         out = self.model(inputs.to(self.device, non_blocking=True))
+        if self.select is not None:
+            out = self.select(out)
+        elif not isinstance(out, torch.Tensor):
+            found = find_logits(out)
+            out = out if found is None else found
         index = idx if idx is not None else np.arange(offset, offset + n, dtype=np.int64)
         if index.shape[0] != n:
             raise ValueError(
@@ -764,8 +799,8 @@ class _Step:
         if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != n:
             raise ValueError(
                 f"extract: the model must return a tensor with one row per sample (N={n}); "
-                f"for batch {b} it returned {_describe(out)}. Wrap the model so that it "
-                "returns one tensor."
+                f"for batch {b} it returned {_describe(out)}. Pass outputs=callable to "
+                "pick one tensor from it, e.g. outputs=lambda o: o['out'].mean((2, 3))."
             )
         arrays = {"index": index, "outputs": to_numpy(_cast(out, self.cast).cpu())}
         if target is not None:

@@ -1,0 +1,277 @@
+"""Ready-made targets: small callables ``outputs -> (N,) scores`` for ``target=``.
+
+Every CAM and metric that takes ``target`` accepts these. Each one reads one kind of
+model output and returns one differentiable score per image, so gradient methods can
+explain it:
+
+- `ClassTarget`, `ProbabilityTarget`, `ClassesTarget`: classifiers (any output with
+  logits: a tensor, ``.logits``, a ``"logits"`` key, a tuple's first element);
+- `BoxTarget`: torchvision detection outputs (one dict per image with ``boxes``,
+  ``labels``, ``scores``);
+- `SegmentationTarget`: segmentation logits (N, K, H, W), or a dict with ``"out"``;
+- `SimilarityTarget`: embeddings (N, D), for CLIP-like or metric-learning models.
+
+Example:
+    >>> detector = fasterrcnn_resnet50_fpn(weights=None).eval()  # doctest: +SKIP
+    >>> target = featviz.targets.BoxTarget(top_k=1)  # doctest: +SKIP
+    >>> maps = featviz.grad_cam(detector, images, "backbone.body.layer4", target)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from featviz._outputs import as_logits, target_classes
+
+__all__ = [
+    "BoxTarget",
+    "ClassTarget",
+    "ClassesTarget",
+    "ProbabilityTarget",
+    "SegmentationTarget",
+    "SimilarityTarget",
+]
+
+
+def _check_classes(classes: Any, where: str) -> None:
+    if isinstance(classes, (bool, str)) or not isinstance(classes, (int, Sequence, torch.Tensor)):
+        raise TypeError(
+            f"The 'classes' parameter of {where} must be an int or a sequence of ints. "
+            f"Got {type(classes).__name__} instead."
+        )
+
+
+@dataclass(frozen=True)
+class ClassTarget:
+    """The logit of one class (an int), or of one class per image (a sequence).
+
+    Args:
+        classes: A class index for every image, or one per image.
+
+    Score-CAM scores chunks of masked copies of the images, so use an int there (or
+    pass the classes as ``target`` directly).
+    """
+
+    classes: int | Sequence[int]
+
+    def __post_init__(self) -> None:
+        _check_classes(self.classes, "ClassTarget")
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,): ``logits[i, classes[i]]``."""
+        logits = as_logits(outputs)
+        classes = target_classes(logits, self.classes, logits.shape[0])
+        return logits.gather(1, classes[:, None])[:, 0]
+
+
+@dataclass(frozen=True)
+class ProbabilityTarget:
+    """The soft-max probability of one class (or one class per image).
+
+    Args:
+        classes: A class index for every image, or one per image.
+    """
+
+    classes: int | Sequence[int]
+
+    def __post_init__(self) -> None:
+        _check_classes(self.classes, "ProbabilityTarget")
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,): ``softmax(logits)[i, classes[i]]``."""
+        logits = as_logits(outputs)
+        classes = target_classes(logits, self.classes, logits.shape[0])
+        return torch.softmax(logits, 1).gather(1, classes[:, None])[:, 0]
+
+
+@dataclass(frozen=True)
+class ClassesTarget:
+    """The sum of several classes' logits, the same classes for every image.
+
+    Args:
+        classes: The class indices to sum.
+    """
+
+    classes: Sequence[int]
+
+    def __post_init__(self) -> None:
+        _check_classes(self.classes, "ClassesTarget")
+        if isinstance(self.classes, int) or len(self.classes) == 0:
+            raise ValueError(
+                "The 'classes' parameter of ClassesTarget must be a non-empty sequence of "
+                f"ints. Got {self.classes!r} instead."
+            )
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,): ``logits[i, classes].sum()``."""
+        logits = as_logits(outputs)
+        k = logits.shape[1]
+        index = torch.as_tensor(list(self.classes), dtype=torch.long, device=logits.device)
+        if int(index.min()) < 0 or int(index.max()) >= k:
+            raise ValueError(
+                f"The 'classes' parameter of ClassesTarget must hold classes in the range "
+                f"[0, {k - 1}] (the model has {k} outputs). Got {list(self.classes)} instead."
+            )
+        return logits[:, index].sum(1)
+
+
+def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU (A, B) of boxes (A, 4) and (B, 4) in (x1, y1, x2, y2)."""
+    area_a = (a[:, 2] - a[:, 0]).clamp_min(0) * (a[:, 3] - a[:, 1]).clamp_min(0)
+    area_b = (b[:, 2] - b[:, 0]).clamp_min(0) * (b[:, 3] - b[:, 1]).clamp_min(0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp_min(0).prod(2)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp_min(1e-12)
+
+
+@dataclass(frozen=True)
+class BoxTarget:
+    """The summed scores of detections, for torchvision detectors' outputs.
+
+    With ``boxes``: every detection whose box overlaps a given box with IoU >=
+    ``iou_threshold`` (and, with ``classes``, whose label is that box's class) adds its
+    score. Without: the ``top_k`` highest-scoring detections (of ``classes`` if given).
+    An image with no matching detection scores 0 (its map is all zeros).
+
+    Args:
+        boxes: (K, 4) boxes (x1, y1, x2, y2) in input pixels, the same for every image,
+            or a sequence of one (K_i, 4) tensor per image. None: use ``top_k``.
+        classes: With ``boxes``: one label per box (K,), or one int for all; without:
+            only detections with these labels count. None: any label.
+        iou_threshold: Minimum IoU for a detection to match a given box.
+        top_k: Without ``boxes``: how many of the best detections to sum.
+    """
+
+    boxes: torch.Tensor | Sequence[torch.Tensor] | None = None
+    classes: int | Sequence[int] | None = None
+    iou_threshold: float = 0.5
+    top_k: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
+            raise ValueError(
+                "The 'top_k' parameter of BoxTarget must be an int in the range [1, inf). "
+                f"Got {self.top_k!r} instead."
+            )
+        if not 0 < float(self.iou_threshold) <= 1:
+            raise ValueError(
+                "The 'iou_threshold' parameter of BoxTarget must be a float in the range "
+                f"(0, 1]. Got {self.iou_threshold!r} instead."
+            )
+
+    def _given(self, i: int, n: int) -> torch.Tensor | None:
+        if self.boxes is None:
+            return None
+        if isinstance(self.boxes, torch.Tensor):
+            return self.boxes.reshape(-1, 4)
+        if len(self.boxes) != n:
+            raise ValueError(
+                f"The 'boxes' parameter of BoxTarget must hold one (K, 4) tensor per image: "
+                f"the batch has {n} images but 'boxes' has {len(self.boxes)} entries."
+            )
+        return torch.as_tensor(self.boxes[i]).reshape(-1, 4)
+
+    def _score(self, det: Mapping[str, torch.Tensor], given: torch.Tensor | None) -> torch.Tensor:
+        scores, labels = det["scores"], det["labels"]
+        if given is None:
+            keep = scores
+            if self.classes is not None:
+                wanted = torch.as_tensor(self.classes, device=labels.device).reshape(-1)
+                keep = scores[torch.isin(labels, wanted)]
+            return keep.topk(min(self.top_k, len(keep))).values.sum()
+        given = given.to(det["boxes"])
+        match = _box_iou(given, det["boxes"]) >= self.iou_threshold  # (K, D)
+        if self.classes is not None:
+            want = torch.as_tensor(self.classes, device=labels.device).reshape(-1, 1)
+            match = match & (labels[None, :] == want)
+        return (match.to(scores.dtype) * scores[None, :]).sum()
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,), one per image's dict."""
+        if not isinstance(outputs, (list, tuple)) or not all(
+            isinstance(d, Mapping) and {"boxes", "labels", "scores"} <= set(d) for d in outputs
+        ):
+            raise ValueError(
+                "BoxTarget reads detection outputs, a list of one dict per image with "
+                f"'boxes', 'labels' and 'scores'. Got {type(outputs).__name__} instead; "
+                "use ClassTarget for classifiers."
+            )
+        n = len(outputs)
+        return torch.stack([self._score(d, self._given(i, n)) for i, d in enumerate(outputs)])
+
+
+@dataclass(frozen=True)
+class SegmentationTarget:
+    """The sum of one class's logits over a mask, for segmentation outputs.
+
+    Args:
+        classes: The class whose logits are summed.
+        mask: (H, W) or (N, H, W) weights (bool or float) at the output's resolution;
+            None sums over every pixel.
+    """
+
+    classes: int
+    mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.classes, bool) or not isinstance(self.classes, int):
+            raise TypeError(
+                "The 'classes' parameter of SegmentationTarget must be an int. "
+                f"Got {type(self.classes).__name__} instead."
+            )
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,): ``(out[:, classes] * mask).sum((1, 2))``."""
+        out = outputs
+        if isinstance(outputs, Mapping) and "out" in outputs:
+            out = outputs["out"]
+        elif not isinstance(outputs, torch.Tensor):
+            out = getattr(outputs, "logits", outputs)
+        if not isinstance(out, torch.Tensor) or out.ndim != 4:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                "SegmentationTarget reads logits of shape (N, K, H, W), a dict with 'out' or "
+                f"an output with .logits. Got {got} instead."
+            )
+        if not 0 <= self.classes < out.shape[1]:
+            raise ValueError(
+                f"The 'classes' parameter of SegmentationTarget must be in the range "
+                f"[0, {out.shape[1] - 1}]. Got {self.classes} instead."
+            )
+        plane = out[:, self.classes]
+        if self.mask is None:
+            return plane.sum((1, 2))
+        if tuple(self.mask.shape[-2:]) != tuple(plane.shape[-2:]):
+            raise ValueError(
+                f"The 'mask' parameter of SegmentationTarget must have the output's size "
+                f"{tuple(plane.shape[-2:])}. Got shape {tuple(self.mask.shape)} instead."
+            )
+        return (plane * self.mask.to(plane)).sum((1, 2))
+
+
+@dataclass(frozen=True)
+class SimilarityTarget:
+    """Cosine similarity of each image's embedding to a given embedding.
+
+    Args:
+        embedding: (D,) reference embedding, or (N, D) one per image.
+    """
+
+    embedding: torch.Tensor
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,) in [-1, 1]."""
+        emb = outputs if isinstance(outputs, torch.Tensor) else getattr(outputs, "logits", None)
+        if not isinstance(emb, torch.Tensor) or emb.ndim != 2:
+            got = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(outputs).__name__
+            raise ValueError(
+                f"SimilarityTarget reads embeddings of shape (N, D). Got {got} instead; wrap "
+                "the model so it returns them."
+            )
+        ref = self.embedding.to(emb).reshape(-1, emb.shape[1])
+        return torch.nn.functional.cosine_similarity(emb, ref, dim=1)
