@@ -73,7 +73,7 @@ _EXPORTS: dict[str, str] = {
     "compare_projections": "featviz.compare",
 }
 
-_SUBMODULES = ("datasets", "models", "metrics")
+_SUBMODULES = ("datasets", "models", "metrics", "targets")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
@@ -96,7 +96,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs and mypy
-    from featviz import datasets, metrics, models
+    from featviz import datasets, metrics, models, targets
     from featviz.cam import CAM, class_activation_map, grad_cam
     from featviz.compare import compare_cams, compare_feature_maps, compare_projections
     from featviz.convert import (
