@@ -262,3 +262,28 @@ def test_bad_arguments(kw, match):
     x, _ = _data()
     with pytest.raises(ValueError, match=match):
         Recorder(_model(), x[:3], layers="4", **kw)
+
+
+class _Noisy(nn.Module):
+    """Draws from every global RNG in each forward pass, also in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        np.random.rand()  # noqa: NPY002
+        random.random()
+        return x + 0 * torch.rand_like(x)
+
+
+def test_rng_states_are_restored_when_the_model_draws_in_eval_mode():
+    model = nn.Sequential(_Noisy(), *_model())
+    x, y = _data()
+    rec = Recorder(model, x[:3], labels=y[:3], layers="5", every=1)
+    torch.manual_seed(3)
+    np.random.seed(3)  # noqa: NPY002
+    random.seed(3)
+    rec.step(0)
+    after = (torch.rand(2), np.random.rand(), random.random())  # noqa: NPY002
+    torch.manual_seed(3)
+    np.random.seed(3)  # noqa: NPY002
+    random.seed(3)
+    assert torch.equal(after[0], torch.rand(2))
+    assert after[1:] == (np.random.rand(), random.random())  # noqa: NPY002
