@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +288,28 @@ def test_rng_states_are_restored_when_the_model_draws_in_eval_mode():
     random.seed(3)
     assert torch.equal(after[0], torch.rand(2))
     assert after[1:] == (np.random.rand(), random.random())  # noqa: NPY002
+
+
+def _ddp_worker(rank: int, store: str, init: str, results: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        x, _ = _data()
+        rec = Recorder(_model(), x[:3], layers="4", every=1, store=store)
+        made = [rec.step(s) for s in (0, 1)]
+        rec.close()
+        Path(results, f"rank{rank}.txt").write_text(repr(made))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_only_rank_0_records_with_gloo(tmp_path):
+    import torch.multiprocessing as mp
+
+    store = tmp_path / "store"
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_ddp_worker, args=(str(store), init, str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "rank0.txt").read_text() == "[True, True]"
+    assert (tmp_path / "rank1.txt").read_text() == "[False, False]"
+    assert Recorder.open(store).steps_.tolist() == [0, 1]

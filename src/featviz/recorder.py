@@ -43,6 +43,8 @@ FORMAT_VERSION = 1
 _MANIFEST = "recorder.json"
 _PROBE = ("probe-images.npy", "probe-labels.npy")
 _RECORD = re.compile(r"\d{9}-[a-z0-9_+]+\.npy")
+# atomic_path's temporary names: ".<stem>.<8 random chars>.tmp<suffix>"
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp\.(npy|json)")
 _ALIGN = ("procrustes", "fixed")
 
 
@@ -178,7 +180,11 @@ def _check_folder(root: Path) -> None:
         n
         for n in names
         if not ours
-        or not (n in (_MANIFEST, *_PROBE, "rank00000.lock") or _RECORD.fullmatch(n) or "tmp" in n)
+        or not (
+            n in (_MANIFEST, *_PROBE, "rank00000.lock")
+            or _RECORD.fullmatch(n)
+            or _TEMP.fullmatch(n)
+        )
     ]
     if foreign:
         raise ValueError(
