@@ -34,15 +34,22 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(24, 3, 8, 8, generator=g), torch.randint(0, 3, (24,), generator=g)
 
 
-def _train(recorder: bool, steps: int = 50) -> dict:
+def _tiny_cnn() -> nn.Module:
+    from featviz.models import TinyCNN
+
+    torch.manual_seed(0)
+    return TinyCNN(num_classes=3, width=2)
+
+
+def _train(recorder: bool, steps: int = 50, factory=_model, layers: str = "4") -> dict:
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002
     random.seed(0)
-    model = _model()
+    model = factory()
     x, y = _data()
-    model[0].bias.requires_grad_(False)  # a frozen parameter must stay frozen
+    next(model.parameters()).requires_grad_(False)  # a frozen parameter must stay frozen
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 0.1, momentum=0.9)
-    rec = Recorder(model, x[:6], labels=y[:6], layers="4", every=5) if recorder else None
+    rec = Recorder(model, x[:6], labels=y[:6], layers=layers, every=5) if recorder else None
     for step in range(steps):
         idx = torch.randperm(24)[:8]  # the torch RNG drives batches and dropout
         opt.zero_grad()
@@ -63,6 +70,18 @@ def _train(recorder: bool, steps: int = 50) -> dict:
     }
 
 
+def test_builtin_tiny_cnn_trains_bit_identically_with_a_recorder():
+    a, b = _train(False, 30, _tiny_cnn), _train(True, 30, _tiny_cnn, "features.13")
+    assert b["records"] == list(range(0, 30, 5))
+    for k in a["state"]:
+        assert torch.equal(a["state"][k], b["state"][k]), k
+    for ga, gb in zip(a["grads"], b["grads"], strict=True):
+        assert (ga is None and gb is None) or torch.equal(ga, gb)
+    assert a["requires_grad"] == b["requires_grad"]
+    assert a["training"] == b["training"]
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+
+
 def test_training_is_bit_identical_with_a_recorder():
     a, b = _train(False), _train(True)
     assert b["records"] == list(range(0, 50, 5))
@@ -73,7 +92,7 @@ def test_training_is_bit_identical_with_a_recorder():
         assert (ga is None and gb is None) or torch.equal(ga, gb)
     for ma, mb in zip(a["momentum"], b["momentum"], strict=True):
         assert torch.equal(ma, mb)
-    assert a["requires_grad"] == b["requires_grad"] == [True, False] + [True] * 8
+    assert a["requires_grad"] == b["requires_grad"] == [False] + [True] * 9
     assert a["training"] == b["training"]
     assert all(a["training"])
     assert torch.equal(a["torch_rng"], b["torch_rng"])
