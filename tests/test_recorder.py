@@ -181,8 +181,19 @@ def test_store_refuses_foreign_files_and_other_recorders(tmp_path):
     x, _ = _data()
     with pytest.raises(ValueError, match="different"):
         Recorder(_model(), x[:5] + 1, layers="4", every=1, store=store)
+    with pytest.raises(ValueError, match="labels: stored"):
+        Recorder(_model(), x[:5], labels=[0, 0, 0, 0, 0], layers="4", every=1, store=store)
     with pytest.raises(FileNotFoundError, match="'store'"):
         Recorder.open(tmp_path / "none")
+
+
+def test_store_crashed_before_its_probe_files_is_completed(tmp_path):
+    store = tmp_path / "s"
+    _recorded(store, steps=()).close()
+    (store / "probe-images.npy").unlink()
+    rec = _recorded(store, steps=(0,))
+    rec.close()
+    assert torch.equal(Recorder.open(store).probe_images, rec.probe_images)
 
 
 def test_store_is_locked_while_a_recorder_writes(tmp_path):

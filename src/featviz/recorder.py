@@ -131,14 +131,15 @@ class _DiskRecords(_Records):
         self.lock.acquire()
         try:
             manifest = _read_manifest(root)
-            if manifest is None:
-                for name, arr in probe.items():
-                    _write_npy(root / name, arr, overwrite=True)
+            if manifest is None:  # the manifest first: it claims the probe files
                 self._save()
             else:
                 _same_config(root, manifest["config"], config)
                 self.entries = list(manifest["records"])
                 self.steps, self.fields = _load_records(root, self.entries)
+            for name, arr in probe.items():
+                if not (root / name).is_file():  # also after a crash right after the manifest
+                    _write_npy(root / name, arr, overwrite=True)
         except BaseException:
             self.lock.release()
             raise
@@ -358,6 +359,7 @@ class Recorder:
             "methods": list(self.methods),
             "projection": self.projection,
             "probe": fingerprint(self.probe_images),
+            "labels": None if self.labels is None else fingerprint(self.labels),
         }
 
     def _open_records(self) -> _Records:

@@ -41,9 +41,12 @@ def run(ctx: DemoContext) -> None:
         "recorder_timeline.png",
         f"Grad-CAM of four probe images while a fresh TinyCNN trains ({steps} steps)",
     )
-    ax = rec.plot_metrics()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+    rec.plot_metrics(ax=ax)
     ax.set_title("probe batch (16 images)", fontsize=9)
-    ctx.save_figure(ax.figure, "recorder_metrics.png", "Probe accuracy and confidence per step")
+    ctx.save_figure(fig, "recorder_metrics.png", "Probe accuracy and confidence per step")
     fig = rec.plot_projection_timeline()
     ctx.save_figure(fig, "recorder_projections.png", "Probe features (PCA), aligned across steps")
     path = ctx.note("recorder.gif", "The same Grad-CAMs as an animation, one frame per record")
