@@ -6,7 +6,8 @@ the built-in `TinyCNN` on `Shapes` (64x64, batch 32) and a torchvision ``resnet1
 in lockstep, one with a Recorder holding the defaults (64 probe images, ``every=200``,
 ``gradcam``, records in RAM): each step runs both copies (alternating which goes first), and
 each is timed, so a busy shared machine slows both alike. Printed per
-model: the loop time without and with the Recorder, their ratio (target <= 1.02), and
+model: the loop time without and with the Recorder, their ratio (target <= 1.02), the
+ratio of process CPU times, and
 the time spent inside ``rec.step`` as a share of the loop without it (the same overhead,
 measured directly, so less noisy).
 
@@ -31,20 +32,22 @@ from featviz.recorder import Recorder
 
 def _paired(
     model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int, probe: Any
-) -> tuple[float, float, float]:
-    """Train two copies in lockstep, the second with a Recorder; seconds of each, and in step.
+) -> list[float]:
+    """Train two copies in lockstep, the second with a Recorder.
 
-    Each step runs the plain copy, then the recorded copy, so a busy machine slows both alike.
+    Each step runs both copies, alternating which goes first, so a busy machine slows both
+    alike. Returns wall seconds without, with, inside ``rec.step``, then the process CPU
+    seconds without and with (CPU time counts less of the other jobs on the machine).
     """
     plain, recorded = copy.deepcopy(model).train(), copy.deepcopy(model).train()
     opts = [torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for m in (plain, recorded)]
     rec = Recorder(recorded, probe[0], labels=probe[1], layers=probe[2])
-    spent = [0.0, 0.0, 0.0]
+    spent = [0.0] * 5
     for step in range(steps):
         x, y = batches[step % len(batches)]
-        for k in (0, 1) if step % 2 else (1, 0):  # alternate which copy goes first
+        for k in (0, 1) if step % 2 else (1, 0):
             m, opt = (plain, recorded)[k], opts[k]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             opt.zero_grad()
             nn.functional.cross_entropy(m(x), y).backward()
             opt.step()
@@ -53,20 +56,21 @@ def _paired(
                 rec.step(step)
                 spent[2] += time.perf_counter() - t
             spent[k] += time.perf_counter() - start
-    return spent[0], spent[1], spent[2]
+            spent[3 + k] += time.process_time() - cpu
+    return spent
 
 
 def measure(
     name: str, model: nn.Module, batches: Any, probe: Any, steps: int, repeats: int
 ) -> None:
-    """Print the loop times without and with a Recorder, and the ratio."""
+    """Print the loop times without and with a Recorder, and the ratios."""
     _paired(model, batches, 3, probe)  # warm up
     runs = [_paired(model, batches, steps, probe) for _ in range(repeats)]
-    a, b, inside = (sum(r[i] for r in runs) for i in range(3))
+    a, b, inside, cpu_a, cpu_b = (sum(r[i] for r in runs) for i in range(5))
     print(
         f"{name:>9}: {steps} steps x {repeats}  without {a:7.2f} s  with {b:7.2f} s  "
-        f"ratio {b / a:.3f}x  (inside rec.step: {inside:.2f} s = {inside / a:.2%} of the "
-        "loop without)"
+        f"ratio {b / a:.3f}x  CPU-time ratio {cpu_b / cpu_a:.3f}x  (inside rec.step: "
+        f"{inside:.2f} s = {inside / a:.2%} of the loop without)"
     )
 
 
