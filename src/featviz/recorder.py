@@ -1,0 +1,689 @@
+"""Watch a model learn: record a fixed probe batch during training, play it back after.
+
+A `Recorder` sits in a training loop. ``rec.step(step)`` is a no-op except every
+``every`` steps (step 0 included), when it records for the probe batch: one heatmap per
+CAM method, the channel-summed feature maps of the layer, the model outputs and the
+features for a projection. Recording never changes training: the model is evaluated in
+eval mode with every buffer, train flag, ``requires_grad`` flag, ``.grad`` field and
+RNG state (torch, numpy, python) restored. Records live in RAM, or in a store folder
+(one ``.npy`` per field and record, written atomically, then listed in
+``recorder.json``): a crashed run keeps what it recorded, a resumed run appends, and
+`Recorder.open` reads a store back without the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from featviz._io import atomic_path
+from featviz._ops import eval_mode, kept_buffers
+from featviz._store import StoreLock, dist_info, fingerprint
+from featviz._validation import check_choice, check_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from featviz.hooks import LayerSpec
+
+__all__ = ["Recorder", "align_procrustes"]
+
+FORMAT = "featviz.recorder"
+FORMAT_VERSION = 1
+_MANIFEST = "recorder.json"
+_PROBE = ("probe-images.npy", "probe-labels.npy")
+_RECORD = re.compile(r"\d{9}-[a-z0-9_+]+\.npy")
+# atomic_path's temporary names: ".<stem>.<8 random chars>.tmp<suffix>"
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp\.(npy|json)")
+_ALIGN = ("procrustes", "fixed")
+
+
+def align_procrustes(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotate (or reflect) centred ``points`` onto ``reference``: orthogonal Procrustes.
+
+    Args:
+        points: (N, D) points.
+        reference: (N, D) points of the same samples.
+
+    Returns:
+        (N, D) float64: ``(points - mean) @ R + mean(reference)``, with the orthogonal
+        ``R`` that minimises the distance to ``reference`` (no scaling).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if p.shape != r.shape or p.ndim != 2:
+        raise ValueError(
+            "The 'points' and 'reference' parameters of align_procrustes must be (N, D) "
+            f"arrays of one shape. Got {p.shape} and {r.shape} instead."
+        )
+    pc, rc = p - p.mean(0), r - r.mean(0)
+    u, _, vt = np.linalg.svd(pc.T @ rc)
+    return pc @ (u @ vt) + r.mean(0)
+
+
+def _pca2(x: np.ndarray, basis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """2-D PCA coordinates of (N, D) ``x`` (in ``basis`` when given) and the basis (D, 2)."""
+    xc = np.asarray(x, dtype=np.float64)
+    xc = xc - xc.mean(0)
+    if basis is None:
+        _, _, vt = np.linalg.svd(xc, full_matrices=False)
+        basis = np.zeros((xc.shape[1], 2))
+        k = min(2, vt.shape[0])
+        basis[:, :k] = vt[:k].T
+    return xc @ basis, basis
+
+
+@contextlib.contextmanager
+def _kept_rng() -> Iterator[None]:
+    """Restore the torch (CPU and initialised CUDA), numpy and python RNG states after."""
+    state = (torch.get_rng_state(), np.random.get_state(), random.getstate())  # noqa: NPY002
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state[0])
+        np.random.set_state(state[1])  # noqa: NPY002
+        random.setstate(state[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+# ---------------------------------------------------------------------------------------
+# where records live
+# ---------------------------------------------------------------------------------------
+class _Records:
+    """Records in RAM: ``{field: [array per record]}`` and the steps."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.fields: dict[str, list[np.ndarray]] = {}
+
+    def add(self, step: int, arrays: dict[str, np.ndarray]) -> None:
+        for name, arr in arrays.items():
+            self.fields.setdefault(name, []).append(arr)
+        self.steps.append(step)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _DiskRecords(_Records):
+    """Records in a store folder; the manifest is written after a record's files."""
+
+    def __init__(self, root: Path, config: dict[str, Any], probe: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.root = root
+        self.config = config
+        self.lock = StoreLock(root, 0)
+        self.entries: list[dict[str, Any]] = []
+        _check_folder(root)
+        root.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            manifest = _read_manifest(root)
+            if manifest is None:  # the manifest first: it claims the probe files
+                self._save()
+            else:
+                _same_config(root, manifest["config"], config)
+                self.entries = list(manifest["records"])
+                self.steps, self.fields = _load_records(root, self.entries)
+            for name, arr in probe.items():
+                if not (root / name).is_file():  # also after a crash right after the manifest
+                    _write_npy(root / name, arr, overwrite=True)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def add(self, step: int, arrays: dict[str, np.ndarray]) -> None:
+        files = {}
+        for name, arr in arrays.items():
+            files[name] = f"{step:09d}-{name}.npy"
+            _write_npy(self.root / files[name], arr, overwrite=True)
+        self.entries.append({"step": step, "files": files})
+        self._save()
+        super().add(step, {k: np.load(self.root / f, mmap_mode="r") for k, f in files.items()})
+
+    def _save(self) -> None:
+        data = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config}
+        data["records"] = self.entries
+        with atomic_path(self.root / _MANIFEST, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+    def close(self) -> None:
+        """Release the store's lock (idempotent)."""
+        self.lock.release()
+
+
+def _write_npy(path: Path, arr: np.ndarray, *, overwrite: bool) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+
+
+def _check_folder(root: Path) -> None:
+    """Refuse a file, or a folder holding anything a Recorder did not write."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"The 'store' parameter names a file, not a folder: {str(root)!r}.")
+    if not root.is_dir():
+        return
+    names = [p.name for p in root.iterdir()]
+    ours = (root / _MANIFEST).is_file()
+    foreign = [
+        n
+        for n in names
+        if not ours
+        or not (
+            n in (_MANIFEST, *_PROBE, "rank00000.lock")
+            or _RECORD.fullmatch(n)
+            or _TEMP.fullmatch(n)
+        )
+    ]
+    if foreign:
+        raise ValueError(
+            f"The 'store' parameter names {str(root)!r}, which holds files a Recorder did "
+            f"not write ({sorted(foreign)[:5]}); featviz never touches them: choose a new "
+            "or empty folder."
+        )
+
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    path = root / _MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} cannot be read as a Recorder manifest: {exc}.") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a featviz Recorder manifest.")
+    if int(data.get("version", 0)) > FORMAT_VERSION:
+        raise ValueError(
+            f"The store {str(root)!r} has format version {data.get('version')}; this "
+            f"featviz reads up to {FORMAT_VERSION}. Upgrade featviz."
+        )
+    return data
+
+
+def _same_config(root: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
+    diff = {k: (stored.get(k), v) for k, v in config.items() if stored.get(k) != v}
+    if diff:
+        text = "; ".join(f"{k}: stored {a!r}, this Recorder {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"The 'store' parameter names {str(root)!r}, which was written by a different "
+            f"Recorder ({text}). Nothing was changed; use another folder to start over."
+        )
+
+
+def _load_records(
+    root: Path, entries: list[dict[str, Any]]
+) -> tuple[list[int], dict[str, list[np.ndarray]]]:
+    """Memory-map every record the manifest lists (each file must be a record name)."""
+    fields: dict[str, list[np.ndarray]] = {}
+    for entry in entries:
+        for name, rel in entry["files"].items():
+            if not isinstance(rel, str) or not _RECORD.fullmatch(rel):
+                raise ValueError(f"The store {str(root)!r} lists a file {rel!r} it cannot own.")
+            try:
+                arr = np.load(root / rel, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"The store {str(root)!r} has a damaged or missing file {rel!r}: {exc}."
+                ) from exc
+            fields.setdefault(name, []).append(arr)
+    return [int(e["step"]) for e in entries], fields
+
+
+# ---------------------------------------------------------------------------------------
+# the recorder
+# ---------------------------------------------------------------------------------------
+class Recorder:
+    """Record heatmaps, feature maps, outputs and features of a probe batch during training.
+
+    Args:
+        model: The model being trained (any device; the probe batch follows it).
+        probe_images: (N, C, H, W) float tensor, the fixed probe batch, as the model takes it.
+        labels: (N,) int class of each probe image: CAMs explain it, and `plot_metrics`
+            shows accuracy. None: CAMs explain each image's arg-max class.
+        layers: One layer spec (name, glob, type or module) of a spatial layer; None picks
+            it as `featviz.CAM` does (with a warning naming it) at the first record.
+        every: Record when ``step % every == 0`` (step 0 included).
+        store: Folder of an on-disk store (created; a store of the same Recorder is
+            resumed and appended to); None keeps records in RAM.
+        methods: CAM methods (see `featviz.cam.METHODS`) recorded at each step.
+        projection: How features are projected in `plot_projection_timeline`: ``"pca"``.
+        random_state: Seed of every random choice the views make.
+        feature_layer: Layer whose output (flattened) is the projection's features;
+            None: the spatially averaged activations of ``layers``.
+        writer: A ``torch.utils.tensorboard.SummaryWriter``: each record also adds the
+            timeline overlays and the accuracy/confidence scalars there.
+
+    Attributes:
+        steps_: (R,) int64 recorded steps.
+        heatmaps_: ``{method: (R, N, h, w) float32}`` CAMs at the layer's resolution.
+        feature_maps_: (R, N, h, w) float32 channel-summed activations of the layer.
+        outputs_: (R, N, K) float32 model outputs (logits).
+        features_: (R, N, D) float32 features for the projection.
+        layers_: Key of the recorded layer (None before the first record).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probe_images: torch.Tensor,
+        labels: Sequence[int] | torch.Tensor | None = None,
+        layers: LayerSpec | None = None,
+        every: int = 200,
+        store: str | Path | None = None,
+        methods: Sequence[str] = ("gradcam",),
+        projection: str = "pca",
+        random_state: int = 0,
+        *,
+        feature_layer: LayerSpec | None = None,
+        writer: Any = None,
+    ) -> None:
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(
+                f"The 'model' parameter of Recorder must be a torch.nn.Module. Got "
+                f"{type(model).__name__} instead."
+            )
+        if not isinstance(probe_images, torch.Tensor) or probe_images.ndim != 4:
+            raise ValueError(
+                "The 'probe_images' parameter of Recorder must be a (N, C, H, W) tensor. Got "
+                f"{getattr(probe_images, 'shape', type(probe_images).__name__)!r} instead."
+            )
+        self.model: nn.Module | None = model
+        self.probe_images = probe_images.detach().cpu()
+        self.labels = _labels(labels, self.probe_images.shape[0])
+        self.layers = layers
+        self.every = check_int(every, "every", "Recorder", 1)
+        self.methods = _methods(methods)
+        self.projection = check_choice(projection, "projection", "Recorder", ("pca",))
+        self.random_state = check_int(random_state, "random_state", "Recorder", 0)
+        self.feature_layer = feature_layer
+        self.writer = writer
+        self.store = None if store is None else Path(store)
+        self.layers_: str | None = None
+        self._records: _Records | None = None
+        if self.store is None or dist_info()[0] == 0:
+            self._records = self._open_records()
+
+    @classmethod
+    def open(cls, store: str | Path) -> Recorder:
+        """Read a store back, without the model.
+
+        Args:
+            store: The store folder of a Recorder.
+
+        Returns:
+            A Recorder whose ``model`` is None: its views and attributes work, `step` raises.
+
+        Raises:
+            FileNotFoundError: ``store`` holds no Recorder manifest.
+        """
+        root = Path(store)
+        manifest = _read_manifest(root) if root.is_dir() else None
+        if manifest is None:
+            raise FileNotFoundError(
+                f"The 'store' parameter of Recorder.open names {str(root)!r}, which holds no "
+                f"featviz Recorder store ({_MANIFEST}). Pass the folder given as 'store'."
+            )
+        rec = cls.__new__(cls)
+        cfg = manifest["config"]
+        images = np.load(root / _PROBE[0], allow_pickle=False)
+        labels = np.load(root / _PROBE[1], allow_pickle=False)
+        rec.model = None
+        rec.probe_images = torch.from_numpy(images)
+        rec.labels = None if labels.size == 0 else torch.from_numpy(labels)
+        rec.layers, rec.layers_ = cfg["layers"], cfg["layers"]
+        rec.every, rec.methods = int(cfg["every"]), tuple(cfg["methods"])
+        rec.projection, rec.random_state = cfg["projection"], 0
+        rec.feature_layer, rec.writer, rec.store = cfg["feature_layer"], None, root
+        rec._records = _Records()
+        rec._records.steps, rec._records.fields = _load_records(root, manifest["records"])
+        return rec
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers if isinstance(self.layers, str) else None,
+            "feature_layer": self.feature_layer if isinstance(self.feature_layer, str) else None,
+            "every": self.every,
+            "methods": list(self.methods),
+            "projection": self.projection,
+            "probe": fingerprint(self.probe_images),
+            "labels": None if self.labels is None else fingerprint(self.labels),
+        }
+
+    def _open_records(self) -> _Records:
+        if self.store is None:
+            return _Records()
+        empty = np.zeros(0, np.int64)
+        probe = {
+            _PROBE[0]: self.probe_images.float().numpy(),
+            _PROBE[1]: empty if self.labels is None else self.labels.numpy(),
+        }
+        return _DiskRecords(self.store, self._config(), probe)
+
+    def close(self) -> None:
+        """Release the store's lock (idempotent); records stay readable."""
+        if self._records is not None:
+            self._records.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recording -------------------------------------------------------------------
+    def step(self, step: int) -> bool:
+        """Record if ``step % every == 0`` on rank 0 and the step is not recorded yet.
+
+        Args:
+            step: The training step (int >= 0).
+
+        Returns:
+            Whether a record was made.
+        """
+        if step % self.every or self._records is None or dist_info()[0] != 0:
+            return False
+        if self.model is None:
+            raise RuntimeError("This Recorder was opened from a store and has no model.")
+        step = check_int(step, "step", "Recorder.step", 0)
+        if step in self._records.steps:
+            return False
+        with _kept_rng():
+            arrays = self._measure()
+        self._records.add(step, arrays)
+        if self.writer is not None:
+            self._to_tensorboard(step)
+        return True
+
+    def _measure(self) -> dict[str, np.ndarray]:
+        """One record: heatmaps per method, feature maps, outputs, features (numpy)."""
+        from featviz.cam import CAM
+        from featviz.hooks import capture
+
+        model = self.model
+        assert model is not None
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        x = self.probe_images.to(device)
+        target = None if self.labels is None else self.labels.to(device)
+        out: dict[str, np.ndarray] = {}
+        for method in self.methods:
+            spec = self.layers_ if self.layers_ is not None else self.layers
+            cam = CAM(model, spec, method, size=None, progress=False)
+            out[f"heatmaps_{method}"] = cam(x, target=target).cpu().numpy()
+            self.layers_ = cam.layers_[0] if cam.layers_ else self.layers_
+        keys: list[Any] = [self.layers_ if self.layers_ is not None else self.layers]
+        if self.feature_layer is not None:
+            keys.append(self.feature_layer)
+        with eval_mode(model), kept_buffers(model), torch.no_grad():
+            with capture(model, keys) as cap:
+                logits = model(x)
+            acts = list(cap.activations.values())
+        act = acts[0].float()
+        feats = acts[-1].float().flatten(1) if self.feature_layer is not None else act.mean((2, 3))
+        out["feature_maps"] = act.sum(1).cpu().numpy()
+        out["outputs"] = torch.as_tensor(logits).float().cpu().numpy()
+        out["features"] = feats.cpu().numpy()
+        return out
+
+    def _to_tensorboard(self, step: int) -> None:
+        for method in self.methods:
+            frames = self._overlays(range(min(8, self.probe_images.shape[0])), method, -1)
+            self.writer.add_images(f"featviz/{method}", frames, step, dataformats="NHWC")
+        for name, value in self._metrics(-1).items():
+            self.writer.add_scalar(f"featviz/{name}", value, step)
+
+    # -- results ---------------------------------------------------------------------
+    def _field(self, name: str) -> np.ndarray:
+        parts = self._records.fields.get(name) if self._records is not None else None
+        if not parts:
+            raise ValueError("The Recorder has no records yet: call step(0) first.")
+        return np.stack(parts)
+
+    @property
+    def steps_(self) -> np.ndarray:
+        """(R,) int64 recorded steps."""
+        return np.asarray(self._records.steps if self._records else [], dtype=np.int64)
+
+    @property
+    def heatmaps_(self) -> dict[str, np.ndarray]:
+        """``{method: (R, N, h, w)}`` CAMs."""
+        return {m: self._field(f"heatmaps_{m}") for m in self.methods}
+
+    @property
+    def feature_maps_(self) -> np.ndarray:
+        """(R, N, h, w) channel-summed activations."""
+        return self._field("feature_maps")
+
+    @property
+    def outputs_(self) -> np.ndarray:
+        """(R, N, K) outputs."""
+        return self._field("outputs")
+
+    @property
+    def features_(self) -> np.ndarray:
+        """(R, N, D) features for the projection."""
+        return self._field("features")
+
+    def _metrics(self, r: int | None = None) -> dict[str, Any]:
+        """Mean confidence (and accuracy with labels) per record, or of record ``r``."""
+        logits = torch.from_numpy(np.array(self._field("outputs")))
+        probs = logits.softmax(-1)
+        out: dict[str, Any] = {"confidence": probs.amax(-1).mean(-1).numpy()}
+        if self.labels is not None:
+            out["accuracy"] = (probs.argmax(-1) == self.labels).float().mean(-1).numpy()
+        return out if r is None else {k: float(v[r]) for k, v in out.items()}
+
+    # -- views -----------------------------------------------------------------------
+    def _overlays(
+        self, images: Sequence[int] | range, method: str, r: int, mean: Any = None, std: Any = None
+    ) -> np.ndarray:
+        """(len(images), H, W, 3) uint8 overlays of record ``r``."""
+        from featviz.featuremaps import overlay
+
+        idx = list(images)
+        maps = torch.from_numpy(np.array(self._field(f"heatmaps_{method}")[r][idx]))
+        return overlay(self.probe_images[idx], maps, mean=mean, std=std).numpy()
+
+    def _check_view(self, images: Sequence[int], method: str | None, func: str) -> str:
+        method = self.methods[0] if method is None else method
+        check_choice(method, "method", func, self.methods)
+        n = self.probe_images.shape[0]
+        for i in images:
+            check_int(i, "images", func, 0, n - 1)
+        return method
+
+    def plot_timeline(
+        self,
+        images: Sequence[int] = (0,),
+        method: str | None = None,
+        fig: Figure | None = None,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> Figure:
+        """Rows: probe images; columns: recorded steps; each cell the heatmap over the image.
+
+        Args:
+            images: Indices of probe images.
+            method: A recorded method (None: the first).
+            fig: Figure to draw into (cleared first); None makes one.
+            mean: Per-channel mean the probe images were standardised with.
+            std: Per-channel standard deviation they were standardised with.
+
+        Returns:
+            The figure.
+        """
+        import matplotlib.pyplot as plt
+
+        method = self._check_view(images, method, "Recorder.plot_timeline")
+        steps = self.steps_
+        rows, cols = len(images), len(steps)
+        if fig is None:
+            fig = plt.figure(figsize=(1.4 * cols + 0.6, 1.4 * rows + 0.4), layout="constrained")
+        fig.clear()
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for c in range(cols):
+            tiles = self._overlays(images, method, c, mean, std)
+            for r in range(rows):
+                axes[r, c].imshow(tiles[r])
+                axes[r, c].set_xticks([])
+                axes[r, c].set_yticks([])
+            axes[0, c].set_title(f"step {steps[c]}", fontsize=8)
+        for r, i in enumerate(images):
+            axes[r, 0].set_ylabel(f"image {i}", fontsize=8)
+        fig.suptitle(f"{method} over training", fontsize=10)
+        return fig
+
+    def plot_metrics(self, ax: Axes | None = None) -> Axes:
+        """Mean confidence (and accuracy, with labels) of the probe batch per recorded step.
+
+        Args:
+            ax: Axes to draw into; None makes a figure.
+
+        Returns:
+            The axes.
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+        for name, values in self._metrics().items():
+            ax.plot(self.steps_, values, marker="o", label=name)
+        ax.set_xlabel("step")
+        ax.set_ylim(0, 1.02)
+        ax.legend()
+        return ax
+
+    def projections(self, align: str = "procrustes") -> np.ndarray:
+        """2-D PCA coordinates of the features of every record, aligned across steps.
+
+        Args:
+            align: ``"procrustes"``: each record's own PCA, rotated/reflected onto the
+                previous record's (no spinning or flipping); ``"fixed"``: every record in
+                the PCA basis fitted on the last record.
+
+        Returns:
+            (R, N, 2) float64.
+        """
+        align = check_choice(align, "align", "Recorder.projections", _ALIGN)
+        feats = self.features_
+        if align == "fixed":
+            _, basis = _pca2(feats[-1])
+            return np.stack([_pca2(f, basis)[0] for f in feats])
+        out = [_pca2(feats[0])[0]]
+        for f in feats[1:]:
+            out.append(align_procrustes(_pca2(f)[0], out[-1]))
+        return np.stack(out)
+
+    def plot_projection_timeline(
+        self, fig: Figure | None = None, align: str = "procrustes"
+    ) -> Figure:
+        """One scatter per recorded step of the aligned projections, coloured by label.
+
+        Args:
+            fig: Figure to draw into (cleared first); None makes one.
+            align: See `projections`.
+
+        Returns:
+            The figure.
+        """
+        import matplotlib.pyplot as plt
+
+        pts = self.projections(align)
+        cols = pts.shape[0]
+        if fig is None:
+            fig = plt.figure(figsize=(2.0 * cols + 0.4, 2.4), layout="constrained")
+        fig.clear()
+        axes = fig.subplots(1, cols, squeeze=False)[0]
+        colour = None if self.labels is None else self.labels.numpy()
+        lim = float(np.abs(pts).max()) * 1.05 or 1.0
+        for c, ax in enumerate(axes):
+            ax.scatter(pts[c, :, 0], pts[c, :, 1], c=colour, s=8, cmap="tab10")
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"step {self.steps_[c]}", fontsize=8)
+        return fig
+
+    def animate(
+        self,
+        path: str | Path,
+        overwrite: bool = False,
+        *,
+        images: Sequence[int] = (0,),
+        method: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> Path:
+        """Write a GIF (one frame per record: the overlays of ``images`` side by side).
+
+        Args:
+            path: Destination ``.gif`` file (written atomically).
+            overwrite: Replace an existing file.
+            images: Indices of probe images.
+            method: A recorded method (None: the first).
+            mean: Per-channel mean the probe images were standardised with.
+            std: Per-channel standard deviation they were standardised with.
+
+        Returns:
+            ``path`` as a `Path`.
+        """
+        from PIL import Image, ImageDraw
+
+        method = self._check_view(images, method, "Recorder.animate")
+        if Path(path).suffix.lower() != ".gif":
+            raise ValueError(
+                f"The 'path' parameter of Recorder.animate must end in .gif. Got {str(path)!r} "
+                "instead."
+            )
+        frames = []
+        for r, step in enumerate(self.steps_):
+            tiles = self._overlays(images, method, r, mean, std)
+            frame = Image.fromarray(np.concatenate(list(tiles), axis=1))
+            ImageDraw.Draw(frame).text((2, 1), f"step {step}", fill=(255, 255, 255))
+            frames.append(frame)
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=500, loop=0)
+        return Path(path)
+
+    def __repr__(self) -> str:
+        return (
+            f"Recorder(layers={self.layers_ or self.layers!r}, every={self.every}, "
+            f"methods={list(self.methods)}, records={len(self.steps_)}, store={self.store})"
+        )
+
+
+def _labels(labels: Any, n: int) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    t = torch.as_tensor(labels).detach().cpu()
+    if t.shape != (n,) or t.is_floating_point():
+        raise ValueError(
+            f"The 'labels' parameter of Recorder must hold {n} ints, one per probe image. "
+            f"Got shape {tuple(t.shape)} ({t.dtype}) instead."
+        )
+    return t.long()
+
+
+def _methods(methods: Any) -> tuple[str, ...]:
+    from featviz.cam import METHODS
+
+    names = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not names:
+        raise ValueError("The 'methods' parameter of Recorder must name at least one method.")
+    for m in names:
+        check_choice(m, "methods", "Recorder", tuple(METHODS))
+    return names
