@@ -23,6 +23,8 @@ def test_demo_writes_every_section_and_refuses_non_empty(tmp_path, capsys):
         "Projections",
         "Before/after comparisons",
         "Image format conversion",
+        "Interactive explorer",
+        "Watching a model learn",
     ):
         assert f"## {title}" in index
     assert all((out / name).stat().st_size > 0 for name in written)

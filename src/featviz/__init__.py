@@ -71,6 +71,8 @@ _EXPORTS: dict[str, str] = {
     "compare_cams": "featviz.compare",
     "compare_feature_maps": "featviz.compare",
     "compare_projections": "featviz.compare",
+    # recording during training
+    "Recorder": "featviz.recorder",
 }
 
 _SUBMODULES = ("datasets", "models", "metrics", "targets")
@@ -138,4 +140,5 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         plot_projection,
         project,
     )
+    from featviz.recorder import Recorder
     from featviz.tensorboard import TensorBoardExport, to_tensorboard

@@ -462,9 +462,10 @@ class StoreLock:
     left by a crashed run must then be deleted by hand (the error says which).
     """
 
-    def __init__(self, root: Path, rank: int) -> None:
+    def __init__(self, root: Path, rank: int, owner: str = "extract") -> None:
         self.path = root / f"rank{rank:05d}.lock"
         self.root = root
+        self.owner = owner  # who writes such stores, for the error message
         self.fd: int | None = None
 
     def acquire(self) -> None:
@@ -504,7 +505,7 @@ class StoreLock:
         except OSError:
             holder = "unknown"
         return RuntimeError(
-            f"The store {str(self.root)!r} is being written by another extract call "
+            f"The store {str(self.root)!r} is being written by another {self.owner} call "
             f"(host and pid: {holder}; lock file {self.path.name}). Wait for it to finish, "
             "or use another folder. Two runs into one store would mix their rows."
         )

@@ -124,7 +124,7 @@ class _DiskRecords(_Records):
         super().__init__()
         self.root = root
         self.config = config
-        self.lock = StoreLock(root, 0)
+        self.lock = StoreLock(root, 0, owner="Recorder")
         self.entries: list[dict[str, Any]] = []
         _check_folder(root)
         root.mkdir(parents=True, exist_ok=True)
