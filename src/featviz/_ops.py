@@ -159,7 +159,7 @@ def minmax(t: torch.Tensor, *, per_item: bool = True, what: str = "map") -> torc
     float dtype (float32 for integer input), shape and device. The input is not modified.
 
     Args:
-        t: Tensor of any shape with at least one element; (N, ...) with ``per_item``.
+        t: Tensor of any shape; (N, ...) with ``per_item`` (empty input gives an empty result).
         per_item: Scale each ``t[i]`` separately.
         what: How the warning names the data (for example ``"heatmap"``).
 
