@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "grad_cam": "featviz.cam",
     "class_activation_map": "featviz.cam",
     "CAM": "featviz.cam",
+    "NearZeroMapWarning": "featviz.cam",
     # feature maps and overlays
     "sum_channels": "featviz.featuremaps",
     "normalize": "featviz.featuremaps",
@@ -99,7 +100,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs and mypy
     from featviz import datasets, metrics, models, targets
-    from featviz.cam import CAM, class_activation_map, grad_cam
+    from featviz.cam import CAM, NearZeroMapWarning, class_activation_map, grad_cam
     from featviz.compare import compare_cams, compare_feature_maps, compare_projections
     from featviz.convert import (
         ConversionReport,

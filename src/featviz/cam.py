@@ -41,7 +41,7 @@ from featviz._outputs import Target, as_logits, call_target, target_classes, tar
 from featviz._validation import renamed
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
 
-__all__ = ["CAM", "METHODS", "class_activation_map", "grad_cam"]
+__all__ = ["CAM", "METHODS", "NearZeroMapWarning", "class_activation_map", "grad_cam"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class _Job:
     average_classes: bool
     batch_size: int
     progress: bool
+    scores: torch.Tensor | None = None  # (N,) target scores, for the near-zero check
+    check: bool = True  # warn about near-zero maps (off for the extra views of aug_smooth)
 
     def score(self, outputs: Any, rows: torch.Tensor) -> torch.Tensor:
         """Target scores (B,) of ``outputs`` whose rows belong to images ``rows`` (B,)."""
@@ -124,16 +126,45 @@ def _w_cam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
     return w[:, :, None, None]
 
 
-def _w_eigencam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
-    # first right-singular vector of the centred (h*w, C) activation matrix of each image;
-    # its sign is chosen so that sum(v) >= 0, i.e. the map correlates positively with the
-    # channel mean of the activations
-    x = a.flatten(2).transpose(1, 2)
-    x = x - x.mean(1, keepdim=True)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+def _principal_direction(x: torch.Tensor) -> torch.Tensor:
+    r"""(N, C, h, w) -> (N, C): first principal direction of each image's (h*w, C) matrix.
+
+    The matrix is centred per channel; the direction is its first right-singular vector,
+    with the sign that makes $\sum_k v_k \ge 0$: the projection then correlates
+    positively with the channel sum $\sum_k x_k$ (its covariance with it is
+    $s_1^2 \sum_k v_k$), a fixed convention where the SVD's sign is arbitrary.
+    """
+    m = x.flatten(2).transpose(1, 2)
+    m = m - m.mean(1, keepdim=True)
+    _, sv, vh = torch.linalg.svd(m, full_matrices=False)
     v = vh[:, 0, :]
-    sign = torch.where(v.sum(1, keepdim=True) >= 0, 1.0, -1.0).to(v.dtype)
-    return (v * sign)[:, :, None, None]
+    total = v.sum(1)
+    # ties: the first two singular values equal (the direction is arbitrary), or a
+    # direction orthogonal to the channel sum (the sign is arbitrary)
+    top = sv[:, 0] > 0
+    tied = sv[:, 1] >= sv[:, 0] * (1 - 1e-5) if sv.shape[1] > 1 else torch.zeros_like(top)
+    unsigned = total.abs() <= 1e-6 * v.abs().sum(1)
+    bad = (top & (tied | unsigned)).nonzero().flatten().tolist()
+    if bad:
+        warnings.warn(
+            f"The principal direction of images {bad} is not unique (equal leading singular "
+            "values, or a direction orthogonal to the channel sum): their maps depend on "
+            "rounding.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return v * torch.where(total[:, None] >= 0, 1.0, -1.0).to(v.dtype)
+
+
+def _principal_map(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (N, h, w): the centred maps projected on `_principal_direction`."""
+    v = _principal_direction(x)
+    return torch.einsum("nc,nchw->nhw", v, x - x.mean(_HW, keepdim=True))
+
+
+def _w_eigencam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    # the map correlates positively with the channel sum of the activations
+    return _principal_direction(a)[:, :, None, None]
 
 
 def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
@@ -168,6 +199,10 @@ def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Ten
 _Weighting = Callable[[torch.Tensor, torch.Tensor | None, _Job], torch.Tensor]
 
 
+class NearZeroMapWarning(RuntimeWarning):
+    """A map's raw range is at floating-point noise level: it shows rounding, not evidence."""
+
+
 @dataclass(frozen=True)
 class _Method:
     weights: _Weighting
@@ -187,6 +222,13 @@ _METHODS: dict[str, _Method] = {
     "scorecam": _Method(_w_scorecam, gradients=False),
     "eigencam": _Method(_w_eigencam, gradients=False, target=False, centered=True),
 }
+
+#: Methods whose maps are in the target score's units (gradients or linear weights times
+#: activations), for the near-zero check.
+_SCORE_UNITS = frozenset(k for k, m in _METHODS.items() if m.gradients) | {"cam"}
+
+#: ``aug_smooth``'s views: (horizontal flip, intensity factor), pytorch-grad-cam's six.
+_AUG_VIEWS = tuple((flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1))
 
 #: The method names `CAM` accepts (case, ``-`` and ``_`` are ignored; ``gradcampp`` is
 #: an alias of ``gradcam++``).
@@ -428,6 +470,19 @@ class CAM:
             buffer (BatchNorm running statistics, ``num_batches_tracked``) is restored
             bit for bit after the call.
         progress: Show a progress bar for Score-CAM's masked forward passes.
+        aug_smooth: Test-time augmentation smoothing: the maps of six views of the
+            images (horizontal flip or not, times intensity factors 0.9, 1.0, 1.1, the
+            views of pytorch-grad-cam's ``aug_smooth``) are computed, flipped back and
+            averaged (then normalised again with ``normalize``). Class targets are fixed
+            by the unaugmented view; a spatial target (`featviz.targets.BoxTarget`,
+            `featviz.targets.SegmentationTarget`) is refused because it would not
+            follow the flip. Six times the cost of one call.
+        eigen_smooth: Replace each map $\sum_k w_k A_k$ by the projection of the
+            weighted activations $w_k A_k$ on their first principal direction (centred
+            per channel; sign: positive correlation with $\sum_k w_k A_k$), which
+            keeps the dominant pattern and drops the rest (pytorch-grad-cam's
+            ``eigen_smooth``). Ignored by ``eigencam``, which is that projection
+            already.
 
     Attributes:
         layers_: Keys of the layers used by the latest call.
@@ -463,6 +518,8 @@ class CAM:
         batch_size: int | None = None,
         eval_mode: bool = True,
         progress: bool = True,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -506,6 +563,8 @@ class CAM:
         self.batch_size = batch_size
         self.eval_mode = bool(eval_mode)
         self.progress = bool(progress)
+        self.aug_smooth = bool(aug_smooth)
+        self.eigen_smooth = bool(eigen_smooth)
         self._fc_weight: torch.Tensor | None = None
         if self.method == "cam":
             self._fc_weight = self._find_fc(fc)
@@ -696,7 +755,31 @@ class CAM:
         ):
             images = autograd_input(images)
             keys = self._keys if self._keys is not None else [self._probe_layer(images)]
+            if self.aug_smooth:
+                return self._smoothed(images, target, keys)
             return self._compute(images, target, keys)
+
+    def _smoothed(self, images: torch.Tensor, target: Target, keys: list[str]) -> torch.Tensor:
+        """``aug_smooth``: the mean of the maps of six views, each mapped back to the image."""
+        if getattr(target, "spatial", False):
+            raise ValueError(
+                f"aug_smooth flips the images, but the 'target' {type(target).__name__} scores "
+                "fixed positions (boxes or masks) that would not follow the flip; use "
+                "aug_smooth=False with spatial targets."
+            )
+        first = self._compute(images, target, keys)  # the unaugmented view sets the results
+        kept = (self.layers_, self.reshapes_, self.classes_, self.scores_)
+        fixed = self.classes_ if self.classes_ is not None else target
+        maps = [first]
+        for flip, factor in _AUG_VIEWS:
+            if not flip and factor == 1.0:
+                continue
+            view = images.flip(-1) if flip else images
+            m = self._compute(view * factor, fixed, keys, check=False)
+            maps.append(m.flip(-1) if flip else m)
+        self.layers_, self.reshapes_, self.classes_, self.scores_ = kept
+        out = torch.stack(maps).mean(0)
+        return minmax(out, what="CAM maps") if self.normalize else out
 
     def _forward(
         self, x: torch.Tensor, keys: list[str], detach: bool
@@ -716,13 +799,18 @@ class CAM:
                     f'element with a selector such as "{key}[{first!r}]".'
                 )
             if cap.calls[key] > 1:
-                logger.info(
-                    "CAM: layer %r ran %d times; using its last output", key, cap.calls[key]
+                warnings.warn(
+                    f"CAM: layer {key!r} ran {cap.calls[key]} times in one forward pass; its "
+                    "maps use the last call's output. Choose a module that runs once (a "
+                    "block's output) unless the last call is the one you mean.",
+                    stacklevel=5,
                 )
             acts.append(act)
         return outputs, acts
 
-    def _compute(self, images: torch.Tensor, target: Target, keys: list[str]) -> torch.Tensor:
+    def _compute(
+        self, images: torch.Tensor, target: Target, keys: list[str], check: bool = True
+    ) -> torch.Tensor:
         spec = self._spec
         n = images.shape[0]
         callable_target = callable(target) and not isinstance(target, torch.Tensor)
@@ -789,6 +877,8 @@ class CAM:
             average_classes=self.average_classes,
             batch_size=self.batch_size or (16 if images.device.type == "cpu" else 64),
             progress=self.progress,
+            scores=self.scores_,
+            check=check,
         )
         self.reshapes_ = []
         with torch.no_grad():
@@ -836,11 +926,61 @@ class CAM:
         w = self._spec.weights(a, g, job)
         if self._spec.centered:
             a = a - a.mean(_HW, keepdim=True)
-        if w.shape[2:] == (1, 1):
+        if self.eigen_smooth and self.method != "eigencam":
+            cam = _principal_map(w * a)
+        elif w.shape[2:] == (1, 1):
             cam = torch.einsum("nc,nchw->nhw", w[:, :, 0, 0], a)
         else:
             cam = (w * a).sum(1)
+        if job.check:
+            self._check_noise(key, cam, (w * a).abs().sum(1), a.shape[1], job.scores)
         return cam.clamp_min(0) if self.relu else cam
+
+    def _check_noise(
+        self,
+        key: str,
+        cam: torch.Tensor,
+        terms: torch.Tensor,
+        channels: int,
+        scores: torch.Tensor | None,
+    ) -> None:
+        r"""Warn about maps that carry no signal (rule in ``docs/cam.md#near-zero-maps``).
+
+        Args:
+            key: The layer.
+            cam: (N, h, w) signed maps before the ReLU.
+            terms: (N, h, w) sums of the magnitudes of the terms, $\sum_k |w_k A_k|$.
+            channels: C, the number of terms.
+            scores: (N,) target scores, or None.
+        """
+        if cam.shape[-2:] == (1, 1):
+            warnings.warn(
+                f"CAM: layer {key!r} has a 1x1 grid, so its maps are constant (all zeros "
+                "after normalisation); choose an earlier layer or a larger input.",
+                NearZeroMapWarning,
+                stacklevel=6,
+            )
+            return
+        eps = torch.finfo(torch.float32).eps
+        span = cam.flatten(1).amax(1) - cam.flatten(1).amin(1)
+        # cancellation: the range is within the rounding error of summing C terms
+        biggest = terms.flatten(1).amax(1)
+        limit = 8 * eps * math.sqrt(channels) * biggest
+        if scores is not None and self.method in _SCORE_UNITS:
+            # maps in score units: below float32's resolution at the score's scale
+            unit = eps * scores.detach().abs().float().clamp_min(1.0).to(span.device)
+            limit = torch.maximum(limit, unit)
+        tiny = ((span <= limit) & (biggest > 0)).nonzero().flatten().tolist()
+        if tiny:
+            ranges = ", ".join(f"{float(span[i]):.1e}" for i in tiny[:4])
+            warnings.warn(
+                f"CAM: the maps of images {tiny} from layer {key!r} have raw ranges ({ranges}) "
+                "at floating-point noise level: after normalisation they show rounding, not "
+                "evidence. Random or saturated weights, or a layer the score hardly depends "
+                "on? Check cam.scores_ and the layer.",
+                NearZeroMapWarning,
+                stacklevel=6,
+            )
 
     def _finish(self, raw: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         if self.size == "input":
@@ -892,6 +1032,8 @@ def grad_cam(
     normalize: bool = True,
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | Literal["vit"] | None = None,
     eval_mode: bool = True,
+    aug_smooth: bool = False,
+    eigen_smooth: bool = False,
 ) -> torch.Tensor:
     r"""Grad-CAM (Selvaraju et al. 2017) heatmaps of a batch.
 
@@ -915,6 +1057,9 @@ def grad_cam(
         reshape_transform: ``"vit"`` or a callable mapping the layer output to
             (N, C, h, w).
         eval_mode: Evaluate in eval mode during the call (flags restored after).
+        aug_smooth: Average the maps of six flipped/rescaled views (see `CAM`).
+        eigen_smooth: Keep the first principal component of the weighted
+            activations (see `CAM`).
 
     Returns:
         float32 tensor (N, H', W') on the images' device.
@@ -928,6 +1073,8 @@ def grad_cam(
         relu=relu,
         normalize=normalize,
         eval_mode=eval_mode,
+        aug_smooth=aug_smooth,
+        eigen_smooth=eigen_smooth,
     )
     return cam(images, target)
 
