@@ -44,8 +44,11 @@ def test_compare_cams_panels_titles_and_pixels(two_models, shapes_test):
     with torch.no_grad():
         probs = two_models["trained"](images).softmax(1)
     score, cls = probs.max(1)
-    expected = f"trained\n{two_models['trained'].classes[int(cls[0])]} ({float(score[0]):.2f})"
+    pred = f"{two_models['trained'].classes[int(cls[0])]} ({float(score[0]):.2f})"
+    expected = f"trained\nlayer: features.13\n{pred}"  # the first row names the layer
     assert expected in titles
+    second = f"trained\n{two_models['trained'].classes[int(cls[1])]} ({float(score[1]):.2f})"
+    assert second in titles
     # the trained model's first overlay equals featviz.overlay of its normalised Grad-CAM
     cam = featviz.grad_cam(two_models["trained"], images, "features.13", normalize=False)
     lo = cam.flatten(1).min(1).values[:, None, None]
@@ -123,3 +126,18 @@ def test_a_given_figure_is_cleared_then_drawn_into(two_models):
     out = compare_cams(two_models, images, layers="features.13", fig=fig)
     assert out is fig and stale not in fig.axes
     assert len([ax for ax in fig.axes if ax.images]) == 3  # input + one per model
+
+
+def test_compare_cams_titles_report_the_auto_layer_and_reshape():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=16
+    )
+    with pytest.warns(UserWarning, match="no layer given"):
+        fig = compare_cams({"vit": vit}, torch.rand(2, 3, 32, 32))
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles[1].startswith(
+        "vit\nlayer: encoder.layers.encoder_layer_0.ln_1 (tokens[:, 1:] -> (N, C, 4, 4))\n"
+    )
+    assert titles[3].startswith("vit\n") and "layer" not in titles[3]

@@ -101,6 +101,14 @@ def _titles(
     ]
 
 
+def _layer_note(keys: Sequence[str], reshapes: Sequence[Any]) -> str:
+    """``"layer: key"`` plus the reshape, if any, for a figure title."""
+    notes = [
+        f"{k} ({r!r})" if r is not None else k for k, r in zip(keys, reshapes, strict=False)
+    ]
+    return "layer: " + ", ".join(notes)
+
+
 def _class_name(model: nn.Module, class_names: Sequence[str] | None, index: int) -> str:
     names = class_names if class_names is not None else getattr(model, "classes", None)
     if names is not None and 0 <= index < len(names):
@@ -132,6 +140,7 @@ def _draw(
     row_labels: Sequence[str] | None,
     fig: Figure | None,
     what: str,
+    layers: Mapping[str, str],
 ) -> Figure:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -167,7 +176,9 @@ def _draw(
         arr = np.asarray(blended.cpu() if isinstance(blended, torch.Tensor) else blended)
         for i in range(n):
             axes[i, j].imshow(arr[i])
-            axes[i, j].set_title(f"{name}\n{titles[name][i]}", fontsize=8)
+            # the first row also says which layer (and reshape) the maps come from
+            head = f"{name}\n{layers[name]}" if i == 0 else name
+            axes[i, j].set_title(f"{head}\n{titles[name][i]}", fontsize=8 if i else 7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -200,7 +211,9 @@ def compare_cams(
     """Side-by-side CAM overlays of several models on the same images.
 
     One row per image; columns: input | one overlay per model, in the mapping's order.
-    Each panel is titled with that model's predicted class and softmax score. All
+    Each panel is titled with that model's predicted class and softmax score; the
+    first row's titles also name the layer the maps use (the one `featviz.CAM` chose
+    with ``layers=None``) and its reshape, if any (``CAM.layers_``/``CAM.reshapes_``). All
     panels share one colour scale (a single colour bar, 0 to 1): with ``scale="map"``
     each map is min-max normalised on its own (what single-model figures show); with
     ``scale="row"`` the raw (un-normalised, ReLU'd) maps of one image are normalised
@@ -239,11 +252,13 @@ def compare_cams(
     check_choice(scale, "scale", func, ("map", "row"))
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
+    used: dict[str, str] = {}
     for name, model in models.items():
         extractor = CAM(
             model, _layer_for(layers, name, func), method=method, normalize=False, progress=False
         )
         maps[name] = extractor(images, target=target).float()
+        used[name] = _layer_note(extractor.layers_ or [], extractor.reshapes_)
         out, _ = _eval_forward(model, images)
         titles[name] = _titles(model, out, class_names, name)
     _rescale(maps, scale)
@@ -258,6 +273,7 @@ def compare_cams(
         row_labels=row_labels,
         fig=fig,
         what=f"{method} (normalised)",
+        layers=used,
     )
 
 
@@ -312,6 +328,7 @@ def compare_feature_maps(
     check_choice(scale, "scale", func, ("map", "row"))
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
+    used: dict[str, str] = {}
     size = tuple(images.shape[-2:])
     for name, model in models.items():
         spec = _layer_for(layers, name, func)
@@ -330,6 +347,7 @@ def compare_feature_maps(
             )
         maps[name] = upsample(sum_channels(fmap, reduce=reduce).float(), size)
         titles[name] = _titles(model, out, class_names, key)
+        used[name] = _layer_note([key], [None])
     _rescale(maps, scale)
     return _draw(
         images,
@@ -342,6 +360,7 @@ def compare_feature_maps(
         row_labels=row_labels,
         fig=fig,
         what=f"channel {reduce} (normalised)",
+        layers=used,
     )
 
 
