@@ -103,9 +103,7 @@ def _titles(
 
 def _layer_note(keys: Sequence[str], reshapes: Sequence[Any]) -> str:
     """``"layer: key"`` plus the reshape, if any, for a figure title."""
-    notes = [
-        f"{k} ({r!r})" if r is not None else k for k, r in zip(keys, reshapes, strict=False)
-    ]
+    notes = [f"{k} ({r!r})" if r is not None else k for k, r in zip(keys, reshapes, strict=False)]
     return "layer: " + ", ".join(notes)
 
 
