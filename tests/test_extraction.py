@@ -624,3 +624,33 @@ def test_outputs_picks_what_to_keep():
                 progress=False,
             )
             np.testing.assert_allclose(fs.outputs, y.softmax(1).amax(1).numpy(), rtol=1e-6)
+
+
+def _aux(o):
+    return o["aux"]
+
+
+def _out(o):
+    return o["out"]
+
+
+def test_outputs_callable_is_recorded_and_checked_on_resume(tmp_path):
+    torch.manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+    model = _Dicts("dict")
+    store = tmp_path / "store"
+    fs = extract(model, loader, outputs=_aux, store=store, progress=False)
+    name = f"{__name__}._aux"
+    assert fs.metadata["outputs"] == name
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["config"]["outputs"] == name
+    assert manifest["metadata"]["outputs"] == name
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    for other in ({"outputs": _out}, {}):  # another callable, or none: refused, nothing changed
+        with pytest.raises(ValueError, match=r"outputs: stored '.*_aux', this call"):
+            extract(model, loader, store=store, progress=False, **other)
+        assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    again = extract(model, loader, outputs=_aux, store=store, progress=False)  # same: reopened
+    np.testing.assert_array_equal(again.outputs, fs.outputs)
+    plain = extract(_Dicts("logits"), loader, progress=False)  # no callable: no entry
+    assert "outputs" not in plain.metadata

@@ -116,6 +116,8 @@ def metadata_for(config: Mapping[str, Any], duplicates: int) -> dict[str, Any]:
         "index_source": config["index_source"],
         "duplicates_dropped": duplicates,
         "featviz_version": __version__,
+        # only where an outputs= callable chose what to keep (older manifests lack it)
+        **({"outputs": config["outputs"]} if "outputs" in config else {}),
     }
 
 
@@ -588,7 +590,12 @@ class ShardStore:
         return False
 
     def _compare(self, stored: Mapping[str, Any], where: Path) -> None:
-        diff = {k: (stored.get(k), v) for k, v in self.config.items() if stored.get(k) != v}
+        keys = [*self.config, *(k for k in stored if k not in self.config)]
+        diff = {
+            k: (stored.get(k), self.config.get(k))
+            for k in keys
+            if stored.get(k) != self.config.get(k)
+        }
         if diff:
             text = "; ".join(f"{k}: stored {a!r}, this call {b!r}" for k, (a, b) in diff.items())
             raise ValueError(

@@ -361,12 +361,17 @@ def _reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None
         if reduce == "cls":
             return _class_token, reduce
     elif callable(reduce):
-        name = getattr(reduce, "__qualname__", type(reduce).__qualname__)
-        return reduce, f"{getattr(reduce, '__module__', '')}.{name}"
+        return reduce, _callable_name(reduce)
     raise ValueError(
         "The 'reduce' parameter of extract must be None, 'flatten', 'mean', 'max', 'cls' or a "
         f"callable. Got {reduce!r} instead."
     )
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function or callable object (for the manifest)."""
+    name = getattr(fn, "__qualname__", type(fn).__qualname__)
+    return f"{getattr(fn, '__module__', '')}.{name}"
 
 
 def _pooled_axes(t: torch.Tensor) -> tuple[int, ...]:
@@ -656,6 +661,8 @@ def extract(
     keys = [] if cap is None else list(cap.layers)
     rank, world = dist_info()
     config = _config(model, loader, keys, reduce_name, cast, max_batches, world)
+    if outputs is not None:  # absent otherwise: stores written before it stay byte-equal
+        config["outputs"] = _callable_name(outputs)
     sink = _sink(store, config, rank)
     try:
         result = sink.open()  # a finished store: opened without running the model
