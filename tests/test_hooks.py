@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_no_hooks, no_hooks
+from conftest import _HOOK_DICTS, assert_no_hooks, no_hooks
 from featviz.hooks import capture, hookable, resolve_layers, to_numpy, unwrap_model
 
 
@@ -670,3 +670,43 @@ def test_capture_warns_when_the_model_ran_only_in_another_thread():
         with capture(model, "0") as cap:
             model(x)
     assert cap.calls == {"0": 1}
+
+
+# ------------------------------------------------------------------ torch.export / torch.fx
+def test_exported_program_module_is_refused_and_unflatten_works():
+    from featviz.cam import CAM
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()
+    x = torch.rand(2, 3, 8, 8)
+    program = torch.export.export(net, (x,))
+    flat = program.module()
+    own = [dict(getattr(m, d)) for m in flat.modules() for d in _HOOK_DICTS]  # torch's own
+    with pytest.raises(TypeError, match=r"inlined into one graph.*torch.export.unflatten"):
+        capture(flat, "1")
+    with pytest.raises(TypeError, match=r"cannot be switched to eval mode.*eval_mode=False"):
+        CAM(flat, "1")(x)
+    with pytest.raises(TypeError, match=r"inlined into one graph"):
+        CAM(flat, "1", eval_mode=False)(x)
+    assert [dict(getattr(m, d)) for m in flat.modules() for d in _HOOK_DICTS] == own
+    unflat = torch.export.unflatten(program)
+    torch.testing.assert_close(CAM(unflat, "1")(x), CAM(net, "1")(x), atol=0, rtol=0)
+    assert no_hooks(unflat)
+
+
+def test_fx_trace_keeps_leaf_calls_so_leaves_are_captured():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.ReLU(), nn.Conv2d(4, 2, 1)))
+    traced = torch.fx.symbolic_trace(net)
+    x = torch.rand(1, 3, 6, 6)
+    with capture(traced, "1.1") as cap:  # a leaf: called as a module in the graph
+        traced(x)
+    torch.testing.assert_close(cap.activations["1.1"], net(x))
+    with pytest.raises(TypeError, match=r"layers \['1'\] are inlined"):
+        capture(traced, "1")  # a container: inlined

@@ -100,7 +100,15 @@ def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     flags = [(m, m.training) for m in model.modules()]
     try:
         if enabled:
-            model.eval()
+            try:
+                model.eval()
+            except NotImplementedError as exc:  # torch.export programs: mode fixed at export
+                raise TypeError(
+                    f"The model ({type(model).__name__}) cannot be switched to eval mode "
+                    f"({exc}); a torch.export program keeps the mode it was exported in. "
+                    "Pass eval_mode=False, or export the model in eval mode and pass "
+                    "torch.export.unflatten(program)."
+                ) from exc
         yield model
     finally:
         for module, flag in flags:

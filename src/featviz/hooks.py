@@ -381,6 +381,29 @@ def _check_not_script(model: nn.Module, caller: str) -> None:
         )
 
 
+def _check_graph_module(model: nn.Module, targets: Sequence[Any], caller: str) -> None:
+    """Refuse torch.fx/torch.export graphs in which none of the layers is called as a module.
+
+    ``torch.export.export(...).module()`` and ``torch.fx`` traces inline submodules into
+    one graph; hooks on an inlined module never run.
+    """
+    inner = unwrap_model(model)
+    if not isinstance(inner, torch.fx.GraphModule) or not targets:
+        return
+    called = {
+        id(inner.get_submodule(str(n.target))) for n in inner.graph.nodes if n.op == "call_module"
+    }
+    if any(id(t.module) in called for t in targets):
+        return
+    raise TypeError(
+        f"The 'model' parameter of {caller} is a torch.fx GraphModule "
+        f"({type(inner).__name__}) in which the layers {[t.key for t in targets][:4]} are "
+        "inlined into one graph, so hooks on them never run. For a torch.export program "
+        "pass torch.export.unflatten(program), which keeps the module calls, or pass the "
+        "eager model."
+    )
+
+
 class Capture:
     """Hooks that record layer inputs, outputs and output gradients; see `capture`.
 
@@ -424,6 +447,7 @@ class Capture:
                     "eager model, or name the layer when making the model hookable: "
                     f"featviz.hooks.hookable(model, [{target.name!r}])."
                 )
+        _check_graph_module(model, self._targets, "capture")
         self.layers: dict[str, nn.Module] = {t.key: t.module for t in self._targets}
         self._outputs = outputs
         self._inputs = inputs
