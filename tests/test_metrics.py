@@ -545,6 +545,14 @@ def test_road_random_state():
     d = road(model, x, heat, fractions=(0.3, 0.6), noise=0.0, random_state=5)
     e = road(model, x, heat, fractions=(0.3, 0.6), noise=0.0, random_state=6)
     assert torch.equal(d.morf, e.morf)  # without noise the seed plays no part
+    # LeRF alone draws the same noise as LeRF next to MoRF
+    lerf = road(model, x, heat, fractions=(0.3, 0.6), order="lerf", random_state=5)
+    torch.testing.assert_close(lerf.lerf, a.lerf)  # up to batched float rounding
+    # two copies of one image get independent noise, so their scores differ
+    pair = (x[:1].expand(2, -1, -1, -1), heat[:1].expand(2, -1, -1))
+    twin = road(model, *pair, fractions=(0.3, 0.6), random_state=5)
+    assert not torch.equal(twin.morf[0], twin.morf[1])
+    torch.testing.assert_close(twin.morf[0], a.morf[0])
 
 
 def test_road_leaves_model_and_inputs_as_found():
