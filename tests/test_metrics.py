@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from featviz.metrics import (
@@ -306,3 +307,333 @@ def test_localisation_metrics_never_nan(values, dtype):
         want = False
     assert bool(hit[0]) == want
     assert 0.0 <= e <= 1.0
+
+
+# --------------------------------------------------------------------------------------
+# ROAD and the noisy linear imputation (issue 15)
+# --------------------------------------------------------------------------------------
+from featviz.metrics import RoadScores, noisy_linear_imputation, road  # noqa: E402
+
+# a 3x3 image:   a b c     2 0 0
+#                d e f  =  0 9 0
+#                g h i     0 0 12
+X3 = torch.tensor([[[[2.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 12.0]]]])
+
+
+def _removed(*pixels: tuple[int, int], size: int = 3) -> torch.Tensor:
+    m = torch.zeros(1, size, size, dtype=torch.bool)
+    for y, x in pixels:
+        m[0, y, x] = True
+    return m
+
+
+def test_imputation_by_hand():
+    # one pixel: the weighted mean of its neighbours (direct 1/6, diagonal 1/12)
+    centre = noisy_linear_imputation(X3, _removed((1, 1)), noise=0.0)
+    assert centre[0, 0, 1, 1].item() == pytest.approx((2 + 12) / 12)  # only diagonals non-zero
+    # a corner has 3 neighbours, total weight 5/12: (f/6 + h/6 + e/12) / (5/12) = 9/5
+    corner = noisy_linear_imputation(X3, _removed((2, 2)), noise=0.0)
+    assert corner[0, 0, 2, 2].item() == pytest.approx(9 / 5)
+    # an edge pixel has 5 neighbours, weight 2/3: (a/6 + c/6 + e/6 + d/12 + f/12) / (2/3)
+    edge = noisy_linear_imputation(X3, _removed((0, 1)), noise=0.0)
+    assert edge[0, 0, 0, 1].item() == pytest.approx((2 / 6 + 9 / 6) / (2 / 3))
+    # two removed neighbours solve together: h = (e + i) / 4 ... gives h = i = 3 (see below)
+    two = noisy_linear_imputation(X3, _removed((2, 1), (2, 2)), noise=0.0)
+    torch.testing.assert_close(two[0, 0, 2, 1:], torch.tensor([3.0, 3.0]))
+    # a = e / 5 and e = (a + 12) / 12 give e = 60/59, a = 12/59
+    ae = noisy_linear_imputation(X3, _removed((0, 0), (1, 1)), noise=0.0)
+    torch.testing.assert_close(ae[0, 0, 0, 0], torch.tensor(12 / 59))
+    torch.testing.assert_close(ae[0, 0, 1, 1], torch.tensor(60 / 59))
+    # kept pixels are returned bit for bit, the input is not modified
+    for out, mask in ((centre, _removed((1, 1))), (two, _removed((2, 1), (2, 2)))):
+        assert torch.equal(out[0, 0][~mask[0]], X3[0, 0][~mask[0]])
+    assert X3[0, 0, 1, 1].item() == 9.0
+
+
+def test_imputation_is_linear_and_keeps_constants():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 7, 9, generator=g, dtype=torch.float64)
+    masks = torch.rand(2, 7, 9, generator=g) < 0.6
+    masks[:, 0, 0] = False  # at least one pixel kept
+    const = torch.full((2, 3, 7, 9), 0.25, dtype=torch.float64)
+    torch.testing.assert_close(noisy_linear_imputation(const, masks, noise=0.0), const)
+    # the solve is linear in the image: impute(2x + 3) == 2 impute(x) + 3; dtype kept
+    a = noisy_linear_imputation(2 * x + 3, masks, noise=0.0)
+    b = noisy_linear_imputation(x, masks, noise=0.0)
+    assert a.dtype == torch.float64
+    torch.testing.assert_close(a, 2 * b + 3)
+    # each imputed pixel is the weighted mean of its neighbours' final values
+    w = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+    padded = F.pad(b, (1, 1, 1, 1))
+    ones = F.pad(torch.ones(1, 1, 7, 9, dtype=torch.float64), (1, 1, 1, 1))
+    kernel = w.double().view(1, 1, 3, 3)
+    num = F.conv2d(padded.flatten(0, 1)[:, None], kernel).view_as(b)
+    den = F.conv2d(ones, kernel)
+    mean = num / den
+    sel = masks[:, None].expand_as(b)
+    torch.testing.assert_close(b[sel], mean[sel])
+
+
+def test_imputation_noise_is_seeded_and_only_on_removed_pixels():
+    x = torch.full((2, 3, 40, 40), 0.5)
+    masks = torch.zeros(2, 40, 40, dtype=torch.bool)
+    masks[:, 5:35, 5:35] = True
+    a = noisy_linear_imputation(x, masks, noise=0.1, random_state=3)
+    b = noisy_linear_imputation(x, masks, noise=0.1, random_state=3)
+    c = noisy_linear_imputation(x, masks, noise=0.1, random_state=4)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert torch.equal(a[~masks[:, None].expand_as(a)], x[~masks[:, None].expand_as(x)])
+    residual = (a - 0.5)[masks[:, None].expand_as(a)]
+    assert residual.numel() == 2 * 3 * 900
+    assert float(residual.std()) == pytest.approx(0.1, rel=0.05)  # 5400 draws, seeded
+    assert abs(float(residual.mean())) < 0.01
+    # image 1's noise depends on its index only: imputing it alone as image 0 differs
+    alone = noisy_linear_imputation(x[1:], masks[1:], noise=0.1, random_state=3)
+    assert not torch.equal(alone[0], a[1])
+
+
+def test_imputation_errors():
+    with pytest.raises(ValueError, match=r"'masks' parameter of noisy_linear_imputation"):
+        noisy_linear_imputation(X3, _removed((1, 1)).float())
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 3\)"):
+        noisy_linear_imputation(X3, torch.zeros(1, 3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"removes every pixel of images \[0\]"):
+        noisy_linear_imputation(X3, torch.ones(1, 3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"'noise' parameter of noisy_linear_imputation .* "):
+        noisy_linear_imputation(X3, _removed((1, 1)), noise=-0.1)
+    with pytest.raises(ValueError, match=r"'noise' parameter"):
+        noisy_linear_imputation(X3, _removed((1, 1)), noise=float("nan"))
+    with pytest.raises(ValueError, match=r"'random_state' parameter"):
+        noisy_linear_imputation(X3, _removed((1, 1)), random_state=-1)
+    with pytest.raises(TypeError, match=r"'images' parameter"):
+        noisy_linear_imputation(X3.numpy(), _removed((1, 1)))
+
+
+class Pick3(nn.Module):
+    """Class 0 logit = a + e + i of a (N, 1, 3, 3) image; class 1 logit = 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(9, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[0, [0, 4, 8]] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+# ranks e, a, b, c, d, f, g, h, i: MoRF removes e then a, LeRF removes i then h
+HEAT3 = torch.tensor([[[8.0, 7.0, 6.0], [5.0, 9.0, 4.0], [3.0, 2.0, 1.0]]])
+
+
+def test_road_by_hand():
+    # fractions 0.12 and 0.2 of 9 pixels: k = round(1.08) = 1 and round(1.8) = 2
+    res = road(Pick3(), X3, HEAT3, 0, fractions=(0.12, 0.2), noise=0.0, probability=False)
+    assert isinstance(res, RoadScores)
+    # MoRF: e -> 14/12, score 2 + 7/6 + 12; then a, e -> 12/59, 60/59 (imputation test)
+    morf = [2 + 7 / 6 + 12, 12 / 59 + 60 / 59 + 12]
+    # LeRF: i -> 9/5, score 2 + 9 + 9/5; then h, i -> 3, 3
+    lerf = [2 + 9 + 9 / 5, 2 + 9 + 3]
+    torch.testing.assert_close(res.morf, torch.tensor([morf]))
+    torch.testing.assert_close(res.lerf, torch.tensor([lerf]))
+    torch.testing.assert_close(res.fractions, torch.tensor([0.12, 0.2]))
+    combined = (sum(lerf) / 2 - sum(morf) / 2) / 2
+    torch.testing.assert_close(res.score, torch.tensor([combined]))
+    only = road(Pick3(), X3, HEAT3, 0, fractions=(0.12, 0.2), order="morf", noise=0.0,
+                probability=False)  # fmt: skip
+    assert only.lerf is None
+    torch.testing.assert_close(only.score, torch.tensor([sum(morf) / 2]))
+    only = road(Pick3(), X3, HEAT3, 0, fractions=(0.12, 0.2), order="lerf", noise=0.0,
+                probability=False)  # fmt: skip
+    assert only.morf is None
+    torch.testing.assert_close(only.score, torch.tensor([sum(lerf) / 2]))
+    # probability: softmax over (s, 0) is the sigmoid of s
+    prob = road(Pick3(), X3, HEAT3, 0, fractions=(0.12, 0.2), noise=0.0)
+    sig = torch.sigmoid(torch.tensor([morf], dtype=torch.float64)).float()
+    torch.testing.assert_close(prob.morf, sig)
+
+
+# 4x4 heat with ties; ranking (ties row-major): 3s (0,0) (1,1); 2s row 2; 1s (0,1) (0,2)
+# (1,0) (3,2); 0s (0,3) (1,2) (1,3) (3,0) (3,1) (3,3)
+HEAT4 = torch.tensor([[[3.0, 1, 1, 0], [1, 3, 0, 0], [2, 2, 2, 2], [0, 0, 1, 0]]])
+MORF4 = {
+    2: [(0, 0), (1, 1)],
+    5: [(0, 0), (1, 1), (2, 0), (2, 1), (2, 2)],
+    8: [(0, 0), (1, 1), (2, 0), (2, 1), (2, 2), (2, 3), (0, 1), (0, 2)],
+}
+LERF4 = {
+    2: [(3, 1), (3, 3)],
+    5: [(1, 2), (1, 3), (3, 0), (3, 1), (3, 3)],
+    8: [(1, 0), (3, 2), (0, 3), (1, 2), (1, 3), (3, 0), (3, 1), (3, 3)],
+}
+
+
+class Recorder(nn.Module):
+    """Records every input; logits (sum, 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.clone())
+        s = x.flatten(1).sum(1)
+        return torch.stack([s, torch.zeros_like(s)], 1)
+
+
+def test_road_removes_exactly_the_top_or_bottom_pixels_ties_row_major():
+    model = Recorder()
+    x = torch.full((1, 2, 4, 4), 0.5)
+    # fractions 0.125, 0.3125, 0.5 of 16 pixels: k = 2, 5, 8
+    road(model, x, HEAT4, 0, fractions=(0.125, 0.3125, 0.5), noise=0.5, batch_size=6)
+    inputs = torch.cat(model.inputs[1:])  # [0] is the probe that checks the target
+    assert len(inputs) == 6
+    got = [frozenset(map(tuple, (img[0] != 0.5).nonzero().tolist())) for img in inputs]
+    for img in inputs:  # both channels are removed at the same pixels
+        assert torch.equal(img[0] != 0.5, img[1] != 0.5)
+    want = [frozenset(v) for v in (*MORF4.values(), *LERF4.values())]
+    assert got == want  # per image: MoRF fractions, then LeRF fractions
+
+
+def test_road_model_calls_and_batching():
+    calls = []
+
+    class Counting(Pick3):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return super().forward(x)
+
+    x = torch.rand(3, 1, 3, 3, generator=torch.Generator().manual_seed(1))
+    heat = torch.rand(3, 3, 3, generator=torch.Generator().manual_seed(2))
+    fr = (0.2, 0.5, 0.7)
+    cases = [  # (target, order, batch_size) -> batch sizes the model sees
+        (None, "both", 4, [3, 4, 4, 4, 4, 2]),  # arg-max pass, then 3 x 2 x 3 = 18 images
+        (0, "both", 4, [1, 4, 4, 4, 4, 2]),  # a 1-image probe checks the target
+        (None, "both", 1, [1] * 21),
+        (0, "morf", 4, [1, 4, 4, 1]),
+        ([0, 1, 0], "lerf", 9, [1, 9]),
+    ]
+    results = {}
+    for target, order, bs, want in cases:
+        calls.clear()
+        results[(target is None, order, bs)] = road(
+            Counting(), x, heat, target, fractions=fr, order=order, batch_size=bs, noise=0.1
+        )
+        assert calls == want, (target, order, bs)
+    # results do not depend on batch_size, and MoRF is the same alone or with LeRF
+    a, b = results[(True, "both", 4)], results[(True, "both", 1)]
+    torch.testing.assert_close(a.morf, b.morf)
+    torch.testing.assert_close(a.lerf, b.lerf)
+    torch.testing.assert_close(results[(False, "morf", 4)].morf, a.morf)
+    assert a.morf.shape == (3, 3) and a.score.shape == (3,)
+
+
+def test_road_random_state():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(27, 4))
+    x = torch.rand(2, 3, 3, 3)
+    heat = torch.rand(2, 3, 3)
+    state = torch.get_rng_state()
+    a = road(model, x, heat, fractions=(0.3, 0.6), random_state=5)
+    assert torch.equal(torch.get_rng_state(), state)  # no global RNG use
+    b = road(model, x, heat, fractions=(0.3, 0.6), random_state=5)
+    c = road(model, x, heat, fractions=(0.3, 0.6), random_state=6)
+    assert torch.equal(a.morf, b.morf) and torch.equal(a.lerf, b.lerf)
+    assert not torch.equal(a.morf, c.morf)
+    d = road(model, x, heat, fractions=(0.3, 0.6), noise=0.0, random_state=5)
+    e = road(model, x, heat, fractions=(0.3, 0.6), noise=0.0, random_state=6)
+    assert torch.equal(d.morf, e.morf)  # without noise the seed plays no part
+    # LeRF alone draws the same noise as LeRF next to MoRF
+    lerf = road(model, x, heat, fractions=(0.3, 0.6), order="lerf", random_state=5)
+    torch.testing.assert_close(lerf.lerf, a.lerf)  # up to batched float rounding
+    # two copies of one image get independent noise, so their scores differ
+    pair = (x[:1].expand(2, -1, -1, -1), heat[:1].expand(2, -1, -1))
+    twin = road(model, *pair, fractions=(0.3, 0.6), random_state=5)
+    assert not torch.equal(twin.morf[0], twin.morf[1])
+    torch.testing.assert_close(twin.morf[0], a.morf[0])
+
+
+def test_road_leaves_model_and_inputs_as_found():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Dropout(0.5))
+    model.train()
+    model[2].eval()
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(4, 1, 2, 2)
+    x0 = x.clone()
+    heat = torch.rand(4, 2, 2)
+    heat0 = heat.clone()
+    a = road(model, x, heat, fractions=(0.25, 0.5))
+    assert [m.training for m in model.modules()] == flags
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(x, x0) and torch.equal(heat, heat0)
+    torch.testing.assert_close(road(model.eval(), x, heat, fractions=(0.25, 0.5)).score, a.score)
+
+
+def test_road_errors():
+    model = Pick3()
+    for bad in ((0.0, 0.5), (0.5, 1.0), (), "0.5", 0.5, [[0.5]], (float("nan"),)):
+        with pytest.raises(ValueError, match=r"'fractions' parameter of road must be a non"):
+            road(model, X3, HEAT3, fractions=bad)
+    # 2x2 images: 0.9 removes round(3.6) = 4 pixels, all of them
+    with pytest.raises(ValueError, match=r"removes every pixel of a 2x2 image at 0\.9"):
+        road(Linear4(), ONES, SAL, fractions=(0.5, 0.9))
+    with pytest.raises(ValueError, match=r"'order' parameter of road must be one of"):
+        road(model, X3, HEAT3, order="MoRF")
+    with pytest.raises(ValueError, match=r"'noise' parameter of road must be a float"):
+        road(model, X3, HEAT3, noise=-1)
+    with pytest.raises(ValueError, match=r"'batch_size' parameter of road"):
+        road(model, X3, HEAT3, batch_size=0)
+    with pytest.raises(ValueError, match=r"'random_state' parameter of road"):
+        road(model, X3, HEAT3, random_state=1.5)
+    with pytest.raises(ValueError, match="one map per image"):
+        road(model, X3.expand(2, -1, -1, -1), HEAT3)
+    with pytest.raises(TypeError, match=r"'model' parameter"):
+        road(lambda t: t, X3, HEAT3)
+
+
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # their np.argwhere
+def test_road_matches_pytorch_grad_cam():
+    pgc = pytest.importorskip("pytorch_grad_cam.metrics.road")
+    from pytorch_grad_cam.utils.model_targets import (
+        ClassifierOutputSoftmaxTarget,
+        ClassifierOutputTarget,
+    )
+
+    class NoNoise(pgc.NoisyLinearImputer):  # their noise comes from the global RNG
+        def __init__(self) -> None:
+            super().__init__(noise=0.0)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(400, 5)
+    ).eval()
+    # 10x10 images: their percentile thresholds then remove exactly 10%, ..., 90%
+    x = torch.randn(3, 3, 10, 10)
+    heat = torch.rand(3, 10, 10)  # no ties
+    classes = model(x).argmax(1).tolist()
+    masks = torch.rand(3, 10, 10) < 0.5
+    theirs = torch.stack([NoNoise()(x[i], (~masks[i]).float()) for i in range(3)])
+    torch.testing.assert_close(noisy_linear_imputation(x, masks, noise=0.0), theirs)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pgc, "NoisyLinearImputer", NoNoise)
+    try:
+        for prob, make in ((True, ClassifierOutputSoftmaxTarget), (False, ClassifierOutputTarget)):
+            ours = road(model, x, heat, noise=0.0, probability=prob)
+            targets = [make(c) for c in classes]
+            combined = pgc.ROADCombined()(x, heat.numpy(), targets, model)
+            torch.testing.assert_close(ours.score, torch.from_numpy(combined))
+            with torch.no_grad():
+                intact = torch.stack([t(o) for t, o in zip(targets, model(x), strict=True)])
+            for j, p in enumerate(range(10, 100, 10)):
+                # their percentile p keeps p% of the pixels: our fraction 1 - p / 100
+                morf = pgc.ROADMostRelevantFirst(p)(x, heat.numpy(), targets, model)
+                lerf = pgc.ROADLeastRelevantFirst(p)(x, heat.numpy(), targets, model)
+                col = 8 - j
+                torch.testing.assert_close(ours.morf[:, col] - intact, torch.from_numpy(morf))
+                torch.testing.assert_close(ours.lerf[:, col] - intact, torch.from_numpy(lerf))
+    finally:
+        mp.undo()
