@@ -350,3 +350,23 @@ def test_subprocess_prints_no_traceback(tmp_path, image):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("featviz cam: The --model file"), proc.stderr
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_cli_cam_smoothing_flags(tmp_path, image, tiny_model, capsys):
+    import numpy as np
+    from PIL import Image
+
+    import featviz
+
+    out = tmp_path / "out"
+    args = ["cam", str(image), "--out", str(out), "--layer", "features.13"]
+    assert main([*args, "--aug-smooth", "--eigen-smooth"]) == 0
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img_gradcam-aug-eigen.png", "img_gradcam.png"]
+    x, original = featviz.load_image(image, size=(64, 64), mean=None, std=None)
+    heat = featviz.CAM(tiny_model, "features.13", aug_smooth=True, eigen_smooth=True)(x)[0]
+    expected = np.asarray(featviz.overlay(original, heat, alpha=0.4))
+    with Image.open(out / "img_gradcam-aug-eigen.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), expected)
+    with Image.open(out / "img_gradcam.png") as im:
+        assert not np.array_equal(np.asarray(im), expected)

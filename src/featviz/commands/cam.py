@@ -69,6 +69,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "auto = none for the built-in "
         "model, imagenet otherwise",
     )
+    p.add_argument(
+        "--aug-smooth",
+        action="store_true",
+        help="average the maps of six flipped/rescaled views (six times slower)",
+    )
+    p.add_argument(
+        "--eigen-smooth",
+        action="store_true",
+        help="keep the first principal component of the weighted activations",
+    )
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap weight in the overlay")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--force", action="store_true", help="replace existing output files")
@@ -247,7 +257,14 @@ def run(args: argparse.Namespace) -> int:
     if scripted:
         model = hookable(model, [args.layer] if args.layer else None)
     target = _target(args.target, model)
-    cam = CAM(model, args.layer, method=args.method, progress=False)
+    cam = CAM(
+        model,
+        args.layer,
+        method=args.method,
+        progress=False,
+        aug_smooth=args.aug_smooth,
+        eigen_smooth=args.eigen_smooth,
+    )
     out = _out_folder(args.out, create=True)  # only once the model and options are fine
     for p in paths:
         x, original = _load(p, size, mean, std)
@@ -258,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
                 f"the model failed on IMAGE {str(p)!r} resized to --size {size[0]} {size[1]} "
                 f"({_first_line(exc)}); check --size and --model."
             ) from exc
-        dest = out / f"{p.stem}_{cam.method}.png"
+        smooth = ("-aug" if args.aug_smooth else "") + ("-eigen" if args.eigen_smooth else "")
+        dest = out / f"{p.stem}_{cam.method}{smooth}.png"
         save_image(overlay(original, heat.cpu(), alpha=args.alpha), dest, overwrite=args.force)
         sys.stdout.write(f"{dest}\n")
     return 0
