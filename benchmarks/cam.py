@@ -201,7 +201,7 @@ def grad_cam_rows(
 
     def ours() -> torch.Tensor:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the auto layer warns on every call
+            warnings.simplefilter("ignore")  # the auto layer's "no layer given" warning
             return cam(x)
 
     def pgc_run() -> np.ndarray:
