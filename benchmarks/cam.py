@@ -1,13 +1,27 @@
 """Benchmark featviz CAMs against the autograd floor, pytorch-grad-cam and torchcam.
 
-Grad-CAM: torchvision ``resnet50(weights=None)``, batch 8, 224x224, layer ``layer4``,
-arg-max targets, maps upsampled to 224x224. Rows:
+Grad-CAM: torchvision models with ``weights=None``, batch 8, 224x224, arg-max targets,
+maps upsampled to 224x224, for each of ``--arch`` (default all three):
+
+- ``resnet50``, layer ``layer4`` (named);
+- ``vit_b_16`` and ``convnext_tiny`` with featviz's auto layer and reshape
+  (``layers=None``); the layer and reshape it picks (``CAM.layers_``,
+  ``CAM.reshapes_``: ``encoder.layers.encoder_layer_11.ln_1`` with the class token
+  dropped and the 14x14 token grid, and ``features.7.2``) are then given to the floor
+  and the anchors.
+
+Rows per model:
 
 - floor: one forward with autograd + ``torch.autograd.grad`` of the target scores w.r.t.
-  the layer4 output (what any Grad-CAM must do at least);
-- featviz ``grad_cam`` (reused `featviz.CAM` object, maps normalised at 224x224);
-- pytorch-grad-cam 1.5.7 ``GradCAM`` (numpy maps at 224x224);
-- torchcam 0.5 ``GradCAM`` + ``F.interpolate`` to 224x224.
+  the layer's output (what any Grad-CAM must do at least);
+- featviz ``grad_cam`` (a reused `featviz.CAM` object, maps normalised at 224x224); for
+  the auto-layer models also the same call with the layer named, which shows what
+  finding the layer costs;
+- pytorch-grad-cam 1.5.7 ``GradCAM`` (numpy maps at 224x224), with the usual ViT
+  ``reshape_transform`` for token layers;
+- torchcam ``GradCAM`` + ``F.interpolate`` to 224x224 (with the same
+  ``reshape_transform`` where the installed torchcam takes one, else the row is left
+  out).
 
 Score-CAM: featviz vs pytorch-grad-cam ``ScoreCAM`` and the floor (the N * C masked
 forward passes alone, masks built beforehand), timed round-robin. On a CPU the default
@@ -20,13 +34,14 @@ also torchcam's and the original Score-CAM code's) during its run.
 Install the anchors into the venv for the benchmark only:
 ``pip install grad-cam==1.5.7 torchcam==0.5.0``.
 
-Usage: ``python benchmarks/cam.py [--quick] [--device cuda]``.
+Usage: ``python benchmarks/cam.py [--quick] [--arch vit_b_16,convnext_tiny] [--device cuda]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import statistics
 import time
 import warnings
@@ -98,21 +113,81 @@ def pgc_align_corners_false() -> Iterator[None]:
         sc.torch.nn.UpsamplingBilinear2d = original
 
 
-def grad_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple[str, float, str]]:
+#: Grad-CAM models (torchvision constructors, weights=None) -> featviz's ``layers``
+#: (None: featviz's auto layer and reshape, which the floor and the anchors then use)
+ARCHS: dict[str, str | None] = {"resnet50": "layer4", "vit_b_16": None, "convnext_tiny": None}
+
+
+def vit_grid(tokens: torch.Tensor) -> torch.Tensor:
+    """ViT tokens (N, 1 + s*s, C) -> (N, C, s, s): pytorch-grad-cam's tutorial reshape."""
+    n, t, c = tokens.shape
+    s = math.isqrt(t - 1)
+    return tokens[:, 1:, :].reshape(n, s, s, c).permute(0, 3, 1, 2)
+
+
+def chosen_layer(
+    model: torch.nn.Module, layers: str | None, x: torch.Tensor
+) -> tuple[str, Callable[[torch.Tensor], torch.Tensor] | None, str]:
+    """featviz's layer for ``layers`` and the reshape the anchors get for it.
+
+    Returns the layer key, `vit_grid` or None (the layer gives (N, C, h, w) already)
+    and featviz's description of its reshape. The map comparison with pytorch-grad-cam
+    then checks that `vit_grid` reads the tokens as featviz does.
+    """
+    import featviz
+
+    cam = featviz.CAM(model, layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the auto layer's "no layer given" warning
+        cam(x[:1])
+    model.zero_grad(set_to_none=True)
+    (key,), (reshape,) = cam.layers_, cam.reshapes_
+    if reshape is None:
+        return key, None, "none"
+    if not repr(reshape).startswith("tokens[:, 1:] ->"):
+        raise SystemExit(f"featviz reads {key!r} as {reshape!r}; the benchmark has no such reshape")
+    return key, vit_grid, repr(reshape)
+
+
+def torchcam_reshapes() -> bool:
+    """Whether the installed torchcam takes a ``reshape_transform`` (token layers)."""
+    import inspect
+
+    from torchcam.methods.core import _CAM
+
+    return "reshape_transform" in inspect.signature(_CAM.__init__).parameters
+
+
+def grad_cam_rows(
+    arch: str, args: argparse.Namespace, device: torch.device
+) -> list[tuple[str, float, str]]:
+    import torchcam
+    import torchvision.models as tvm
     from pytorch_grad_cam import GradCAM as PgcGradCAM
     from torchcam.methods import GradCAM as TcGradCAM
-    from torchvision.models import resnet50
 
     import featviz
 
     torch.manual_seed(0)
-    model = resnet50(weights=None).to(device).eval()
+    model = getattr(tvm, arch)(weights=None).to(device).eval()
+    if arch == "vit_b_16":
+        # torchvision zero-initialises ViT's head: every logit and gradient would be 0
+        # and every map constant (all zeros), which compares nothing; this seed gives
+        # maps with positive and negative parts before the ReLU
+        head = model.heads.head.weight
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            head.copy_(0.02 * torch.randn(head.shape, generator=g).to(head.device))
     n, size = args.batch, args.size
     x = torch.rand(n, 3, size, size, device=device)
+    layers = ARCHS[arch]
+    key, reshape, how = chosen_layer(model, layers, x)
+    layer = model.get_submodule(key)
+    print(f"{arch}: featviz layers={layers!r} -> {key!r}, reshape {how}")
 
     def floor() -> torch.Tensor:
         store: dict[str, torch.Tensor] = {}
-        h = model.layer4.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+        h = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
         try:
             logits = model(x)
         finally:
@@ -121,36 +196,50 @@ def grad_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple[
         (g,) = torch.autograd.grad(scores, store["a"])
         return g
 
-    cam = featviz.CAM(model, "layer4", method="gradcam")
+    cam = featviz.CAM(model, layers, method="gradcam")
+    cam_key = featviz.CAM(model, key, method="gradcam")
 
     def ours() -> torch.Tensor:
-        return cam(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the auto layer's "no layer given" warning
+            return cam(x)
 
     def pgc_run() -> np.ndarray:
         # hooks attached only for its own calls (pytorch-grad-cam hooks at construction)
-        with PgcGradCAM(model=model, target_layers=[model.layer4]) as pgc:
+        with PgcGradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as pgc:
             return pgc(input_tensor=x, targets=None)
 
+    tc_kwargs = {} if reshape is None else {"reshape_transform": reshape}
+
     def torchcam_run() -> torch.Tensor:
-        with TcGradCAM(model, "layer4") as extractor:
+        with TcGradCAM(model, key, **tc_kwargs) as extractor:
             logits = model(x)
             (c,) = extractor(class_idx=logits.argmax(1).tolist(), scores=logits)
         return F.interpolate(c[:, None], size=(size, size), mode="bilinear", align_corners=False)
 
+    # (row name, function, its maps as numpy for the comparison, or None)
+    runs: list[tuple[str, Callable[[], Any], Callable[[Any], np.ndarray] | None]] = [
+        ("floor (forward + autograd.grad)", floor, None),
+        (f"featviz (layers={layers!r})", ours, None),
+    ]
+    if layers is None:  # the same call with the layer named: what the auto layer costs
+        runs.append((f"featviz (layers={key!r})", lambda: cam_key(x), lambda m: m.cpu().numpy()))
+    runs.append(("pytorch-grad-cam 1.5.7", pgc_run, lambda m: m))
+    if reshape is None or torchcam_reshapes():
+        tc_name = f"torchcam {torchcam.__version__} + interpolate"
+        runs.append((tc_name, torchcam_run, lambda m: m[:, 0].detach().cpu().numpy()))
+    else:
+        print(f"{arch}: torchcam {torchcam.__version__} takes no reshape_transform; row omitted")
     # interleaved repetitions: every method sees the same machine load
-    (t_floor, _), (t_ours, maps), (t_pgc, ref), (t_tc, tc) = timeit_interleaved(
-        [floor, ours, pgc_run, torchcam_run], device, args.repeats
-    )
-    model.zero_grad(set_to_none=True)  # pytorch-grad-cam and torchcam call .backward()
-    maps = maps.cpu().numpy()
-    tc = tc[:, 0].detach().cpu().numpy()
+    results = timeit_interleaved([fn for _, fn, _ in runs], device, args.repeats)
+    model.zero_grad(set_to_none=True)  # pytorch-grad-cam calls .backward()
+    maps = results[1][1].cpu().numpy()
     rows: list[tuple[str, float, str]] = []
-    d_pgc = float(np.abs(maps - ref).max())
-    d_tc = float(np.abs(maps - tc).max())
-    rows.append(("Grad-CAM: floor (forward + autograd.grad)", t_floor, "-"))
-    rows.append(("Grad-CAM: featviz", t_ours, "-"))
-    rows.append(("Grad-CAM: pytorch-grad-cam 1.5.7", t_pgc, f"{d_pgc:.1e}"))
-    rows.append(("Grad-CAM: torchcam 0.5.0 + interpolate", t_tc, f"{d_tc:.1e} (*)"))
+    for (name, _, as_numpy), (t, out) in zip(runs, results, strict=True):
+        diff = "-" if as_numpy is None else f"{float(np.abs(maps - as_numpy(out)).max()):.1e}"
+        if name.startswith("torchcam"):
+            diff += " (*)"
+        rows.append((f"Grad-CAM {arch}: {name}", t, diff))
     return rows
 
 
@@ -212,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="batch 2, fewer repeats")
+    p.add_argument(
+        "--arch",
+        default=",".join(ARCHS),
+        help=f"Grad-CAM models, comma-separated, of {list(ARCHS)} (default: all)",
+    )
     p.add_argument("--batch", type=int, default=None, help="Grad-CAM batch (default 8)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=None)
@@ -222,7 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         "--scorecam-chunk", type=int, default=None, help="featviz batch_size (default: its own)"
     )
     p.add_argument("--no-scorecam", action="store_true")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (1 is steadier on a busy CPU)"
+    )
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+    if not archs or any(a not in ARCHS for a in archs):
+        p.error(f"--arch must name models of {list(ARCHS)}. Got {args.arch!r} instead.")
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     args.batch = args.batch or (2 if args.quick else 8)
@@ -233,10 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = False
     print(
         f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
-        f"Grad-CAM: resnet50 batch={args.batch} {args.size}x{args.size} layer4, "
+        f"Grad-CAM: {', '.join(archs)}, batch={args.batch} {args.size}x{args.size}, "
         f"median of {args.repeats}"
     )
-    rows = grad_cam_rows(args, device)
+    rows: list[tuple[str, float, str]] = []
+    for arch in archs:
+        rows += grad_cam_rows(arch, args, device)
     if not args.no_scorecam:
         if not cuda:
             print(
@@ -245,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
                 "(resnet50 x8 @224 means 16384 forward passes)"
             )
         rows += score_cam_rows(args, device)
-    floors = {"Grad-CAM": rows[0][1]}
-    ours = {"Grad-CAM": rows[1][1]}
-    if not args.no_scorecam:
-        floors["Score-CAM"] = rows[4][1]
-        ours["Score-CAM"] = rows[5][1]
+    # each family's first row is its floor, its second featviz
+    by_family: dict[str, list[float]] = {}
+    for name, t, _ in rows:
+        by_family.setdefault(name.split(":")[0], []).append(t)
+    floors = {family: times[0] for family, times in by_family.items()}
+    ours = {family: times[1] for family, times in by_family.items()}
     print()
     print("| method | time (ms) | vs floor | featviz speed-up | max abs diff vs featviz |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -259,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {t * 1e3:.1f} | {t / floors[family]:.2f}x | {speed} | {diff} |")
     print()
     print(
-        "(*) torchcam normalises at the layer's 7x7 resolution before upsampling, "
+        "(*) torchcam normalises at the layer's resolution (7x7, 14x14) before upsampling, "
         "featviz after it (as pytorch-grad-cam), so the maps differ by design."
     )
     return 0
