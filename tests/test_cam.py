@@ -424,6 +424,28 @@ def test_layer_none_picks_last_spatial_layer(tiny_model, shapes_test):
     torch.testing.assert_close(auto, grad_cam(tiny_model, x[:4], "features.13"))
 
 
+def test_layer_none_probes_once_per_image_size(tiny_model, shapes_test):
+    x, _ = shapes_test.tensors()
+    calls = []
+    handle = tiny_model.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+    cam = CAM(tiny_model)
+    try:
+        with pytest.warns(UserWarning, match=r"using 'features\.13'"):
+            first = cam(x[:4])
+        assert calls == [2, 4]  # the probe (two images), then the batch
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second probe, so no second warning
+            second = cam(x[4:8])
+        assert calls == [2, 4, 4]
+        with pytest.warns(UserWarning, match=r"using 'features\.13'.*\(64, 8, 8\)"):
+            cam(x[:4, :, :32, :32])  # another size: probed again
+        assert calls == [2, 4, 4, 2, 4]
+    finally:
+        handle.remove()
+    torch.testing.assert_close(first, grad_cam(tiny_model, x[:4], "features.13"))
+    torch.testing.assert_close(second, grad_cam(tiny_model, x[4:8], "features.13"))
+
+
 def test_layer_none_on_resnet():
     from torchvision.models import resnet18
 

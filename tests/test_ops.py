@@ -144,3 +144,51 @@ def test_resize_half_on_cpu_computes_in_float32():
     out = _ops.resize(x.half(), (8, 8))
     assert out.dtype == torch.float16
     assert torch.allclose(out.float(), _ops.resize(x.half().float(), (8, 8)), atol=1e-3)
+
+
+# ------------------------------------------------------------------ user_stacklevel
+def test_warnings_point_at_the_users_line():
+    """Every featviz warning names the caller's file, however deep featviz's machinery is."""
+    import featviz
+    from featviz.cam import CAM
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 2)
+    )
+    x = torch.rand(2, 3, 6, 6)
+    calls = {
+        "grad_cam auto layer": lambda: featviz.grad_cam(model, x),
+        "CAM auto layer": lambda: CAM(model)(x),
+        "renamed parameter": lambda: featviz.grad_cam(model, x, layer="0"),
+        "CAM in a with block": lambda: _in_with_block(CAM(model), x),
+        "capture, layer not run": lambda: _capture_unused(model, x),
+    }
+    for what, call in calls.items():
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            call()
+        assert record, what
+        assert {r.filename for r in record} == {__file__}, (what, [r.filename for r in record])
+
+
+def _in_with_block(cam, x):
+    with cam:
+        return cam(x)
+
+
+def _capture_unused(model, x):
+    import featviz
+
+    class Branchy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = model
+            self.unused = torch.nn.ReLU()
+
+        def forward(self, t):
+            return self.body(t)
+
+    net = Branchy()
+    with featviz.capture(net, "unused"):
+        net(x)

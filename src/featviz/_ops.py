@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -189,7 +191,7 @@ def minmax(t: torch.Tensor, *, per_item: bool = True, what: str = "map") -> torc
             f"featviz: {bad} non-finite value(s) (NaN or inf) in the {what} were ignored "
             "for its minimum and maximum and set to 0.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
         lo = torch.where(finite, flat, inf).amin(1)
@@ -266,6 +268,24 @@ def finite_or_zero(t: torch.Tensor, *, what: str = "map") -> torch.Tensor:
         f"featviz: {int((~finite).sum())} non-finite value(s) (NaN or inf) in the {what} "
         "were set to 0.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     return torch.where(finite, t, torch.zeros_like(t))
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's line.
+
+    For the caller of this function (which then calls `warnings.warn` itself): the level
+    of the first frame outside featviz and torch, however deep their call machinery is
+    (hooks run inside ``nn.Module.__call__``, CAMs inside wrappers and context managers).
+
+    Returns:
+        An int >= 1 for ``warnings.warn(..., stacklevel=...)``.
+    """
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    skip = (os.path.dirname(torch.__file__) + os.sep, here)
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from featviz._io import atomic_path
+from featviz._ops import user_stacklevel
 from featviz._version import __version__
 
 __all__ = [
@@ -648,7 +649,7 @@ class ShardStore:
                 warnings.warn(
                     f"extract: the store {str(self.root)!r} keeps no input fingerprints "
                     "(written by an older featviz); resumed batches are not checked.",
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
             self.unverified.append(b)
             return True

@@ -13,6 +13,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from featviz._ops import user_stacklevel
+
 __all__ = ["check_choice", "check_int", "renamed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,7 +107,7 @@ def renamed(**old_to_new: str) -> Callable[[F], F]:
                     f"The {old!r} parameter of {name} is renamed {new!r}; the old name will "
                     "be removed in the next release.",
                     FutureWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
                 kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)

@@ -36,6 +36,7 @@ from featviz._ops import (
     kept_buffers,
     minmax,
     resize,
+    user_stacklevel,
 )
 from featviz._outputs import Target, as_logits, call_target, target_classes, target_on
 from featviz._validation import renamed
@@ -151,7 +152,7 @@ def _principal_direction(x: torch.Tensor) -> torch.Tensor:
             "values, or a direction orthogonal to the channel sum): their maps depend on "
             "rounding.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     return v * torch.where(total[:, None] >= 0, 1.0, -1.0).to(v.dtype)
 
@@ -430,7 +431,9 @@ class CAM:
             layer lookup.
         layers: A layer spec or a sequence of them, as in `featviz.hooks.resolve_layers`
             (name, glob, module type, module). None picks a layer with a probe forward
-            pass on the first image and warns naming it and its reshape. Transformers
+            pass on the first image and warns naming it and its reshape; the pick is
+            kept for later calls with images of the same (C, H, W), which then cost no
+            more than naming the layer (a new size probes again). Transformers
             (a module with two or more LayerNorm/RMSNorm children, the first of which
             returns a token grid): the first norm of the last such block (``blocks.11.norm1`` in
             timm, ``encoder.layers.encoder_layer_11.ln_1`` in torchvision's ViT,
@@ -568,6 +571,8 @@ class CAM:
         self._fc_weight: torch.Tensor | None = None
         if self.method == "cam":
             self._fc_weight = self._find_fc(fc)
+        # the auto layer (layers=None) of each image size (C, H, W) probed so far
+        self._auto_layers: dict[tuple[int, ...], str] = {}
         self.layers_: list[str] | None = None
         self.reshapes_: list[Callable[[torch.Tensor], torch.Tensor] | None] = []
         self.classes_: torch.Tensor | None = None
@@ -654,7 +659,7 @@ class CAM:
         warnings.warn(
             f"CAM: no layer given; using {key!r}, {why}{read} (C, h, w) = {nchw}{how}. "
             f"Pass layers={key!r} to choose explicitly.",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
         return key
 
@@ -754,7 +759,12 @@ class CAM:
             kept_buffers(self.model),  # training-mode BatchNorm statistics
         ):
             images = autograd_input(images)
-            keys = self._keys if self._keys is not None else [self._probe_layer(images)]
+            keys = self._keys
+            if keys is None:  # probe once per image size (the pick reads shapes only)
+                shape = tuple(images.shape[1:])
+                if shape not in self._auto_layers:
+                    self._auto_layers[shape] = self._probe_layer(images)
+                keys = [self._auto_layers[shape]]
             if self.aug_smooth:
                 return self._smoothed(images, target, keys)
             return self._compute(images, target, keys)
@@ -803,7 +813,7 @@ class CAM:
                     f"CAM: layer {key!r} ran {cap.calls[key]} times in one forward pass; its "
                     "maps use the last call's output. Choose a module that runs once (a "
                     "block's output) unless the last call is the one you mean.",
-                    stacklevel=5,
+                    stacklevel=user_stacklevel(),
                 )
             acts.append(act)
         return outputs, acts
@@ -958,7 +968,7 @@ class CAM:
                 f"CAM: layer {key!r} has a 1x1 grid, so its maps are constant (all zeros "
                 "after normalisation); choose an earlier layer or a larger input.",
                 NearZeroMapWarning,
-                stacklevel=6,
+                stacklevel=user_stacklevel(),
             )
             return
         eps = torch.finfo(torch.float32).eps
@@ -979,7 +989,7 @@ class CAM:
                 "evidence. Random or saturated weights, or a layer the score hardly depends "
                 "on? Check cam.scores_ and the layer.",
                 NearZeroMapWarning,
-                stacklevel=6,
+                stacklevel=user_stacklevel(),
             )
 
     def _finish(self, raw: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,7 @@ import numpy as np
 
 from featviz._images import bomb_error
 from featviz._io import atomic_path, check_destination
+from featviz._ops import user_stacklevel
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -796,7 +797,9 @@ def convert_image(
     losses = _convert(src_path, dst_path, opts)
     if remove_source and losses:
         warnings.warn(
-            _kept_message(src_path, dst_path, opts.fmt, losses), SourceKeptWarning, stacklevel=2
+            _kept_message(src_path, dst_path, opts.fmt, losses),
+            SourceKeptWarning,
+            stacklevel=user_stacklevel(),
         )
     elif remove_source:
         _remove_source(src_path, dst_path)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from featviz._io import atomic_path
+from featviz._ops import user_stacklevel
 from featviz._validation import check_choice
 from featviz.hooks import to_numpy
 
@@ -243,7 +244,7 @@ def correlation(x: Any, *, method: Method = "pearson", axis: int = 0) -> Any:
             f"correlation: {len(idx)} of the {k} variables are {kind} ({where} {shown}); "
             f"their {method} correlation is undefined and set to 0 (diagonal included).",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     if is_tensor:
         return out.to(out_dtype)

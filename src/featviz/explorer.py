@@ -32,7 +32,7 @@ import torch
 
 from featviz._images import mean_std, unit_rgb
 from featviz._io import atomic_path, check_destination
-from featviz._ops import resize
+from featviz._ops import resize, user_stacklevel
 from featviz._validation import check_int, renamed
 
 if TYPE_CHECKING:
@@ -493,7 +493,7 @@ class ExploreView:
                 f"The view holds {self.image_bytes / 1e6:.0f} MB of images, all stored in the "
                 "notebook to show it inline; view.save('explore.html') writes a small page "
                 "with the images in a folder beside it.",
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         doc = html.escape(self.html(), quote=True)
         return (

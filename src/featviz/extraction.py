@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from featviz._io import atomic_path
-from featviz._ops import eval_mode
+from featviz._ops import eval_mode, user_stacklevel
 from featviz._outputs import find_logits
 from featviz._store import (
     FORMAT,
@@ -351,7 +351,7 @@ def _reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None
                 "reduce='avg' of extract is renamed reduce='mean'; 'avg' will be removed in "
                 "the next release.",
                 FutureWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
             reduce = "mean"
         if reduce == "mean":
@@ -767,7 +767,7 @@ def _sink(store: str | os.PathLike[str] | None, config: dict[str, Any], rank: in
         warnings.warn(
             "extract: under torch.distributed with store=None each rank returns only its own "
             "samples; pass store=PATH to merge all ranks in dataset order.",
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return MemorySink(config)
 
@@ -870,7 +870,7 @@ def _layer_array(cap: Any, key: str, n: int, b: int, warned: set[str]) -> np.nda
         warned.add(key)
         warnings.warn(
             f"extract: layer {key!r} ran {calls} times per forward pass; its last output is kept.",
-            stacklevel=5,
+            stacklevel=user_stacklevel(),
         )
     return np.asarray(to_numpy(value.cpu()))
 

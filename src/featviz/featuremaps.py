@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from featviz._images import mean_std, pil_to_rgb, size2
-from featviz._ops import finite_or_zero, minmax, resize
+from featviz._ops import finite_or_zero, minmax, resize, user_stacklevel
 from featviz._validation import renamed
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def normalize(heatmaps: Any, *, per_image: bool = True, eps: float | None = None
             "The 'eps' parameter of normalize is deprecated and ignored: constant maps "
             "always become zeros. Remove the argument.",
             FutureWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     t, was_numpy = _as_tensor(heatmaps, "heatmaps", "normalize")
     if t.ndim < 2 or t.numel() == 0:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import os
 import re
-import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -30,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from featviz._ops import user_stacklevel
 
 __all__ = [
     "Capture",
@@ -339,19 +339,6 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return out
 
 
-def _outside_torch_stacklevel() -> int:
-    """The ``stacklevel``, for this function's caller, of the first frame outside torch.
-
-    That is the line that called the model, however deep torch's call machinery is
-    (frames of this module are skipped too).
-    """
-    skip = (os.path.dirname(torch.__file__), __file__)
-    level, frame = 1, sys._getframe(1)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def _check_inference_mode() -> None:
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
@@ -537,7 +524,7 @@ class Capture:
                 warnings.warn(
                     f"capture: gradients were requested for {key!r} but {why}; "
                     "no gradient will be recorded.",
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
             return
         if len(tensors) == 1 and isinstance(value, torch.Tensor):
@@ -609,7 +596,7 @@ class Capture:
             f"capture: the layers {missing} did not run during this call of "
             f"{type(module).__name__}, so .activations has nothing new for them. Check the "
             "'layers' names against the forward pass (a branch the input did not take?).",
-            stacklevel=_outside_torch_stacklevel(),  # the line that called the model
+            stacklevel=user_stacklevel(),  # the line that called the model
         )
 
     def remove(self) -> None:
@@ -646,7 +633,7 @@ class Capture:
                 "in other threads than the one that entered capture(...), and capture records "
                 "only that thread's forward passes (so that threads sharing a model do not "
                 "mix results). Run the model in the thread that enters the with block.",
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
 
     def __repr__(self) -> str:

@@ -22,7 +22,7 @@ import torch
 
 from featviz._images import bomb_error, mean_std, pil_to_float, size2
 from featviz._io import atomic_path
-from featviz._ops import resize
+from featviz._ops import resize, user_stacklevel
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -65,7 +65,7 @@ def _bytescale(data: np.ndarray, cmin: float | None, cmax: float | None) -> np.n
             f"featviz: {int((~finite).sum())} non-finite value(s) (NaN or inf) in the image "
             "were ignored for its minimum and maximum and set to 0.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         x = np.where(finite, x, 0.0)
     values = x if ok else x[finite]
@@ -374,6 +374,6 @@ def denormalize(
         "standardisation; featviz.normalize is min-max scaling); the old name will be "
         "removed in the next release.",
         FutureWarning,
-        stacklevel=2,
+        stacklevel=user_stacklevel(),
     )
     return unstandardize(tensor, mean, std)

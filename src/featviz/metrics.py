@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featviz import _ops
+from featviz._ops import user_stacklevel
 from featviz._outputs import as_logits, target_classes, target_on
 from featviz._validation import check_choice, check_int, renamed
 
@@ -481,7 +482,7 @@ def average_drop(
             f"{idx[:20]}{' ...' if len(idx) > 20 else ''}, so nothing can drop; their terms "
             "are 0 (not NaN). Check the 'target' classes.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     per = 100.0 * (y - o).clamp_min(0) / torch.where(zero, torch.ones_like(y), y)
     return per if reduce == "none" else float(per.mean())

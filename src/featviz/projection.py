@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from featviz._ops import minmax
+from featviz._ops import minmax, user_stacklevel
 from featviz._validation import check_choice, check_int
 from featviz.hooks import to_numpy
 
@@ -166,7 +166,7 @@ def _warn_renamed(old: str, new: str) -> None:
         "(A Projection is a plain record, not a fitted estimator, so its fields have no "
         "trailing underscore.)",
         FutureWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 

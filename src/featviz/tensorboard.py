@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from featviz._images import mean_std, unit_rgb
-from featviz._ops import resize
+from featviz._ops import resize, user_stacklevel
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -138,7 +138,7 @@ def _rows(n: int, size: int | None, max_points: int, random_state: int | None) -
     warnings.warn(
         f"{_FN}: embedding {cap} of {n} points, a random subsample ({why}); "
         "TensorBoardExport.rows says which.",
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
