@@ -246,6 +246,27 @@ def test_box_target_reads_every_yolo_layout():
     assert BoxTarget(e2e[0, :1, :4], classes=0)((e2e, raw)).tolist() == pytest.approx([1.7] * 2)
 
 
+def test_box_target_reads_the_layouts_of_ultralytics_8_3():
+    # up to 8.3 the raw outputs are the per-level maps (N, 4 * 16 + nc, h, w): 1x5 here
+    # gives A = 5 anchors; Segment and Pose add their per-anchor rows (N, c, A)
+    pred = _yolo_pred()
+    want = pytest.approx([0.9 + 0.7 + 0.6, 0.0])
+    top = BoxTarget(top_k=5)
+    maps = [torch.zeros(2, 66, 1, 3), torch.zeros(2, 66, 1, 2)]
+    assert top((pred, maps)).tolist() == want
+    coefficients, proto = torch.full((2, 3, 5), 5.0), torch.zeros(2, 3, 4, 4)
+    seg = torch.cat([pred, coefficients], 1)
+    assert top((seg, (maps, coefficients, proto))).tolist() == want
+    keypoints = torch.full((2, 6, 5), 9.0)
+    pose = torch.cat([pred, keypoints], 1)
+    assert top((pose, (maps, keypoints))).tolist() == want
+    e2e = torch.tensor([[[0.0, 0, 10, 10, 0.9, 0], [40, 40, 50, 50, 0.2, 1]]] * 2)
+    assert top((e2e, {"one2many": maps, "one2one": maps})).tolist() == pytest.approx([0.9] * 2)
+    angle = torch.zeros(2, 1, 5)
+    with pytest.raises(ValueError, match="oriented"):
+        top((torch.cat([pred, angle], 1), (maps, angle)))
+
+
 def test_box_target_yolo_errors_name_the_problem():
     pred = _yolo_pred()
     with pytest.raises(ValueError, match="training-mode dict"):

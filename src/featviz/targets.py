@@ -134,20 +134,59 @@ def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 _YOLO_CONF = 0.25
 
 
+def _oriented() -> ValueError:
+    return ValueError(
+        "BoxTarget reads axis-aligned boxes; the model returned oriented (OBB) YOLO "
+        "predictions with an angle. Got rotated boxes instead; pass a callable target "
+        "'outputs -> (N,) scores'."
+    )
+
+
+def _yolo_raw(raw: Any) -> tuple[int | None, int, int] | None:
+    """(classes or None, anchors, rows after the classes) read from a YOLO head's raw outputs.
+
+    ultralytics >= 8.4 names them in a dict, ``"scores"`` (N, nc, A); ultralytics <= 8.3
+    returns the per-level maps [(N, C, h, w), ...] (A = sum of h * w), after Segment and
+    Pose heads in a tuple with their per-anchor rows (N, c, A) (mask coefficients, key
+    points; an OBB head's single angle row) and mask prototypes (N, nm, h, w).
+    """
+    if isinstance(raw, Mapping):
+        raw = raw.get("one2many", raw)  # end-to-end heads (YOLOv10, YOLO26) hold two
+    if isinstance(raw, Mapping):
+        if "angle" in raw:
+            raise _oriented()
+        scores = raw.get("scores")
+        if isinstance(scores, torch.Tensor) and scores.ndim == 3:
+            return scores.shape[1], scores.shape[2], 0
+        return None
+    maps, extras = raw, []
+    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], (tuple, list)):
+        maps, extras = raw[0], list(raw[1:])
+    if not isinstance(maps, (tuple, list)) or not maps:
+        return None
+    if not all(isinstance(m, torch.Tensor) and m.ndim == 4 for m in maps):
+        return None
+    rows = [e.shape[1] for e in extras if isinstance(e, torch.Tensor) and e.ndim == 3]
+    if 1 in rows:
+        raise _oriented()
+    return None, sum(m.shape[2] * m.shape[3] for m in maps), sum(rows)
+
+
 def _yolo_parts(outputs: Any) -> tuple[torch.Tensor, int, bool] | None:
     """(predictions, number of classes, end-to-end layout) of a YOLO output, or None.
 
     An ultralytics detection model in eval mode returns ``(pred, raw)``: ``pred`` is
     (N, 4 + nc + extra, A), boxes (cx, cy, w, h) in input pixels then nc class
-    probabilities for each of A anchors (extra: mask coefficients, key points); a
-    segmentation model returns ``((pred, proto), raw)``; ``raw`` is a dict whose
-    ``"scores"`` (N, nc, A) give nc (under ``"one2many"`` for YOLOv10/YOLO26). End-to-end
-    heads (``end2end=True``) return ``pred`` (N, K, 6 + extra): x1, y1, x2, y2, score,
-    class. Export mode drops ``raw``: ``pred`` alone, or ``(pred, proto)``.
+    probabilities for each of A anchors (extra: mask coefficients, key points), and
+    ``raw`` the head's raw outputs (see `_yolo_raw`). ultralytics >= 8.4 segmentation
+    models return ``((pred, proto), raw)``. End-to-end heads (YOLOv10, YOLO26 with
+    ``end2end=True``) return ``pred`` (N, K, 6 + extra): x1, y1, x2, y2, score, class.
+    Export mode drops ``raw``: ``pred`` alone, or ``(pred, proto)``.
     """
     head, raw = outputs, None
-    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], Mapping):
-        head, raw = outputs
+    if isinstance(outputs, tuple) and len(outputs) == 2:
+        if isinstance(outputs[1], (Mapping, tuple, list)):
+            head, raw = outputs
     pred, masks = head, 0
     proto = head[1] if isinstance(head, tuple) and len(head) == 2 else None
     if isinstance(proto, torch.Tensor) and proto.ndim == 4:  # Segment: mask prototypes
@@ -157,20 +196,14 @@ def _yolo_parts(outputs: Any) -> tuple[torch.Tensor, int, bool] | None:
     if raw is None:
         nc = pred.shape[1] - 4 - masks
         return (pred, nc, False) if nc >= 1 else None
-    raw = raw.get("one2many", raw)
-    if "angle" in raw:
-        raise ValueError(
-            "BoxTarget reads axis-aligned boxes; the model returned oriented (OBB) YOLO "
-            "predictions with an 'angle'. Got rotated boxes instead; pass a callable "
-            "target 'outputs -> (N,) scores'."
-        )
-    scores = raw.get("scores")
-    if not isinstance(scores, torch.Tensor) or scores.ndim != 3:
+    found = _yolo_raw(raw)
+    if found is None:
         return None
-    nc, anchors = scores.shape[1], scores.shape[2]
-    if pred.shape[2] == anchors and pred.shape[1] >= 4 + nc:
-        return pred, nc, False
-    return (pred, nc, True) if pred.shape[2] >= 6 else None
+    nc_or_none, anchors, extra = found
+    if pred.shape[2] == anchors:
+        nc = pred.shape[1] - 4 - extra if nc_or_none is None else nc_or_none
+        return (pred, nc, False) if 1 <= nc <= pred.shape[1] - 4 else None
+    return (pred, 0, True) if pred.shape[2] >= 6 else None
 
 
 def _yolo_detections(
