@@ -152,3 +152,132 @@ def test_detector_auto_layer_gives_one_map_per_image():
     with pytest.warns(UserWarning, match="backbone.fpn.layer_blocks.0"):
         maps = cam(X, BoxTarget(top_k=1))
     assert maps.shape == (2, 64, 64)
+
+
+# ultralytics YOLO predictions, hand-built: (N, 4 + nc, A), boxes (cx, cy, w, h) in pixels
+# then class probabilities. Image 0 (2 classes, 5 anchors):
+#   a0 box (0, 0, 10, 10) probs (0.9, 0.1): class 0, 0.9
+#   a1 box (0, 1, 10, 9)  probs (0.8, 0.2): class 0, 0.8, IoU 0.8 with a0 -> NMS drops it
+#   a2 box (0, 0, 10, 10) probs (0.3, 0.7): class 1, 0.7 (another class: kept)
+#   a3 box (20, 20, 30, 30) probs (0.6, 0.5): class 0, 0.6
+#   a4 box (40, 40, 50, 50) probs (0.1, 0.2): class 1, 0.2, below the default 0.25
+# Image 1: every anchor below 0.25; its best is a1, class 0, 0.2.
+YOLO_ANCHORS = [
+    [[5, 5, 10, 10, 0.9, 0.1], [5, 5, 10, 8, 0.8, 0.2], [5, 5, 10, 10, 0.3, 0.7],
+     [25, 25, 10, 10, 0.6, 0.5], [45, 45, 10, 10, 0.1, 0.2]],
+    [[5, 5, 10, 10, 0.1, 0.1], [25, 25, 10, 10, 0.2, 0.05], [45, 45, 10, 10, 0.0, 0.1],
+     [5, 5, 4, 4, 0.05, 0.0], [9, 9, 2, 2, 0.0, 0.0]],
+]  # fmt: skip
+
+
+def _yolo_pred():
+    return torch.tensor(YOLO_ANCHORS).transpose(1, 2).contiguous().requires_grad_()  # (2, 6, 5)
+
+
+def _picked(target, pred, outputs):
+    """The (image, row, anchor) entries the target's score depends on, and the scores."""
+    scores = target(outputs)
+    (grad,) = torch.autograd.grad(scores.sum(), pred)
+    return sorted(map(tuple, grad.nonzero().tolist())), scores.detach().tolist()
+
+
+def test_box_target_picks_yolo_detections_by_hand():
+    pred = _yolo_pred()
+    raw = {"scores": torch.zeros(2, 2, 5)}  # the model's raw dict: (N, nc, A) gives nc
+    out = (pred, raw)
+    assert _picked(BoxTarget(), pred, out) == ([(0, 4, 0)], pytest.approx([0.9, 0.0]))
+    assert _picked(BoxTarget(top_k=5), pred, out) == (
+        [(0, 4, 0), (0, 4, 3), (0, 5, 2)],
+        pytest.approx([0.9 + 0.7 + 0.6, 0.0]),
+    )
+    assert _picked(BoxTarget(classes=1, top_k=5), pred, out) == (
+        [(0, 5, 2)],
+        pytest.approx([0.7, 0.0]),
+    )
+    # no threshold: a4 and every anchor of image 1 count; NMS still drops a1 of image 0
+    assert _picked(BoxTarget(top_k=5, score_threshold=0.0), pred, out)[1] == pytest.approx(
+        [0.9 + 0.7 + 0.6 + 0.2, 0.2 + 0.1 + 0.1 + 0.05]
+    )
+    assert _picked(BoxTarget(top_k=1, score_threshold=0.0), pred, out) == (
+        [(0, 4, 0), (1, 4, 1)],
+        pytest.approx([0.9, 0.2]),
+    )
+    # a looser NMS keeps a1 (IoU 0.8 <= 0.9)
+    assert _picked(BoxTarget(top_k=5, nms_threshold=0.9), pred, out)[1] == pytest.approx(
+        [0.9 + 0.8 + 0.7 + 0.6, 0.0]
+    )
+
+
+def test_box_target_matches_yolo_boxes_by_iou():
+    pred = _yolo_pred()
+    out = (pred, {"scores": torch.zeros(2, 2, 5)})
+    box = torch.tensor([[0.0, 0, 10, 10]])
+    # a0 and a2 (IoU 1, classes 0 and 1); a1 was dropped by NMS
+    assert _picked(BoxTarget(box), pred, out) == ([(0, 4, 0), (0, 5, 2)], pytest.approx([1.6, 0]))
+    assert _picked(BoxTarget(box, classes=1), pred, out)[1] == pytest.approx([0.7, 0.0])
+    # [20, 20, 30, 30] vs a3: IoU 1; vs [22, 20, 30, 30] IoU 0.8
+    near = torch.tensor([[22.0, 20, 30, 30]])
+    assert _picked(BoxTarget(near), pred, out) == ([(0, 4, 3)], pytest.approx([0.6, 0.0]))
+    assert _picked(BoxTarget(near, iou_threshold=0.85), pred, out)[0] == []
+    per_image = [torch.zeros(0, 4), torch.tensor([[20.0, 20, 30, 30]])]
+    low = BoxTarget(per_image, score_threshold=0.1)
+    assert _picked(low, pred, out) == ([(1, 4, 1)], pytest.approx([0.0, 0.2]))
+
+
+def test_box_target_reads_every_yolo_layout():
+    pred = _yolo_pred()
+    want = pytest.approx([0.9 + 0.7 + 0.6, 0.0])
+    top = BoxTarget(top_k=5)
+    # export mode: the predictions alone
+    assert top(pred).tolist() == want
+    # YOLOv10/YOLO26 heads: the raw dict holds "one2many" and "one2one"
+    assert top((pred, {"one2many": {"scores": torch.zeros(2, 2, 5)}})).tolist() == want
+    # segmentation: 3 mask coefficients after the classes, (pred, proto) in a tuple
+    seg = torch.cat([pred, torch.full((2, 3, 5), 5.0)], 1)
+    proto = torch.zeros(2, 3, 4, 4)
+    assert top(((seg, proto), {"scores": torch.zeros(2, 2, 5)})).tolist() == want
+    assert top((seg, proto)).tolist() == want  # export mode
+    # end-to-end heads: (N, K, 6) x1, y1, x2, y2, score, class; already free of duplicates
+    e2e = torch.tensor(
+        [[[0.0, 0, 10, 10, 0.9, 0], [0, 1, 10, 9, 0.8, 0], [40, 40, 50, 50, 0.2, 1]]] * 2
+    )
+    raw = {"one2many": {"scores": torch.zeros(2, 2, 5)}}
+    assert top((e2e, raw)).tolist() == pytest.approx([1.7, 1.7])
+    assert BoxTarget(e2e[0, :1, :4], classes=0)((e2e, raw)).tolist() == pytest.approx([1.7] * 2)
+
+
+def test_box_target_reads_the_layouts_of_ultralytics_8_3():
+    # up to 8.3 the raw outputs are the per-level maps (N, 4 * 16 + nc, h, w): 1x5 here
+    # gives A = 5 anchors; Segment and Pose add their per-anchor rows (N, c, A)
+    pred = _yolo_pred()
+    want = pytest.approx([0.9 + 0.7 + 0.6, 0.0])
+    top = BoxTarget(top_k=5)
+    maps = [torch.zeros(2, 66, 1, 3), torch.zeros(2, 66, 1, 2)]
+    assert top((pred, maps)).tolist() == want
+    coefficients, proto = torch.full((2, 3, 5), 5.0), torch.zeros(2, 3, 4, 4)
+    seg = torch.cat([pred, coefficients], 1)
+    assert top((seg, (maps, coefficients, proto))).tolist() == want
+    keypoints = torch.full((2, 6, 5), 9.0)
+    pose = torch.cat([pred, keypoints], 1)
+    assert top((pose, (maps, keypoints))).tolist() == want
+    e2e = torch.tensor([[[0.0, 0, 10, 10, 0.9, 0], [40, 40, 50, 50, 0.2, 1]]] * 2)
+    assert top((e2e, {"one2many": maps, "one2one": maps})).tolist() == pytest.approx([0.9] * 2)
+    angle = torch.zeros(2, 1, 5)
+    with pytest.raises(ValueError, match="oriented"):
+        top((torch.cat([pred, angle], 1), (maps, angle)))
+
+
+def test_box_target_yolo_errors_name_the_problem():
+    pred = _yolo_pred()
+    with pytest.raises(ValueError, match="training-mode dict"):
+        BoxTarget()({"boxes": torch.zeros(2, 64, 5), "scores": torch.zeros(2, 2, 5)})
+    with pytest.raises(ValueError, match="oriented"):
+        BoxTarget()((pred, {"scores": torch.zeros(2, 2, 5), "angle": torch.zeros(2, 1, 5)}))
+    with pytest.raises(ValueError, match=r"'score_threshold' parameter of BoxTarget .* Got 2"):
+        BoxTarget(score_threshold=2)
+    with pytest.raises(ValueError, match=r"'nms_threshold' parameter of BoxTarget .* Got 0 "):
+        BoxTarget(nms_threshold=0)
+    with pytest.raises(ValueError, match=r"'iou_threshold' parameter of BoxTarget .*'a'"):
+        BoxTarget(iou_threshold="a")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(N, 4 \+ classes, anchors\)"):
+        BoxTarget()(torch.zeros(2, 4, 5))  # no class rows

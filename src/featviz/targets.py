@@ -6,8 +6,9 @@ explain it:
 
 - `ClassTarget`, `ProbabilityTarget`, `ClassesTarget`: classifiers (any output with
   logits: a tensor, ``.logits``, a ``"logits"`` key, a tuple's first element);
-- `BoxTarget`: torchvision detection outputs (one dict per image with ``boxes``,
-  ``labels``, ``scores``);
+- `BoxTarget`: detections: torchvision detectors' outputs (one dict per image with
+  ``boxes``, ``labels``, ``scores``) and ultralytics YOLO predictions (decoded to
+  detections with a confidence threshold and non-maximum suppression);
 - `SegmentationTarget`: segmentation logits (N, K, H, W), or a dict with ``"out"``;
 - `SimilarityTarget`: embeddings (N, D), for CLIP-like or metric-learning models.
 
@@ -129,14 +130,131 @@ def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, None] + area_b[None, :] - inter).clamp_min(1e-12)
 
 
+#: ultralytics' default confidence threshold (``conf``), used for YOLO predictions.
+_YOLO_CONF = 0.25
+
+
+def _oriented() -> ValueError:
+    return ValueError(
+        "BoxTarget reads axis-aligned boxes; the model returned oriented (OBB) YOLO "
+        "predictions with an angle. Got rotated boxes instead; pass a callable target "
+        "'outputs -> (N,) scores'."
+    )
+
+
+def _yolo_raw(raw: Any) -> tuple[int | None, int, int] | None:
+    """(classes or None, anchors, rows after the classes) read from a YOLO head's raw outputs.
+
+    ultralytics >= 8.4 names them in a dict, ``"scores"`` (N, nc, A); ultralytics <= 8.3
+    returns the per-level maps [(N, C, h, w), ...] (A = sum of h * w), after Segment and
+    Pose heads in a tuple with their per-anchor rows (N, c, A) (mask coefficients, key
+    points; an OBB head's single angle row) and mask prototypes (N, nm, h, w).
+    """
+    if isinstance(raw, Mapping):
+        raw = raw.get("one2many", raw)  # end-to-end heads (YOLOv10, YOLO26) hold two
+    if isinstance(raw, Mapping):
+        if "angle" in raw:
+            raise _oriented()
+        scores = raw.get("scores")
+        if isinstance(scores, torch.Tensor) and scores.ndim == 3:
+            return scores.shape[1], scores.shape[2], 0
+        return None
+    maps, extras = raw, []
+    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], (tuple, list)):
+        maps, extras = raw[0], list(raw[1:])
+    if not isinstance(maps, (tuple, list)) or not maps:
+        return None
+    if not all(isinstance(m, torch.Tensor) and m.ndim == 4 for m in maps):
+        return None
+    rows = [e.shape[1] for e in extras if isinstance(e, torch.Tensor) and e.ndim == 3]
+    if 1 in rows:
+        raise _oriented()
+    return None, sum(m.shape[2] * m.shape[3] for m in maps), sum(rows)
+
+
+def _yolo_parts(outputs: Any) -> tuple[torch.Tensor, int, bool] | None:
+    """(predictions, number of classes, end-to-end layout) of a YOLO output, or None.
+
+    An ultralytics detection model in eval mode returns ``(pred, raw)``: ``pred`` is
+    (N, 4 + nc + extra, A), boxes (cx, cy, w, h) in input pixels then nc class
+    probabilities for each of A anchors (extra: mask coefficients, key points), and
+    ``raw`` the head's raw outputs (see `_yolo_raw`). ultralytics >= 8.4 segmentation
+    models return ``((pred, proto), raw)``. End-to-end heads (YOLOv10, YOLO26 with
+    ``end2end=True``) return ``pred`` (N, K, 6 + extra): x1, y1, x2, y2, score, class.
+    Export mode drops ``raw``: ``pred`` alone, or ``(pred, proto)``.
+    """
+    head, raw = outputs, None
+    if isinstance(outputs, tuple) and len(outputs) == 2:
+        if isinstance(outputs[1], (Mapping, tuple, list)):
+            head, raw = outputs
+    pred, masks = head, 0
+    proto = head[1] if isinstance(head, tuple) and len(head) == 2 else None
+    if isinstance(proto, torch.Tensor) and proto.ndim == 4:  # Segment: mask prototypes
+        pred, masks = head[0], proto.shape[1]  # (N, nm, h, w): nm coefficients per anchor
+    if not isinstance(pred, torch.Tensor) or pred.ndim != 3:
+        return None
+    if raw is None:
+        nc = pred.shape[1] - 4 - masks
+        return (pred, nc, False) if nc >= 1 else None
+    found = _yolo_raw(raw)
+    if found is None:
+        return None
+    nc_or_none, anchors, extra = found
+    if pred.shape[2] == anchors:
+        nc = pred.shape[1] - 4 - extra if nc_or_none is None else nc_or_none
+        return (pred, nc, False) if 1 <= nc <= pred.shape[1] - 4 else None
+    return (pred, 0, True) if pred.shape[2] >= 6 else None
+
+
+def _yolo_detections(
+    pred: torch.Tensor, nc: int, end2end: bool, threshold: float, nms_threshold: float
+) -> list[dict[str, torch.Tensor]]:
+    """One torchvision-style dict per image: confidence > threshold, then class-wise NMS.
+
+    ``scores`` stay differentiable (each kept anchor's best class probability); boxes
+    and labels are detached. End-to-end predictions are already free of duplicates, so
+    only the threshold applies to them.
+    """
+    from torchvision.ops import batched_nms
+
+    if end2end:
+        boxes, best, labels = pred[..., :4].detach(), pred[..., 4], pred[..., 5].detach().long()
+    else:
+        xy, wh = pred[:, :2].detach().transpose(1, 2), pred[:, 2:4].detach().transpose(1, 2)
+        boxes = torch.cat([xy - wh / 2, xy + wh / 2], 2)  # (N, A, 4) x1, y1, x2, y2
+        best, labels = pred[:, 4 : 4 + nc].max(1)  # (N, A): gradient to the best class
+    detections = []
+    for b, s, k in zip(boxes, best, labels, strict=True):
+        keep = (s.detach() > threshold).nonzero()[:, 0]
+        if not end2end:
+            keep = keep[
+                batched_nms(b[keep].float(), s.detach()[keep].float(), k[keep], nms_threshold)
+            ]
+        detections.append({"boxes": b[keep], "labels": k[keep], "scores": s[keep]})
+    return detections
+
+
+def _is_detections(outputs: Any) -> bool:
+    return isinstance(outputs, (list, tuple)) and all(
+        isinstance(d, Mapping) and {"boxes", "labels", "scores"} <= set(d) for d in outputs
+    )
+
+
 @dataclass(frozen=True)
 class BoxTarget:
-    """The summed scores of detections, for torchvision detectors' outputs.
+    """The summed scores of detections, for torchvision and ultralytics YOLO detectors.
 
     With ``boxes``: every detection whose box overlaps a given box with IoU >=
     ``iou_threshold`` (and, with ``classes``, whose label is that box's class) adds its
     score. Without: the ``top_k`` highest-scoring detections (of ``classes`` if given).
     An image with no matching detection scores 0 (its map is all zeros).
+
+    The detections are, for torchvision detectors, the model's output (one dict per
+    image); for ultralytics YOLO models (``YOLO(...).model`` in eval mode, whose raw
+    predictions hold a box and class probabilities per anchor), the anchors whose best
+    class probability exceeds ``score_threshold``, after class-wise non-maximum
+    suppression with ``nms_threshold`` (as ultralytics' ``predict``, multi-label off);
+    a detection's score is its best class probability, its label that class.
 
     Args:
         boxes: (K, 4) boxes (x1, y1, x2, y2) in input pixels, the same for every image,
@@ -145,12 +263,19 @@ class BoxTarget:
             only detections with these labels count. None: any label.
         iou_threshold: Minimum IoU for a detection to match a given box.
         top_k: Without ``boxes``: how many of the best detections to sum.
+        score_threshold: Only detections scoring above it count. None: 0.25 for YOLO
+            predictions (ultralytics' default ``conf``), no threshold for torchvision
+            outputs (the model applied its own, e.g. ``box_score_thresh``).
+        nms_threshold: For YOLO predictions: the IoU above which NMS drops the lower
+            scoring of two same-class boxes (ultralytics' default ``iou`` is 0.7).
     """
 
     boxes: torch.Tensor | Sequence[torch.Tensor] | None = None
     classes: int | Sequence[int] | None = None
     iou_threshold: float = 0.5
     top_k: int = 1
+    score_threshold: float | None = None
+    nms_threshold: float = 0.7
 
     def __post_init__(self) -> None:
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
@@ -158,10 +283,20 @@ class BoxTarget:
                 "The 'top_k' parameter of BoxTarget must be an int in the range [1, inf). "
                 f"Got {self.top_k!r} instead."
             )
-        if not 0 < float(self.iou_threshold) <= 1:
+        for name in ("iou_threshold", "nms_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+                raise ValueError(
+                    f"The '{name}' parameter of BoxTarget must be a float in the range "
+                    f"(0, 1]. Got {value!r} instead."
+                )
+        thr = self.score_threshold
+        if thr is not None and (
+            not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0 <= thr <= 1
+        ):
             raise ValueError(
-                "The 'iou_threshold' parameter of BoxTarget must be a float in the range "
-                f"(0, 1]. Got {self.iou_threshold!r} instead."
+                "The 'score_threshold' parameter of BoxTarget must be a float in the range "
+                f"[0, 1] or None. Got {thr!r} instead."
             )
 
     def _given(self, i: int, n: int) -> torch.Tensor | None:
@@ -177,32 +312,51 @@ class BoxTarget:
         return torch.as_tensor(self.boxes[i]).reshape(-1, 4)
 
     def _score(self, det: Mapping[str, torch.Tensor], given: torch.Tensor | None) -> torch.Tensor:
-        scores, labels = det["scores"], det["labels"]
+        scores, labels, found = det["scores"], det["labels"], det["boxes"]
+        if self.score_threshold is not None:
+            kept = scores.detach() > self.score_threshold
+            scores, labels, found = scores[kept], labels[kept], found[kept]
         if given is None:
             keep = scores
             if self.classes is not None:
                 wanted = torch.as_tensor(self.classes, device=labels.device).reshape(-1)
                 keep = scores[torch.isin(labels, wanted)]
             return keep.topk(min(self.top_k, len(keep))).values.sum()
-        given = given.to(det["boxes"])
-        match = _box_iou(given, det["boxes"]) >= self.iou_threshold  # (K, D)
+        given = given.to(found)
+        match = _box_iou(given, found) >= self.iou_threshold  # (K, D)
         if self.classes is not None:
             want = torch.as_tensor(self.classes, device=labels.device).reshape(-1, 1)
             match = match & (labels[None, :] == want)
         return (match.to(scores.dtype) * scores[None, :]).sum()
 
-    def __call__(self, outputs: Any) -> torch.Tensor:
-        """Scores (N,), one per image's dict."""
-        if not isinstance(outputs, (list, tuple)) or not all(
-            isinstance(d, Mapping) and {"boxes", "labels", "scores"} <= set(d) for d in outputs
+    def _detections(self, outputs: Any) -> Sequence[Mapping[str, torch.Tensor]]:
+        if _is_detections(outputs):
+            return outputs
+        yolo = _yolo_parts(outputs)
+        if yolo is not None:
+            thr = _YOLO_CONF if self.score_threshold is None else self.score_threshold
+            return _yolo_detections(*yolo, thr, self.nms_threshold)
+        if isinstance(outputs, Mapping) and (
+            {"scores", "boxes"} <= set(outputs) or "one2many" in outputs
         ):
             raise ValueError(
-                "BoxTarget reads detection outputs, a list of one dict per image with "
-                f"'boxes', 'labels' and 'scores'. Got {type(outputs).__name__} instead; "
-                "use ClassTarget for classifiers."
+                "BoxTarget reads YOLO predictions of a model in eval mode; the model returned "
+                "its training-mode dict (undecoded boxes). Got a dict with keys "
+                f"{list(outputs)} instead; call the model in eval mode (featviz's CAMs do "
+                "by default, eval_mode=True)."
             )
-        n = len(outputs)
-        return torch.stack([self._score(d, self._given(i, n)) for i, d in enumerate(outputs)])
+        raise ValueError(
+            "BoxTarget reads detection outputs: a list of one dict per image with 'boxes', "
+            "'labels' and 'scores' (torchvision), or ultralytics YOLO predictions "
+            f"(N, 4 + classes, anchors). Got {type(outputs).__name__} instead; use "
+            "ClassTarget for classifiers."
+        )
+
+    def __call__(self, outputs: Any) -> torch.Tensor:
+        """Scores (N,), one per image."""
+        detections = self._detections(outputs)
+        n = len(detections)
+        return torch.stack([self._score(d, self._given(i, n)) for i, d in enumerate(detections)])
 
 
 @dataclass(frozen=True)
