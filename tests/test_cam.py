@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -746,3 +747,40 @@ def test_dict_layer_error_suggests_a_selector_that_works():
         grad_cam(Net(), x, "backbone", target=0)
     maps = grad_cam(Net(), x, "backbone['0']", target=0)
     assert maps.shape == (2, 4, 4)
+
+
+# heads: the last module to run (non-spatial output) and segmentation logits resized to
+# the input are never the auto layer; the backbone's last block is
+_HEAD_CASES = {
+    "squeezenet1_0": (lambda tv: tv.models.squeezenet1_0(num_classes=5), "features.12"),
+    "deeplabv3_mobilenet_v3_large": (
+        lambda tv: tv.models.segmentation.deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=3
+        ),
+        "backbone.16.2",
+    ),
+    "fcn_resnet50_aux": (
+        lambda tv: tv.models.segmentation.fcn_resnet50(
+            weights=None, weights_backbone=None, num_classes=3, aux_loss=True
+        ),
+        "backbone.layer4.2",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_HEAD_CASES))
+def test_auto_layer_skips_classifier_and_segmentation_heads(name):
+    from featviz.targets import SegmentationTarget
+
+    tv = pytest.importorskip("torchvision")
+    make, expected = _HEAD_CASES[name]
+    torch.manual_seed(0)
+    model = make(tv).eval()
+    x = torch.rand(2, 3, 64, 64)
+    target = None if name.startswith("squeeze") else SegmentationTarget(1)
+    cam = CAM(model, method="eigencam" if target is None else "gradcam")
+    with pytest.warns(UserWarning, match=f"using '{re.escape(expected)}'"):
+        maps = cam(x, target)
+    assert cam.layers_ == [expected]
+    named = CAM(model, expected, method=cam.method)(x, target)
+    assert torch.equal(maps, named)

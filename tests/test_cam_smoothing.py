@@ -260,3 +260,27 @@ def test_a_layer_that_runs_twice_warns_and_uses_its_last_call():
     (g,) = torch.autograd.grad(model.fc(last.mean((2, 3)))[:, 1].sum(), last)
     expected = (g.mean((2, 3), keepdim=True) * last).sum(1).clamp_min(0).detach()
     torch.testing.assert_close(got, expected)
+
+
+def test_aug_smooth_refuses_box_and_mask_targets_but_not_position_free_ones():
+    from featviz.targets import BoxTarget, SegmentationTarget
+
+    assert BoxTarget(boxes=torch.tensor([[0.0, 0, 4, 4]])).spatial
+    assert not BoxTarget(top_k=2).spatial
+    assert SegmentationTarget(1, mask=torch.ones(4, 4)).spatial
+    assert not SegmentationTarget(1).spatial
+    torch.manual_seed(0)
+    seg = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
+    x = _images(2, 8)
+    with pytest.raises(ValueError, match="SegmentationTarget scores fixed positions"):
+        CAM(seg, "1", aug_smooth=True)(x, SegmentationTarget(1, mask=torch.ones(8, 8)))
+    # a whole-image class score follows the flip: the smoothed map is the mean of the views
+    got = CAM(seg, "1", aug_smooth=True)(x, SegmentationTarget(1))
+    assert float(got.amin()) == 0 and float(got.amax()) == 1  # not a constant map
+    views = []
+    for flip in (False, True):
+        for factor in (0.9, 1.0, 1.1):
+            v = (x.flip(-1) if flip else x) * factor
+            m = CAM(seg, "1")(v, SegmentationTarget(1))
+            views.append(m.flip(-1) if flip else m)
+    torch.testing.assert_close(got, _minmax(torch.stack(views).mean(0)), atol=1e-6, rtol=0)

@@ -169,3 +169,16 @@ def test_yolo_in_training_mode_is_refused_with_a_reason(yolov8n):
     with pytest.raises(ValueError, match=r"training-mode dict .* eval_mode=True"):
         CAM(net, "model.15", eval_mode=False)(X, BoxTarget())
     assert net.training
+
+
+@pytest.mark.parametrize(
+    ("config", "layer"),
+    [("yolov8n.yaml", "model.21"), ("yolo11n.yaml", "model.22"), ("yolov8n-seg.yaml", "model.21")],
+)
+def test_auto_layer_is_the_last_neck_layer_before_the_head(config, layer):
+    net = _yolo(config)
+    cam = CAM(net)
+    with pytest.warns(UserWarning, match=f"using '{layer}'"):
+        maps = cam(X, BoxTarget(top_k=3))
+    assert cam.layers_ == [layer] and net.model[-1].f[-1] == int(layer.split(".")[1])
+    assert maps.shape == (2, SIZE, SIZE) and float(maps.amax()) == 1.0

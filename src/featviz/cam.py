@@ -386,6 +386,60 @@ def _check_differentiable(scores: torch.Tensor, method: str) -> None:
         )
 
 
+def _output_maps(outputs: Any) -> list[torch.Tensor]:
+    """The 4-D tensors among a model's outputs (dicts, sequences, ``ModelOutput``s)."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs] if outputs.ndim == 4 else []
+    if isinstance(outputs, Mapping):
+        return [t for v in outputs.values() for t in _output_maps(v)]
+    if isinstance(outputs, (list, tuple)):
+        return [t for v in outputs for t in _output_maps(v)]
+    return []
+
+
+def _inside(key: str, head: str) -> bool:
+    return key == head or key.startswith(head + ".")
+
+
+def _outside_heads(
+    candidates: list[str],
+    calls: dict[str, int],
+    acts: dict[str, Any],
+    size: tuple[int, int],
+    outputs: Any,
+) -> list[str]:
+    """Spatial candidates minus the insides of heads, as long as some candidate is left.
+
+    Heads: modules whose (N, K, h, w) output the model returns resized to the input
+    size (segmentation logits), and the last module to run when its output is not a
+    spatial map (a classifier or a detector's head, such as SqueezeNet's class-map
+    convolution block or YOLO's ``Detect``).
+    """
+    maps = [m for m in _output_maps(outputs) if tuple(m.shape[-2:]) == size]
+
+    def resized_logits(k: str) -> bool:
+        v = acts.get(k)
+        return (
+            isinstance(v, torch.Tensor)
+            and v.ndim == 4
+            and tuple(v.shape[-2:]) != size
+            and any(m.shape[:2] == v.shape[:2] for m in maps)
+        )
+
+    kept = candidates
+    for head in [k for k in calls if resized_logits(k)]:
+        rest = [k for k in kept if not _inside(k, head)]
+        kept = rest or kept
+    for head in reversed(list(calls)):  # the last module to run, unless a wrapper of all
+        if head in candidates:
+            break
+        rest = [k for k in kept if not _inside(k, head)]
+        if rest:
+            kept = rest
+            break
+    return kept
+
+
 def _same_tensor(a: Any, b: torch.Tensor) -> bool:
     return a is b or (
         isinstance(a, torch.Tensor)
@@ -440,10 +494,14 @@ class CAM:
             ``features.7.1.norm1`` in Swin). Otherwise the last module with a spatial
             (N, C, h, w) output that is not a pooling, resampling, dropout or identity
             layer, ran once and gave one map per probe image (two images; never a
-            detector's RoI head); of the modules returning that tensor, the outermost, then the last
-            child of a ``Sequential`` as long as it returns the same tensor
-            (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for a
-            torchvision ResNet-50, ``features`` for VGG).
+            detector's RoI head) and is not inside a head (the last module to run when
+            its output is not a map, such as a classifier or YOLO's ``Detect``, or a
+            module whose (N, K, h, w) output the model returns resized to the input:
+            segmentation logits); of the modules returning that tensor, the outermost,
+            then the last child of a ``Sequential`` as long as it returns the same
+            tensor (``features.13`` for `TinyCNN`, ``layer4.2`` = ``layer4[-1]`` for a
+            torchvision ResNet-50, ``features`` for VGG, ``features.12`` for
+            SqueezeNet, ``backbone.layer4.2`` for DeepLabV3, ``model.21`` for YOLOv8).
         method: One of ``cam``, ``gradcam``, ``gradcam++``, ``xgradcam``, ``hirescam``,
             ``gradcamelementwise``, ``layercam``, ``scorecam``, ``eigencam``.
         fc: For ``method="cam"``: the final linear layer (spec or module) whose weights
@@ -622,7 +680,9 @@ class CAM:
         with torch.no_grad(), capture(self.model, nn.Module, detach=False) as cap:
             # two images (the first one twice for a batch of one), so that outputs with
             # a batch axis of their own (a detector's regions, position biases) stand out
-            self.model(images[:2] if len(images) > 1 else images[:1].expand(2, -1, -1, -1))
+            outputs = self.model(
+                images[:2] if len(images) > 1 else images[:1].expand(2, -1, -1, -1)
+            )
         size = (int(images.shape[-2]), int(images.shape[-1]))
         prefix = self._prefix_tokens()
         acts = cap.activations
@@ -649,7 +709,7 @@ class CAM:
             key = norms[-1]
             why = "the first norm of the last transformer block"
         else:
-            key = self._last_feature_block(inner, cap.calls, acts, size)
+            key = self._last_feature_block(inner, cap.calls, acts, size, outputs)
             why = "the last layer with a spatial output"
         reshape = _layout(acts[key], size, prefix)
         shape = tuple(acts[key].shape[1:])
@@ -670,12 +730,17 @@ class CAM:
 
     @staticmethod
     def _last_feature_block(
-        inner: nn.Module, calls: dict[str, int], acts: dict[str, Any], size: tuple[int, int]
+        inner: nn.Module,
+        calls: dict[str, int],
+        acts: dict[str, Any],
+        size: tuple[int, int],
+        outputs: Any,
     ) -> str:
         """The module whose output the maps of a CNN use.
 
         The outermost module returning the last spatial (N, C, h, w) output that is not a
-        resampling layer, then down through ``Sequential``s' last children.
+        resampling layer and not inside a head (`_heads`), then down through
+        ``Sequential``s' last children.
         """
 
         def spatial(k: str) -> bool:
@@ -691,6 +756,9 @@ class CAM:
             )
 
         candidates = [k for k in calls if spatial(k)]  # order of first completion
+        candidates = _outside_heads(candidates, calls, acts, size, outputs)
+        # a 1x1 grid gives constant maps (timm's conv_head after the global pool)
+        candidates = [k for k in candidates if acts[k].shape[-2:].numel() > 1] or candidates
         if not candidates:
             raise ValueError(
                 "No layer of the model has a spatial (N, C, h, w) output or a token grid; pass "

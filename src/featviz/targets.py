@@ -277,6 +277,14 @@ class BoxTarget:
     score_threshold: float | None = None
     nms_threshold: float = 0.7
 
+    @property
+    def spatial(self) -> bool:
+        """Whether the target scores fixed positions (given ``boxes``).
+
+        A flipped view would not match them: `featviz.CAM`'s ``aug_smooth`` refuses it.
+        """
+        return self.boxes is not None
+
     def __post_init__(self) -> None:
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
             raise ValueError(
@@ -371,6 +379,14 @@ class SegmentationTarget:
 
     classes: int
     mask: torch.Tensor | None = None
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the target scores fixed positions (a ``mask``).
+
+        A flipped view would not match them: `featviz.CAM`'s ``aug_smooth`` refuses it.
+        """
+        return self.mask is not None
 
     def __post_init__(self) -> None:
         if isinstance(self.classes, bool) or not isinstance(self.classes, int):
