@@ -91,6 +91,10 @@ def test_as_logits_errors_say_what_to_pass_for_each_output():
         as_logits({"out": torch.zeros(2, 3, 4, 4), "aux": torch.zeros(2, 3, 4, 4)})
     with pytest.raises(ValueError, match=r"lambda o: o\['emb'\]\[:, k\]"):
         as_logits({"emb": torch.zeros(2, 3, 4)})
+    yolo = torch.zeros(2, 4 + 80, 21)  # ultralytics: (pred, raw) and ((pred, proto), raw)
+    for outputs in ((yolo, {}), ((yolo, torch.zeros(2, 32, 8, 8)), {})):
+        with pytest.raises(ValueError, match=r"YOLO-style predictions .*BoxTarget\(top_k=1\)"):
+            as_logits(outputs)
 
 
 def test_logits_rows_must_match_the_batch():

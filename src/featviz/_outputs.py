@@ -62,6 +62,15 @@ def _what_to_pass(outputs: Any) -> str:
                 "target=featviz.targets.BoxTarget(boxes) (or BoxTarget(top_k=1)), or a "
                 "callable 'outputs -> (N,) scores'."
             )
+    first = outputs[0] if isinstance(outputs, (tuple, list)) and outputs else None
+    if isinstance(first, (tuple, list)) and first:  # YOLO segmentation: ((pred, proto), raw)
+        first = first[0]
+    if isinstance(first, torch.Tensor) and first.ndim == 3:
+        return (
+            "YOLO-style predictions (N, 4 + classes, anchors) have no class logits: pass "
+            "target=featviz.targets.BoxTarget(top_k=1) (or BoxTarget(boxes)), or a callable "
+            "'outputs -> (N,) scores'."
+        )
     out = outputs.get("out") if isinstance(outputs, Mapping) else None
     if isinstance(out, torch.Tensor) and out.ndim == 4:
         return (
