@@ -49,7 +49,7 @@ def run(ctx: DemoContext) -> None:
             corner = (x0 - 0.5, y0 - 0.5)  # box coordinates are pixel edges, imshow's centres
             ax.add_patch(Rectangle(corner, x1 - x0, y1 - y0, fill=False, ec="w", lw=1.2))
     fig.suptitle(
-        "Grad-CAM, Faster R-CNN MobileNetV3-Large 320 FPN with random weights\n"
+        "Grad-CAM of a Faster R-CNN (MobileNetV3-Large 320 FPN), random weights\n"
         f"layer {_LAYER}, target BoxTarget(top_k={_TOP_K}) (its boxes in white)",
         fontsize=10,
     )
