@@ -28,11 +28,12 @@ def run(ctx: DemoContext) -> None:
     images = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255).to(ctx.device)
 
     # random weights, seeded without touching the global RNG; box_score_thresh=0.0 keeps
-    # the detections of an untrained head (it resizes inputs to 320 on the short side)
+    # the detections of an untrained head; 50 region proposals per image instead of 150
+    # halve the section's time (inputs are resized to 320 on the short side)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         detector = fasterrcnn_mobilenet_v3_large_320_fpn(
-            weights=None, weights_backbone=None, box_score_thresh=0.0
+            weights=None, weights_backbone=None, box_score_thresh=0.0, rpn_post_nms_top_n_test=50
         )
     detector = detector.eval().to(ctx.device)
     # the user's code: one line for the model (above), one for the target, one for the maps
