@@ -18,6 +18,8 @@ def test_demo_writes_every_section_and_refuses_non_empty(tmp_path, capsys):
     for title in (
         "Built-in data and model",
         "Class activation maps",
+        "Vision transformer (random weights)",
+        "Object detector (random weights)",
         "Feature maps and overlays",
         "Correlation heatmaps",
         "Projections",
@@ -27,6 +29,7 @@ def test_demo_writes_every_section_and_refuses_non_empty(tmp_path, capsys):
         "Watching a model learn",
     ):
         assert f"## {title}" in index
+    assert {"vit_gradcam.png", "detector_gradcam.png"} <= written
     assert all((out / name).stat().st_size > 0 for name in written)
     assert f"wrote {out}" in capsys.readouterr().out
 
@@ -35,6 +38,52 @@ def test_demo_writes_every_section_and_refuses_non_empty(tmp_path, capsys):
     assert main(["demo", "--fast", "--out", str(out)]) == 1
     assert "--force" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _run_real_model_sections(out):
+    """Run the ViT and detector sections alone; return the context and the drawn arrays."""
+    import torch
+
+    from featviz.demo import DemoContext
+    from featviz.demo_sections import detection, vit
+
+    out.mkdir()
+    ctx = DemoContext(out_dir=out, fast=True)
+    drawn = {}
+    save_figure = ctx.save_figure
+
+    def keep_arrays(fig, name, caption, **kw):
+        # the heatmap column of plot_overlays: axes 1, 4, 7, ...
+        drawn[name] = [np.asarray(ax.images[0].get_array()) for ax in fig.axes[1::3]]
+        return save_figure(fig, name, caption, **kw)
+
+    ctx.save_figure = keep_arrays
+    before = torch.get_rng_state()
+    for section in (vit, detection):
+        ctx.section = section.TITLE
+        section.run(ctx)
+    assert torch.equal(torch.get_rng_state(), before)  # seeded locally, global RNG untouched
+    return ctx, drawn
+
+
+def test_vit_and_detector_sections_name_their_layer_and_are_reproducible(tmp_path):
+    ctx, drawn = _run_real_model_sections(tmp_path / "a")
+    vit_item, det_item = ctx.items
+    assert [vit_item[1], det_item[1]] == ["vit_gradcam.png", "detector_gradcam.png"]
+    # the automatic choice for torchvision's ViT: the first norm of the last (6th) block,
+    # its 1 + 14 * 14 tokens (224 / 16 = 14) losing the class token
+    assert "chose encoder.layers.encoder_layer_5.ln_1 " in vit_item[2]
+    assert "tokens[:, 1:] -> (N, C, 14, 14)" in vit_item[2]
+    assert "layer backbone.body.16" in det_item[2]
+    assert all("weights are random" in item[2] for item in ctx.items)
+    # random weights still give maps that are not all zero (torchvision's zero ViT head would)
+    assert [len(v) for v in drawn.values()] == [2, 2]  # --fast: the two photos
+    for heatmaps in drawn.values():
+        assert all(h.max() > 0.5 and h.std() > 0.01 for h in heatmaps)
+    # the same figures again, byte for byte
+    _run_real_model_sections(tmp_path / "b")
+    for name in ("vit_gradcam.png", "detector_gradcam.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_demo_refuses_a_file_as_out(tmp_path, capsys):
