@@ -284,3 +284,14 @@ def test_aug_smooth_refuses_box_and_mask_targets_but_not_position_free_ones():
             m = CAM(seg, "1")(v, SegmentationTarget(1))
             views.append(m.flip(-1) if flip else m)
     torch.testing.assert_close(got, _minmax(torch.stack(views).mean(0)), atol=1e-6, rtol=0)
+
+
+def test_a_zero_initialised_head_warns_that_maps_are_all_zeros():
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vit = tv.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=16
+    )  # torchvision zero-initialises the head when built without weights
+    with pytest.warns(NearZeroMapWarning, match=r"images \[0, 1\] .* are all zeros"):
+        maps = CAM(vit, "encoder.layers.encoder_layer_0.ln_1")(torch.rand(2, 3, 32, 32))
+    assert torch.equal(maps, torch.zeros(2, 32, 32))

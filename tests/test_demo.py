@@ -1,6 +1,8 @@
 import re
 
 import numpy as np
+import pytest
+import torch
 
 from featviz.cli import main
 
@@ -171,3 +173,28 @@ def test_demo_bad_device_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--device 'bogus'" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_run_demo_old_parameter_names_warn_and_work(tmp_path, monkeypatch):
+    from featviz.demo import run_demo
+
+    _fake_sections(monkeypatch, fail_at=None)
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.warns(FutureWarning) as record:
+        assert run_demo(out=out, force=True) == out / "index.md"
+    said = " ".join(str(r.message) for r in record)
+    assert "'out' parameter of run_demo is renamed 'out_dir'" in said
+    assert "'force' parameter of run_demo is renamed 'overwrite'" in said
+    assert {"one.png", "two.png", "index.md", "keep.txt"} <= {p.name for p in out.iterdir()}
+
+
+def test_the_recorder_section_leaves_the_global_rng_as_it_was(tmp_path):
+    from featviz.demo import DemoContext
+    from featviz.demo_sections import recorder
+
+    ctx = DemoContext(out_dir=tmp_path, device=torch.device("cpu"), fast=True)
+    before = torch.random.get_rng_state()
+    recorder.run(ctx)
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -1048,6 +1048,16 @@ class CAM:
             # maps in score units: below float32's resolution at the score's scale
             unit = eps * scores.detach().abs().float().clamp_min(1.0).to(span.device)
             limit = torch.maximum(limit, unit)
+        zero = (biggest == 0).nonzero().flatten().tolist()
+        if zero:
+            warnings.warn(
+                f"CAM: the maps of images {zero} from layer {key!r} are all zeros: every "
+                "weighted activation w_k A_k is 0 (zero gradients: a zero-initialised head, "
+                "as torchvision's ViT without weights, or a target that does not reach the "
+                "layer; or all-zero activations).",
+                NearZeroMapWarning,
+                stacklevel=user_stacklevel(),
+            )
         tiny = ((span <= limit) & (biggest > 0)).nonzero().flatten().tolist()
         if tiny:
             ranges = ", ".join(f"{float(span[i]):.1e}" for i in tiny[:4])

@@ -209,7 +209,6 @@ def _index(ctx: DemoContext, timings: list[tuple[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@renamed(out="out_dir", force="overwrite")
 def _index_html(ctx: DemoContext) -> str:
     """The gallery as one page: figures inline, the explorer embedded, other files linked."""
     from html import escape
@@ -246,6 +245,7 @@ def _index_html(ctx: DemoContext) -> str:
     return "\n".join(parts) + "\n"
 
 
+@renamed(out="out_dir", force="overwrite")
 def run_demo(
     out_dir: str | Path,
     *,

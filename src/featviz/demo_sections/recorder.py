@@ -21,8 +21,9 @@ def run(ctx: DemoContext) -> None:
     data = Shapes(ctx.sized(256, 512, 1024), size=32, random_state=2)
     images, labels = data.tensors()
     images, labels = images.to(ctx.device), labels.to(ctx.device)
-    torch.manual_seed(0)
-    model = TinyCNN(width=8).to(ctx.device).train()
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG stays as it was
+        torch.manual_seed(0)
+        model = TinyCNN(width=8).to(ctx.device).train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     probe = (images[:16], labels[:16])
     g = torch.Generator().manual_seed(0)
