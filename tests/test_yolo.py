@@ -15,11 +15,17 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from featviz.cam import CAM
 from featviz.targets import BoxTarget
 
+_PIL_OPEN, _TORCH_SAVE = Image.open, torch.save
 ultralytics = pytest.importorskip("ultralytics")
+# importing ultralytics replaces PIL's Image.open (an unreadable file then tries to
+# pip-install pi-heif) and torch.save for the whole process; the rest of the suite
+# tests featviz with PIL's and torch's own (see docs/models.md)
+Image.open, torch.save = _PIL_OPEN, _TORCH_SAVE
 
 SIZE = 64
 X = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
