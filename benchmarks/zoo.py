@@ -75,7 +75,7 @@ TIMM: dict[str, tuple[int, bool]] = {
     "volo_d1_224": (64, True),
     "coat_lite_tiny": (64, True),
     "coat_tiny": (64, True),
-    "levit_128s": (64, True),
+    "levit_128s": (128, True),
     "efficientformer_l1": (224, False),
     "efficientformerv2_s0": (64, True),
     "maxvit_pico_rw_256": (64, True),
@@ -87,7 +87,7 @@ TIMM: dict[str, tuple[int, bool]] = {
     "nest_tiny": (64, True),
     "davit_tiny": (64, False),
     "hiera_tiny_224": (64, True),
-    "crossvit_tiny_240": (64, False),
+    "crossvit_tiny_240": (240, False),
     "mixer_s16_224": (64, True),
     "resmlp_12_224": (64, True),
     "gmlp_ti16_224": (64, True),
@@ -291,20 +291,22 @@ def _versions() -> str:
 
 
 def _summary(rows: list[list[str]]) -> list[str]:
-    """Counts: rows, matches (<= 1e-4), errors, worst differences."""
+    """Counts: rows, matches (<= 1e-4 on maps that are not all zero), errors, worst diffs."""
     done = [r for r in rows if r[1] != "error"]
-    diffs = [float(r[6].split()[0]) for r in done]
-    match = sum(d <= 1e-4 and "(" not in r[6] for d, r in zip(diffs, done, strict=True))
-    others = [float(r[7]) for r in done if r[7][:1].isdigit()]
-    worst = max(zip(diffs, (r[0] for r in done), strict=True), default=(0.0, "-"))
-    lines = [
+    zero = [r[0] for r in done if float(r[5]) == 0]
+    compared = [r for r in done if float(r[5]) > 0]
+    diffs = [float(r[6].split()[0]) for r in compared]
+    match = sum(d <= 1e-4 and "(" not in r[6] for d, r in zip(diffs, compared, strict=True))
+    others = [float(r[7]) for r in compared if r[7][:1].isdigit()]
+    worst = max(zip(diffs, (r[0] for r in compared), strict=True), default=(0.0, "-"))
+    return [
         f"{len(rows)} models: {match} equal to the reference (max diff <= 1e-4), "
-        f"{len(done) - match} different, {len(rows) - len(done)} errors. "
+        f"{len(compared) - match} different, {len(rows) - len(done)} errors, "
+        f"{len(zero)} with all-zero maps (not compared: {', '.join(zero) or '-'}). "
         f"Largest diff vs reference: {worst[0]:.1e} ({worst[1]}); "
         f"{sum(d > 1e-4 for d in others)} of {len(others)} differ from pytorch-grad-cam by more "
         "than 1e-4."
     ]
-    return lines
 
 
 def _table(rows: list[list[str]], header: str) -> str:
