@@ -152,7 +152,7 @@ def _timm(name: str) -> tuple[nn.Module, int]:
     import timm
 
     size, pass_size = TIMM[name.removeprefix("timm:")]
-    kwargs = {"img_size": size} if pass_size else {}
+    kwargs: dict[str, Any] = {"img_size": size} if pass_size else {}
     return timm.create_model(name.removeprefix("timm:"), pretrained=False, **kwargs), size
 
 
@@ -191,7 +191,7 @@ def _reference(
     model = copy.deepcopy(model).eval()
     for m in model.modules():
         if hasattr(m, "inplace"):
-            m.inplace = False
+            setattr(m, "inplace", False)  # noqa: B010 (a module attribute mypy cannot see)
     with capture(model, layer, detach=False) as cap:
         logits = model(x)
     act = cap.activations[layer]
@@ -220,8 +220,10 @@ def _grad_cam_package(
     model: nn.Module, x: torch.Tensor, layer: str, reshape: Any, target: torch.Tensor
 ) -> torch.Tensor:
     """pytorch-grad-cam's GradCAM maps (N, H, W) on the same module, reshape and targets."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from pytorch_grad_cam import GradCAM  # type: ignore[import-untyped]
+    from pytorch_grad_cam.utils.model_targets import (  # type: ignore[import-untyped]
+        ClassifierOutputTarget,
+    )
 
     targets = [ClassifierOutputTarget(int(t)) for t in target]
     try:
