@@ -114,8 +114,8 @@ CASES = {
     "resnet18": _plain(lambda: torchvision.models.resnet18(num_classes=7), "layer4.1"),
     "resnext": _plain(_resnext, "layer4.0"),
     "densenet": _plain(_densenet, "features.norm5"),
-    "squeezenet1_1": _plain(
-        lambda: torchvision.models.squeezenet1_1(num_classes=7), "classifier.2"
+    "squeezenet1_1": _plain(  # its class-map conv block is the head: skipped
+        lambda: torchvision.models.squeezenet1_1(num_classes=7), "features.12"
     ),
     "inception_v3": _plain(
         lambda: torchvision.models.inception_v3(
@@ -163,6 +163,15 @@ CASES = {
         lambda: torchvision.models.swin_t(num_classes=7),
         (64, 96),
         "features.7.1.norm1",
+        _channels_last,
+        "channels-last (N, h, w, C) -> (N, C, h, w)",
+        (3, 4),
+    ),
+    # post-norm blocks (x + norm1(attn(x))): the block output, not the attention branch
+    "swin_v2_t": (
+        lambda: torchvision.models.swin_v2_t(num_classes=7),
+        (64, 64),
+        "features.7.1",
         _channels_last,
         "channels-last (N, h, w, C) -> (N, C, h, w)",
         (3, 4),
@@ -233,8 +242,10 @@ def test_torchvision_families(name):
         ),
         ("convnext_atto", {}, (64, 64), "stages.3", None, (0, 4)),
         ("efficientnet_b0", {}, (64, 64), "bn2", None, (0, 4)),
+        # blockified tokens (N, blocks, tokens per block, C) are no grid: the last level
+        ("nest_tiny", {"img_size": 64}, (64, 64), "levels.2", None, (0, 4)),
     ],
-    ids=["deit_distilled", "cait", "dinov2_reg4", "convnext_atto", "efficientnet_b0"],
+    ids=["deit_distilled", "cait", "dinov2_reg4", "convnext_atto", "efficientnet_b0", "nest"],
 )
 def test_timm_models(name, kwargs, size, layer, grid, target):
     timm = pytest.importorskip("timm")

@@ -371,6 +371,27 @@ def _first_norm(module: nn.Module) -> str | None:
     return norms[0] if len(norms) >= 2 else None
 
 
+def _post_norm(block: str, norm: str, order: list[str]) -> bool:
+    """Whether an attention child of ``block`` completed before its first norm."""
+    rank = {k: i for i, k in enumerate(order)}
+    prefix = f"{block}."
+    return any(
+        rank[k] < rank[prefix + norm]
+        for k in order
+        if k.startswith(prefix) and "." not in k[len(prefix) :] and "attn" in k[len(prefix) :]
+    )
+
+
+def _no_grid(value: Any, size: tuple[int, int], prefix: int | None) -> bool:
+    """An output of both images with 3+ axes that is no token grid or spatial map."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.ndim >= 3
+        and value.shape[0] == 2
+        and _layout(value, size, prefix) is False
+    )
+
+
 def _as_nchw(value: torch.Tensor, reshape: Any) -> torch.Tensor:
     return reshape(value) if callable(reshape) else value
 
@@ -491,8 +512,11 @@ class CAM:
             (a module with two or more LayerNorm/RMSNorm children, the first of which
             returns a token grid): the first norm of the last such block (``blocks.11.norm1`` in
             timm, ``encoder.layers.encoder_layer_11.ln_1`` in torchvision's ViT,
-            ``features.7.1.norm1`` in Swin). Otherwise the last module with a spatial
-            (N, C, h, w) output that is not a pooling, resampling, dropout or identity
+            ``features.7.1.norm1`` in Swin); the block's output instead where attention
+            runs before that norm (post-norm blocks: ``features.7.1`` in Swin V2); the CNN
+            rule where the last block sees no token grid (NesT). Otherwise the last
+            module with a spatial (N, C, h, w) output (or a prefix-free token grid: LeViT,
+            ResMLP, gMLP) that is not a pooling, resampling, dropout or identity
             layer, ran once and gave one map per probe image (two images; never a
             detector's RoI head) and is not inside a head (the last module to run when
             its output is not a map, such as a classifier or YOLO's ``Detect``, or a
@@ -697,17 +721,21 @@ class CAM:
             )
 
         # transformer blocks: their first norm gives tokens, and so does the block unless
-        # it returns a tuple (Hugging Face); CaiT's class-attention blocks return (N, 1, C)
+        # it returns a tuple (Hugging Face); CaiT's class-attention blocks return (N, 1, C).
+        # A post-norm block (Swin V2: x + norm1(attn(x))) gives its output instead.
+        blocks = [(k, n) for k in order if (n := _first_norm(inner.get_submodule(k)))]
         norms = [
-            f"{k}.{norm}"
-            for k in order
-            if (norm := _first_norm(inner.get_submodule(k))) is not None
-            and tokens(f"{k}.{norm}")
-            and (tokens(k) or not isinstance(acts.get(k), torch.Tensor))
+            k if tokens(k) and _post_norm(k, norm, order) else f"{k}.{norm}"
+            for k, norm in blocks
+            if tokens(f"{k}.{norm}") and (tokens(k) or not isinstance(acts.get(k), torch.Tensor))
         ]
+        if blocks and _no_grid(acts.get(".".join(blocks[-1])), size, prefix):
+            norms = []  # the last blocks see no grid (NesT's blockified tokens): a CNN's rule
         if norms:
             key = norms[-1]
             why = "the first norm of the last transformer block"
+            if key in dict(blocks):
+                why = "the output of the last transformer block (a post-norm block)"
         else:
             key = self._last_feature_block(inner, cap.calls, acts, size, outputs)
             why = "the last layer with a spatial output"
@@ -747,10 +775,11 @@ class CAM:
             # two images in, two maps out (a detector's RoI head sees hundreds of regions),
             # from a module that ran once (a shared module's last call is no block output)
             value = acts.get(k)
+            layout = _layout(value, size, None)
             return (
                 not isinstance(inner.get_submodule(k), _RESAMPLING)
                 and calls[k] == 1
-                and _layout(value, size, None) is None
+                and (layout is None or (isinstance(layout, _TokenGrid) and layout.prefix == 0))
                 and isinstance(value, torch.Tensor)
                 and value.shape[0] == 2
             )
