@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featviz.cam import CAM
+from featviz.cam import CAM, NearZeroMapWarning
 from featviz.hooks import capture
 
 QUICK = [
@@ -177,7 +177,7 @@ def _raw(act: torch.Tensor, grad: torch.Tensor, reshape: Any) -> torch.Tensor:
 
 def _reference(
     model: nn.Module, x: torch.Tensor, layer: str, reshape: Any, tries: int = 10
-) -> tuple[torch.Tensor, torch.Tensor, float]:
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """Grad-CAM by hand on an in-place-free copy.
 
     Each image's target is its arg-max class, or when that map is all zero (every
@@ -185,8 +185,8 @@ def _reference(
     among the ``tries`` best whose map is not, so that the comparison can fail.
 
     Returns:
-        The targets (N,), the [0, 1] maps (N, H, W) and the smallest per-image maximum
-        of the raw maps.
+        The targets (N,), the [0, 1] maps (N, H, W), the smallest per-image maximum
+        of the raw maps, and the raw maps at input size (N, H, W).
     """
     model = copy.deepcopy(model).eval()
     for m in model.modules():
@@ -213,7 +213,7 @@ def _reference(
     lo = up.amin((1, 2), keepdim=True)
     span = up.amax((1, 2), keepdim=True) - lo
     maps = torch.where(span > 0, (up - lo) / span.clamp_min(1e-30), torch.zeros_like(up))
-    return target, maps, float(raw.flatten(1).amax(1).min())
+    return target, maps, float(raw.flatten(1).amax(1).min()), up
 
 
 def _grad_cam_package(
@@ -242,20 +242,26 @@ def _row(name: str, make: Callable[[str], tuple[nn.Module, int]], device: str) -
         _no_zero_weights(model)
         model = model.to(device).eval()
         x = torch.rand(2, 3, size, size, device=device)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
             cam = CAM(model, progress=False)
             start = time.perf_counter()
             maps = cam(x)
             elapsed = time.perf_counter() - start
+            noise = any(issubclass(w.category, NearZeroMapWarning) for w in record)
             assert cam.layers_ is not None
             layer, reshape = cam.layers_[0], cam.reshapes_[0]
-            target, ref, raw_max = _reference(model, x, layer, reshape)
+            target, ref, raw_max, ref_raw = _reference(model, x, layer, reshape)
             with torch.no_grad():
                 argmax = model(x).argmax(1)
             if not torch.equal(target, argmax):  # an arg-max map was all zero
                 maps = cam(x, target=target.tolist())
             diff = float((maps - ref).abs().max())
+            note = ""
+            if noise and diff > 1e-4:  # featviz warned: the [0, 1] maps show rounding
+                raw = CAM(model, layer, normalize=False, progress=False)(x, target.tolist())
+                rel = float((raw - ref_raw).abs().max() / ref_raw.abs().max().clamp_min(1e-30))
+                note = f" (noise-level map, warned; raw maps equal to {rel:.0e} relative)"
             try:
                 other_maps = _grad_cam_package(model, x, layer, reshape, target)
                 other = f"{float((maps - other_maps).abs().max()):.1e}"
@@ -272,7 +278,7 @@ def _row(name: str, make: Callable[[str], tuple[nn.Module, int]], device: str) -
             f"{size}x{size}",
             f"{elapsed:.2f}",
             f"{raw_max:.1e}",
-            f"{diff:.1e}" + ("" if ok else " (maps not finite in [0, 1])"),
+            f"{diff:.1e}" + note + ("" if ok else " (maps not finite in [0, 1])"),
             other,
         ]
     except Exception as exc:  # a row per model, whatever happens
@@ -299,11 +305,14 @@ def _summary(rows: list[list[str]]) -> list[str]:
     compared = [r for r in done if float(r[5]) > 0]
     diffs = [float(r[6].split()[0]) for r in compared]
     match = sum(d <= 1e-4 and "(" not in r[6] for d, r in zip(diffs, compared, strict=True))
+    noise = [r[0] for r in compared if "noise-level" in r[6]]
     others = [float(r[7]) for r in compared if r[7][:1].isdigit()]
     worst = max(zip(diffs, (r[0] for r in compared), strict=True), default=(0.0, "-"))
     return [
         f"{len(rows)} models: {match} equal to the reference (max diff <= 1e-4), "
-        f"{len(compared) - match} different, {len(rows) - len(done)} errors, "
+        f"{len(compared) - match - len(noise)} different, "
+        f"{len(noise)} noise-level maps that featviz warns about and whose raw maps equal the "
+        f"reference ({', '.join(noise) or '-'}), {len(rows) - len(done)} errors, "
         f"{len(zero)} with all-zero maps (not compared: {', '.join(zero) or '-'}). "
         f"Largest diff vs reference: {worst[0]:.1e} ({worst[1]}); "
         f"{sum(d > 1e-4 for d in others)} of {len(others)} differ from pytorch-grad-cam by more "
