@@ -35,13 +35,20 @@ def main() -> int:
         if not report.ok:
             print(report.summary(), file=sys.stderr)
             return 1
+        # the demo's own pages stay out: index.html links the PNGs, and the explorer
+        # page (several MB of inline thumbnails) is a link to run the demo instead
+        left_out = {"index.md", "index.html", "explore.html"}
         for other in demo.iterdir():
-            if other.name != "index.md" and other not in figures:
+            if other.name not in left_out and other not in figures:
                 shutil.copy2(other, gallery / other.name)
         index = (demo / "index.md").read_text(encoding="utf-8")
         for fig in figures:
             index = index.replace(f"({fig.name})", f"({fig.stem}.jpg)")
-        index = re.sub(r"\]\(([\w.-]+\.(?:jpg|png|md))\)", r"](gallery/\1)", index)
+        index = re.sub(r"\]\(([\w.-]+\.(?:jpg|png|gif|md))\)", r"](gallery/\1)", index)
+        index = index.replace(
+            "[`explore.html`](explore.html)",
+            "`explore.html` ([the explorer](explore.md); run `featviz demo` to get this page)",
+        )
         index = index.replace("# featviz demo", "# Gallery", 1)
         intro = (
             "Every figure below was written by `featviz demo --out DIR` (regenerate with "

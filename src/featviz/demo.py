@@ -260,7 +260,7 @@ def run_demo(
     ``index.html`` shows the figures and embeds the interactive explorer; it opens offline.
 
     The default size keeps a first run on 2 CPU cores well under 2 minutes, training of
-    the built-in model included (38 s on an idle machine); ``full`` computes the scores
+    the built-in model included (50 s on an idle machine); ``full`` computes the scores
     over more images and steps. Until every section has succeeded the files go to a
     hidden staging folder beside ``out_dir``, so a failed run leaves ``out_dir`` as it
     was (with ``overwrite`` into a non-empty folder, files are written in place).
