@@ -1,4 +1,5 @@
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -61,9 +62,11 @@ def _run_real_model_sections(out):
 
     ctx.save_figure = keep_arrays
     before = torch.get_rng_state()
-    for section in (vit, detection):
-        ctx.section = section.TITLE
-        section.run(ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sections' output is clean
+        for section in (vit, detection):
+            ctx.section = section.TITLE
+            section.run(ctx)
     assert torch.equal(torch.get_rng_state(), before)  # seeded locally, global RNG untouched
     return ctx, drawn
 
@@ -78,6 +81,8 @@ def test_vit_and_detector_sections_name_their_layer_and_are_reproducible(tmp_pat
     assert "tokens[:, 1:] -> (N, C, 14, 14)" in vit_item[2]
     assert "layer backbone.body.16" in det_item[2]
     assert all("weights are random" in item[2] for item in ctx.items)
+    # the detector's random-weight maps are noise-level: said in the caption, not warned
+    assert "noise-level (NearZeroMapWarning)" in det_item[2]
     # random weights still give maps that are not all zero (torchvision's zero ViT head would)
     assert [len(v) for v in drawn.values()] == [2, 2]  # --fast: the two photos
     for heatmaps in drawn.values():

@@ -767,7 +767,7 @@ class CAM:
         """The module whose output the maps of a CNN use.
 
         The outermost module returning the last spatial (N, C, h, w) output that is not a
-        resampling layer and not inside a head (`_heads`), then down through
+        resampling layer and not inside a head (`_outside_heads`), then down through
         ``Sequential``s' last children.
         """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -19,7 +21,7 @@ def run(ctx: DemoContext) -> None:
     from matplotlib.patches import Rectangle
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
-    from featviz.cam import grad_cam
+    from featviz.cam import NearZeroMapWarning, grad_cam
     from featviz.featuremaps import plot_overlays
     from featviz.targets import BoxTarget
 
@@ -38,7 +40,15 @@ def run(ctx: DemoContext) -> None:
     detector = detector.eval().to(ctx.device)
     # the user's code: one line for the model (above), one for the target, one for the maps
     target = BoxTarget(top_k=_TOP_K)
-    maps = grad_cam(detector, images, _LAYER, target)  # (2, 427, 640)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always", NearZeroMapWarning)
+        maps = grad_cam(detector, images, _LAYER, target)  # (2, 427, 640)
+    # random weights: the scores hardly depend on the image, and featviz says so; the
+    # caption reports it instead of a warning in the middle of the demo's output
+    noise = any(issubclass(w.category, NearZeroMapWarning) for w in record)
+    for w in record:
+        if not issubclass(w.category, NearZeroMapWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     with torch.no_grad():
         detections = detector(list(images))
@@ -59,5 +69,11 @@ def run(ctx: DemoContext) -> None:
         "detector_gradcam.png",
         f"Grad-CAM of a torchvision Faster R-CNN (MobileNetV3-Large 320 FPN), layer {_LAYER}, "
         f"for the sum of its {_TOP_K} best detections per photo (BoxTarget). The weights are "
-        "random, so the maps and boxes show the pipeline, not what a trained detector finds",
+        "random, so the maps and boxes show the pipeline, not what a trained detector finds"
+        + (
+            "; featviz flags these maps as noise-level (NearZeroMapWarning): with random "
+            "weights the detection scores hardly depend on the image"
+            if noise
+            else ""
+        ),
     )
