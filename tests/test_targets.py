@@ -281,3 +281,38 @@ def test_box_target_yolo_errors_name_the_problem():
         BoxTarget(iou_threshold="a")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(N, 4 \+ classes, anchors\)"):
         BoxTarget()(torch.zeros(2, 4, 5))  # no class rows
+
+
+def test_hugging_face_segformer_with_segmentation_target():
+    transformers = pytest.importorskip("transformers")
+    from featviz.cam import CAM
+    from featviz.hooks import capture
+
+    torch.manual_seed(0)
+    config = transformers.SegformerConfig(
+        num_labels=3,
+        hidden_sizes=[8, 16, 24, 32],
+        depths=[1, 1, 1, 1],
+        num_attention_heads=[1, 1, 1, 1],
+        decoder_hidden_size=16,
+    )
+    model = transformers.SegformerForSemanticSegmentation(config).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    target = SegmentationTarget(1)  # reads the ModelOutput's .logits (N, 3, H/4, W/4)
+    cam = CAM(model)
+    with pytest.warns(UserWarning, match="no layer given"):
+        maps = cam(X, target)
+    _check(maps, state, model)
+    (layer,) = cam.layers_
+    assert layer.endswith("stages.3.blocks.0.layernorm_before")
+    # by hand: the (N, 4, 32) tokens of the last stage are a 2x2 grid (64 / 32)
+    with capture(model, layer, detach=False) as cap:
+        out = model(X)
+    tokens = cap.activations[layer]
+    (g,) = torch.autograd.grad(out.logits[:, 1].sum(), tokens)
+    a, g = (t.transpose(1, 2).reshape(2, -1, 2, 2) for t in (tokens.detach(), g))
+    raw = (g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True).clamp_min(0)
+    up = torch.nn.functional.interpolate(raw, (64, 64), mode="bilinear")[:, 0]
+    lo, hi = up.amin((1, 2), keepdim=True), up.amax((1, 2), keepdim=True)
+    assert bool((hi > lo).all())
+    torch.testing.assert_close(maps, (up - lo) / (hi - lo), atol=1e-5, rtol=0)
