@@ -58,9 +58,9 @@ def _callables():
                     for a, v in vars(obj).items()
                     if isinstance(v, (classmethod, staticmethod)) and not a.startswith("_")
                 ]
-                if dataclasses.is_dataclass(obj):
+                if dataclasses.is_dataclass(obj) and module_name != "featviz.targets":
                     # records that featviz builds (results, contexts): their fields are
-                    # attributes, not parameters users pass
+                    # attributes, not parameters users pass (targets are built by users)
                     members = [m for m in members if m[0] != "__init__"]
                 for attr, fn in members:
                     key = f"{module_name}.{name}.{attr}"

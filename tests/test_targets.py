@@ -316,3 +316,82 @@ def test_hugging_face_segformer_with_segmentation_target():
     lo, hi = up.amin((1, 2), keepdim=True), up.amax((1, 2), keepdim=True)
     assert bool((hi > lo).all())
     torch.testing.assert_close(maps, (up - lo) / (hi - lo), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- DETR-style outputs
+def _detr_outputs(logits, boxes):
+    pytest.importorskip("transformers")
+    from transformers.models.detr.modeling_detr import DetrObjectDetectionOutput
+
+    return DetrObjectDetectionOutput(logits=logits, pred_boxes=boxes)
+
+
+def test_box_target_reads_detr_outputs_exactly():
+    # 2 images, 3 queries, 2 object classes + "no object"
+    logits = torch.tensor(
+        [
+            [[4.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 5.0]],
+            [[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [2.0, 0.0, 1.0]],
+        ],
+        requires_grad=True,
+    )
+    boxes = torch.tensor(
+        [
+            [[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]],
+            [[0.5, 0.5, 0.2, 0.2], [0.25, 0.75, 0.5, 0.5], [0.75, 0.5, 0.5, 1.0]],
+        ]
+    )
+    out = _detr_outputs(logits, boxes)
+    probs = logits.softmax(-1)[..., :-1].max(-1).values  # (2, 3) each query's best class
+    top2 = BoxTarget(top_k=2)(out)
+    torch.testing.assert_close(top2, probs.topk(2, 1).values.sum(1))
+    # a given box in pixels (64x32 images: W=64, H=32) matches query 0 of image 0 only
+    given = torch.tensor([[0.0, 0.0, 32.0, 16.0]])
+    matched = BoxTarget(boxes=given, image_size=(32, 64))(out)
+    torch.testing.assert_close(matched, torch.stack([probs[0, 0], probs.new_zeros(())]))
+    (g,) = torch.autograd.grad(matched.sum(), logits)
+    assert bool(g[0, 0].ne(0).all()) and not bool(g[0, 1:].ne(0).any()) and not bool(g[1].any())
+    with pytest.raises(ValueError, match=r"normalised to \[0, 1\].*image_size=\(H, W\)"):
+        BoxTarget(boxes=given)(out)
+    with pytest.raises(ValueError, match=r"'image_size' parameter of BoxTarget.*Got \(32,\)"):
+        BoxTarget(image_size=(32,))
+
+
+def test_detr_from_a_config_in_three_lines():
+    transformers = pytest.importorskip("transformers")
+    from featviz.cam import CAM
+
+    torch.manual_seed(0)
+    backbone = transformers.ResNetConfig(
+        embedding_size=16,
+        hidden_sizes=[16, 32, 48, 64],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        out_features=["stage4"],
+    )
+    config = transformers.DetrConfig(
+        use_timm_backbone=False,
+        backbone_config=backbone,
+        use_pretrained_backbone=False,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=10,
+        num_labels=5,
+    )
+    detr = transformers.DetrForObjectDetection(config).eval()
+    state = {k: v.clone() for k, v in detr.state_dict().items()}
+    layer = "model.backbone.model.encoder.stages.3"  # the ResNet's last stage, 2x2 at 64x64
+    cam = CAM(detr, layer)
+    maps = cam(X, BoxTarget(top_k=3))
+    _check(maps, state, detr)
+    with torch.no_grad():
+        out = detr(X)
+    best = out.logits.softmax(-1)[..., :-1].amax(-1).topk(3, 1).values.sum(1)
+    torch.testing.assert_close(cam.scores_, best)
+    with pytest.raises(ValueError, match=r"DETR-style outputs .*BoxTarget\(top_k=1\)"):
+        cam(X, 0)  # a class index: no per-image logits to read

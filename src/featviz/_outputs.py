@@ -55,6 +55,13 @@ def _describe(outputs: Any) -> str:
 
 
 def _what_to_pass(outputs: Any) -> str:
+    boxes = outputs.get("pred_boxes") if isinstance(outputs, Mapping) else None
+    if isinstance(boxes, torch.Tensor) and boxes.ndim == 3:
+        return (
+            "DETR-style outputs (.logits (N, queries, classes + 1), .pred_boxes) have no "
+            "per-image class logits: pass target=featviz.targets.BoxTarget(top_k=1) (or "
+            "BoxTarget(boxes, image_size=(H, W))), or a callable 'outputs -> (N,) scores'."
+        )
     if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], Mapping):
         if "boxes" in outputs[0]:
             return (

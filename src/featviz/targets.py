@@ -234,6 +234,40 @@ def _yolo_detections(
     return detections
 
 
+def _field(outputs: Any, name: str) -> Any:
+    return outputs.get(name) if isinstance(outputs, Mapping) else getattr(outputs, name, None)
+
+
+def _detr_detections(outputs: Any) -> list[dict[str, torch.Tensor]] | None:
+    """One dict per image from DETR-style outputs, or None for other outputs.
+
+    DETR, Deformable DETR, Conditional DETR and the like (Hugging Face ``...ForObjectDetection``)
+    return ``.logits`` (N, Q, K + 1), the last class being "no object", and
+    ``.pred_boxes`` (N, Q, 4), (cx, cy, w, h) normalised to [0, 1]. Every query is a
+    detection: its score is its best soft-max probability among the K object classes
+    (differentiable), its label that class, its box (x1, y1, x2, y2) in [0, 1] (detached),
+    as Hugging Face's ``post_process_object_detection`` reads them.
+    """
+    logits, boxes = _field(outputs, "logits"), _field(outputs, "pred_boxes")
+    if not (
+        isinstance(logits, torch.Tensor)
+        and isinstance(boxes, torch.Tensor)
+        and logits.ndim == 3
+        and boxes.ndim == 3
+        and boxes.shape[2] == 4
+        and logits.shape[:2] == boxes.shape[:2]
+        and logits.shape[2] >= 2
+    ):
+        return None
+    best, labels = logits.softmax(-1)[..., :-1].max(-1)  # (N, Q)
+    centre, wh = boxes[..., :2].detach(), boxes[..., 2:].detach()
+    corners = torch.cat([centre - wh / 2, centre + wh / 2], -1)
+    return [
+        {"boxes": b, "labels": k, "scores": p, "normalised": torch.ones(())}
+        for b, k, p in zip(corners, labels, best, strict=True)
+    ]
+
+
 def _is_detections(outputs: Any) -> bool:
     return isinstance(outputs, (list, tuple)) and all(
         isinstance(d, Mapping) and {"boxes", "labels", "scores"} <= set(d) for d in outputs
@@ -250,7 +284,10 @@ class BoxTarget:
     An image with no matching detection scores 0 (its map is all zeros).
 
     The detections are, for torchvision detectors, the model's output (one dict per
-    image); for ultralytics YOLO models (``YOLO(...).model`` in eval mode, whose raw
+    image); for DETR-style models (Hugging Face ``DetrForObjectDetection`` and the like:
+    ``.logits`` (N, Q, K + 1) with a last "no object" class, ``.pred_boxes`` normalised
+    (cx, cy, w, h)), every query, scored by its best object-class probability; for
+    ultralytics YOLO models (``YOLO(...).model`` in eval mode, whose raw
     predictions hold a box and class probabilities per anchor), the anchors whose best
     class probability exceeds ``score_threshold``, after class-wise non-maximum
     suppression with ``nms_threshold`` (as ultralytics' ``predict``, multi-label off);
@@ -268,6 +305,9 @@ class BoxTarget:
             outputs (the model applied its own, e.g. ``box_score_thresh``).
         nms_threshold: For YOLO predictions: the IoU above which NMS drops the lower
             scoring of two same-class boxes (ultralytics' default ``iou`` is 0.7).
+        image_size: For DETR-style outputs with ``boxes``: the input images' (H, W), to
+            turn the model's normalised boxes into pixels. None: refused with given
+            boxes (``top_k`` needs no size).
     """
 
     boxes: torch.Tensor | Sequence[torch.Tensor] | None = None
@@ -276,6 +316,7 @@ class BoxTarget:
     top_k: int = 1
     score_threshold: float | None = None
     nms_threshold: float = 0.7
+    image_size: tuple[int, int] | None = None
 
     @property
     def spatial(self) -> bool:
@@ -298,6 +339,16 @@ class BoxTarget:
                     f"The '{name}' parameter of BoxTarget must be a float in the range "
                     f"(0, 1]. Got {value!r} instead."
                 )
+        size = self.image_size
+        if size is not None and not (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+        ):
+            raise ValueError(
+                "The 'image_size' parameter of BoxTarget must be None or (H, W), two positive "
+                f"ints. Got {size!r} instead."
+            )
         thr = self.score_threshold
         if thr is not None and (
             not isinstance(thr, (int, float)) or isinstance(thr, bool) or not 0 <= thr <= 1
@@ -330,6 +381,15 @@ class BoxTarget:
                 wanted = torch.as_tensor(self.classes, device=labels.device).reshape(-1)
                 keep = scores[torch.isin(labels, wanted)]
             return keep.topk(min(self.top_k, len(keep))).values.sum()
+        if "normalised" in det:  # DETR: boxes in [0, 1]
+            if self.image_size is None:
+                raise ValueError(
+                    "BoxTarget got boxes in pixels but the model's boxes are normalised to "
+                    "[0, 1] (DETR-style outputs); pass image_size=(H, W) of the input images. "
+                    "Got image_size=None instead."
+                )
+            h, w = self.image_size
+            found = found * found.new_tensor([w, h, w, h])
         given = given.to(found)
         match = _box_iou(given, found) >= self.iou_threshold  # (K, D)
         if self.classes is not None:
@@ -340,6 +400,9 @@ class BoxTarget:
     def _detections(self, outputs: Any) -> Sequence[Mapping[str, torch.Tensor]]:
         if _is_detections(outputs):
             return outputs
+        detr = _detr_detections(outputs)
+        if detr is not None:
+            return detr
         yolo = _yolo_parts(outputs)
         if yolo is not None:
             thr = _YOLO_CONF if self.score_threshold is None else self.score_threshold
@@ -355,8 +418,9 @@ class BoxTarget:
             )
         raise ValueError(
             "BoxTarget reads detection outputs: a list of one dict per image with 'boxes', "
-            "'labels' and 'scores' (torchvision), or ultralytics YOLO predictions "
-            f"(N, 4 + classes, anchors). Got {type(outputs).__name__} instead; use "
+            "'labels' and 'scores' (torchvision), DETR-style .logits and .pred_boxes, or "
+            "ultralytics YOLO predictions (N, 4 + classes, anchors). Got "
+            f"{type(outputs).__name__} instead; use "
             "ClassTarget for classifiers."
         )
 
