@@ -260,19 +260,22 @@ def test_timm_models(name, kwargs, size, layer, grid, target):
         _check(model, x, layer, _tokens(prefix, h, w), shown, target)
 
 
+# a two-block ViT/16 at 64x64 (4x4 patches), for ViT and DeiT alike
+_HF_VIT = dict(
+    image_size=64,
+    patch_size=16,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    num_labels=5,
+)
+
+
 def _hf_vit():
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(
-        image_size=64,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=5,
-    )
-    return ViTForImageClassification(config)
+    return ViTForImageClassification(ViTConfig(**_HF_VIT))
 
 
 def _hf_swin():
@@ -293,16 +296,7 @@ def _hf_swin():
 def _hf_deit():
     from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
 
-    config = DeiTConfig(
-        image_size=64,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=5,
-    )
-    return DeiTForImageClassificationWithTeacher(config)
+    return DeiTForImageClassificationWithTeacher(DeiTConfig(**_HF_VIT))
 
 
 def _hf_convnext():

@@ -263,7 +263,7 @@ def _detr_detections(outputs: Any) -> list[dict[str, torch.Tensor]] | None:
     centre, wh = boxes[..., :2].detach(), boxes[..., 2:].detach()
     corners = torch.cat([centre - wh / 2, centre + wh / 2], -1)
     return [
-        {"boxes": b, "labels": k, "scores": p, "normalised": torch.ones(())}
+        {"boxes": b, "labels": k, "scores": p}
         for b, k, p in zip(corners, labels, best, strict=True)
     ]
 
@@ -381,15 +381,6 @@ class BoxTarget:
                 wanted = torch.as_tensor(self.classes, device=labels.device).reshape(-1)
                 keep = scores[torch.isin(labels, wanted)]
             return keep.topk(min(self.top_k, len(keep))).values.sum()
-        if "normalised" in det:  # DETR: boxes in [0, 1]
-            if self.image_size is None:
-                raise ValueError(
-                    "BoxTarget got boxes in pixels but the model's boxes are normalised to "
-                    "[0, 1] (DETR-style outputs); pass image_size=(H, W) of the input images. "
-                    "Got image_size=None instead."
-                )
-            h, w = self.image_size
-            found = found * found.new_tensor([w, h, w, h])
         given = given.to(found)
         match = _box_iou(given, found) >= self.iou_threshold  # (K, D)
         if self.classes is not None:
@@ -401,6 +392,16 @@ class BoxTarget:
         if _is_detections(outputs):
             return outputs
         detr = _detr_detections(outputs)
+        if detr is not None and self.boxes is not None:  # DETR's boxes are in [0, 1]
+            if self.image_size is None:
+                raise ValueError(
+                    "BoxTarget got boxes in pixels but the model's boxes are normalised to "
+                    "[0, 1] (DETR-style outputs); pass image_size=(H, W) of the input images. "
+                    "Got image_size=None instead."
+                )
+            h, w = self.image_size
+            for d in detr:
+                d["boxes"] = d["boxes"] * d["boxes"].new_tensor([w, h, w, h])
         if detr is not None:
             return detr
         yolo = _yolo_parts(outputs)
