@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from featviz.cli import CLIError, main
+from featviz.cli import CLIError, build_parser, main
 
 
 def _write_png(path, rgb):
@@ -59,11 +59,12 @@ def test_cli_cam_writes_overlays(tmp_path, shapes_test, capsys):
         assert im.size == (64, 64) and im.mode == "RGB"
     before = (out / files[0]).read_bytes()
     capsys.readouterr()
-    # refuses to overwrite without --force: one line, file untouched
+    # refuses to overwrite without --overwrite: one line naming the flag, file untouched
     rc = main(
         ["cam", paths[0], "--out", str(out), "--layer", "features.13", "--method", "gradcam++"]
     )
-    _one_error_line(capsys, rc, "img0_gradcam++.png")
+    line = _one_error_line(capsys, rc, "img0_gradcam++.png", "pass --overwrite")
+    assert "overwrite=" not in line
     assert (out / files[0]).read_bytes() == before
     rc = main(["cam", str(tmp_path / "missing.png"), "--out", str(out)])
     _one_error_line(capsys, rc, "IMAGE", "missing.png")
@@ -228,20 +229,21 @@ def test_cli_cam_read_only_out(tmp_path, image, capsys):
 def test_cli_cam_bad_layer_target_method(tmp_path, image, capsys):
     out = str(tmp_path / "o")
     rc = main(["cam", str(image), "--layer", "features.133", "--out", out])
-    _one_error_line(capsys, rc, "'layers'", "'features.133'", "'features.13'")
+    line = _one_error_line(capsys, rc, "--layer", "'features.133'", "'features.13'")
+    assert "'layers'" not in line  # the CLI names its options, not the library's parameters
     capsys.readouterr()
     assert main(["cam", str(image), "--out", out]) == 0  # no --layer: one warning line
     captured = capsys.readouterr()
     assert captured.err == (
         "featviz cam: warning: CAM: no layer given; using 'features.13', the last layer with "
-        "a spatial output (C, h, w) = (64, 16, 16). Pass layers='features.13' to choose "
+        "a spatial output (C, h, w) = (64, 16, 16). Pass --layer features.13 to choose "
         "explicitly.\n"
     )
     assert captured.out == f"{tmp_path / 'o' / 'img_gradcam.png'}\n"
     rc = main(["cam", str(image), "--target", "hexagon", "--out", out])
     _one_error_line(capsys, rc, "--target", "'hexagon'", "circle")
     rc = main(["cam", str(image), "--method", "gradcam+++", "--out", out])
-    _one_error_line(capsys, rc, "'method'", "gradcam+++")
+    _one_error_line(capsys, rc, "--method", "gradcam+++")
     rc = main(["cam", str(image), "--alpha", "7", "--out", out])
     _one_error_line(capsys, rc, "--alpha", "[0, 1]. Got 7.0 instead")
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["img_gradcam.png"]
@@ -370,3 +372,103 @@ def test_cli_cam_smoothing_flags(tmp_path, image, tiny_model, capsys):
         np.testing.assert_array_equal(np.asarray(im), expected)
     with Image.open(out / "img_gradcam.png") as im:
         assert not np.array_equal(np.asarray(im), expected)
+
+
+# --------------------------------------------------------------------------------------
+# featviz cam: output names, the overwrite flag, CLI wording (issues 22 and 23)
+# --------------------------------------------------------------------------------------
+def test_cli_cam_same_name_in_two_folders_is_refused_before_writing(tmp_path, image, capsys):
+    other = tmp_path / "b"
+    other.mkdir()
+    twin = other / image.name
+    twin.write_bytes(image.read_bytes())
+    out = tmp_path / "o"
+    for extra in ([], ["--overwrite"], ["--force"]):
+        rc = main(["cam", str(image), str(twin), "--out", str(out), *extra])
+        _one_error_line(capsys, rc, "would both be written to", "img_gradcam.png")
+        assert not out.exists()  # nothing written, not even the folder
+
+
+def test_cli_cam_existing_outputs_checked_before_any_write(tmp_path, shapes_test, capsys):
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"img{i}.png"
+        _write_png(p, shapes_test.images[i].permute(1, 2, 0).numpy())
+        paths.append(str(p))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "img1_gradcam.png").write_bytes(b"user data")
+    rc = main(["cam", *paths, "--out", str(out), "--layer", "features.13"])
+    _one_error_line(capsys, rc, "img1_gradcam.png", "pass --overwrite")
+    assert sorted(p.name for p in out.iterdir()) == ["img1_gradcam.png"]  # img0 not written
+    assert (out / "img1_gradcam.png").read_bytes() == b"user data"
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--force"])
+def test_cli_cam_overwrite_flag_and_its_hidden_alias(tmp_path, image, capsys, flag):
+    out = tmp_path / "o"
+    args = ["cam", str(image), "--out", str(out), "--layer", "features.13"]
+    assert main(args) == 0
+    (out / "img_gradcam.png").write_bytes(b"old")
+    assert main([*args, flag]) == 0
+    assert (out / "img_gradcam.png").read_bytes()[:4] == b"\x89PNG"
+    help_text = build_parser()._subparsers._group_actions[0].choices["cam"].format_help()
+    assert "--overwrite" in help_text and "--force" not in help_text
+
+
+def test_cli_demo_overwrite_flag_and_its_hidden_alias():
+    parser = build_parser()
+    demo = parser._subparsers._group_actions[0].choices["demo"]
+    assert "--overwrite" in demo.format_help() and "--force" not in demo.format_help()
+    assert parser.parse_args(["demo", "--force"]).overwrite is True
+    assert parser.parse_args(["demo", "--overwrite"]).overwrite is True
+    assert parser.parse_args(["demo"]).overwrite is False
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "--1", "1.5", "-1"])
+def test_cli_cam_target_that_is_not_an_index(tmp_path, image, capsys, value):
+    rc = main(["cam", str(image), f"--target={value}", "--out", str(tmp_path / "o")])
+    _one_error_line(capsys, rc, "--target", repr(value))
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_warning_printed_once_for_many_images(tmp_path, shapes_test, capsys):
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"img{i}.png"
+        _write_png(p, shapes_test.images[i].permute(1, 2, 0).numpy())
+        paths.append(str(p))
+    assert main(["cam", *paths, "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "Pass --layer features.13" in err[0], err
+
+
+def test_cli_demo_errors_name_the_flags(tmp_path, capsys):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "mine.txt").write_text("x")
+    rc = main(["demo", "--out", str(out), "--fast", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert "pass --overwrite" in err and "overwrite=True" not in err and "out_dir" not in err
+    assert (out / "mine.txt").read_text() == "x"
+
+
+def test_cli_wording_translates_parameters_to_options():
+    from featviz._errors import cli_wording
+
+    options = {"overwrite": "--overwrite", "layers": "--layer", "alpha": "--alpha"}
+    assert cli_wording("The 'alpha' parameter of overlay must be a float.", options) == (
+        "--alpha must be a float."
+    )
+    assert cli_wording("exists;\n pass overwrite=True to replace it.", options) == (
+        "exists; pass --overwrite to replace it."
+    )
+    assert cli_wording("Pass layers='a.b' to choose.", options) == "Pass --layer a.b to choose."
+    assert cli_wording("The 'layers' name 'x' is not a module.", options) == (
+        "The --layer 'x' is not a module."
+    )
+    # parameters with no option stay as they are
+    assert cli_wording("The 'mean' parameter of f is bad.", options) == (
+        "The 'mean' parameter of f is bad."
+    )

@@ -19,7 +19,7 @@ from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 import featviz
 from featviz import convert as conv
 from featviz.cli import main
-from featviz.convert import ConversionReport, convert_image, convert_images
+from featviz.convert import ConversionReport, _rules, _single, convert_image, convert_images
 
 
 def blend(c, a, bg):
@@ -257,13 +257,13 @@ def test_existing_destination_is_never_replaced(rgba_png, tmp_path):
 
 def test_destination_appearing_during_conversion_is_not_replaced(rgba_png, monkeypatch):
     dst = rgba_png.with_suffix(".jpg")
-    real_prepare = conv._prepare
+    real_prepare = _single._prepare
 
     def prepare_then_race(*args, **kwargs):
         dst.write_bytes(b"late")  # another process writes the destination meanwhile
         return real_prepare(*args, **kwargs)
 
-    monkeypatch.setattr(conv, "_prepare", prepare_then_race)
+    monkeypatch.setattr(_single, "_prepare", prepare_then_race)
     with pytest.raises(FileExistsError, match=r"rgba\.jpg"):
         convert_image(rgba_png, "jpg", remove_source=True)
     assert dst.read_bytes() == b"late" and rgba_png.exists()
@@ -279,9 +279,9 @@ def test_remove_source_after_verification(rgba_png):
 
 def test_remove_source_kept_when_verification_fails(rgba_png, tmp_path, monkeypatch):
     def broken(path, fmt, size):
-        raise conv._VerifyError(f"The written file {str(path)!r} does not re-open: simulated")
+        raise _rules._VerifyError(f"The written file {str(path)!r} does not re-open: simulated")
 
-    monkeypatch.setattr(conv, "_verify_written", broken)
+    monkeypatch.setattr(_single, "_verify_written", broken)
     before = rgba_png.read_bytes()
     with pytest.raises(OSError, match="was kept"):
         convert_image(rgba_png, "jpg", remove_source=True)
@@ -293,11 +293,11 @@ def test_remove_source_kept_when_verification_fails(rgba_png, tmp_path, monkeypa
 def test_verification_checks_size(rgba_png, tmp_path):
     p = tmp_path / "x.png"
     Image.new("RGB", (3, 2)).save(p)
-    conv._verify_written(p, "PNG", (3, 2))
+    _single._verify_written(p, "PNG", (3, 2))
     with pytest.raises(OSError, match="expected PNG"):
-        conv._verify_written(p, "PNG", (2, 3))
+        _single._verify_written(p, "PNG", (2, 3))
     with pytest.raises(OSError, match="expected JPEG"):
-        conv._verify_written(p, "JPEG", (3, 2))
+        _single._verify_written(p, "JPEG", (3, 2))
 
 
 def test_remove_source_refused_when_truncated_loading_enabled(rgba_png, monkeypatch):
@@ -499,7 +499,7 @@ def test_property_every_target_reopens_with_same_size(mode, w, h, src_fmt, seed)
             with Image.open(out) as back:
                 back.load()
                 assert back.size == (w, h)
-                assert back.format == conv._TARGETS[to]
+                assert back.format == _rules._TARGETS[to]
                 if to in ("jpg", "bmp"):
                     assert back.mode in ("L", "RGB")
         assert src.read_bytes() == before
@@ -612,7 +612,7 @@ def test_remove_source_keeps_a_source_the_output_lacks_part_of(tmp_path, case):
     assert src.read_bytes() == before  # byte for byte
     with Image.open(dst) as out:
         out.load()
-        assert out.size == (6, 4) and out.format == conv._TARGETS[to]
+        assert out.size == (6, 4) and out.format == _rules._TARGETS[to]
     assert no_temp_files(tmp_path)
 
 
@@ -817,14 +817,14 @@ def test_decompression_bomb_is_a_value_error_naming_the_file(tmp_path, monkeypat
 
 def test_temp_names_never_reach_messages(rgba_png, tmp_path, monkeypatch):
     # a destination appearing during the write: os.link's message names the temp file
-    real_verify = conv._verify_written
+    real_verify = _single._verify_written
 
     def verify_then_race(path, fmt, size):
         rgba_png.with_suffix(".webp").write_bytes(b"late")
         real_verify(path, fmt, size)
 
     with monkeypatch.context() as m:
-        m.setattr(conv, "_verify_written", verify_then_race)
+        m.setattr(_single, "_verify_written", verify_then_race)
         with pytest.raises(FileExistsError) as exc:
             convert_image(rgba_png, "webp", remove_source=True)
     assert rgba_png.exists() and rgba_png.with_suffix(".webp").read_bytes() == b"late"
@@ -846,10 +846,10 @@ def test_temp_names_never_reach_messages(rgba_png, tmp_path, monkeypatch):
 
     # a written file that does not verify: named by its destination
     def broken(path, fmt, size):
-        raise conv._VerifyError(f"The written file {str(path)!r} does not re-open: simulated")
+        raise _rules._VerifyError(f"The written file {str(path)!r} does not re-open: simulated")
 
     with monkeypatch.context() as m:
-        m.setattr(conv, "_verify_written", broken)
+        m.setattr(_single, "_verify_written", broken)
         with pytest.raises(OSError) as exc:
             convert_image(rgba_png, "bmp", remove_source=True)
     assert str(exc.value) == (

@@ -39,7 +39,8 @@ def test_demo_writes_every_section_and_refuses_non_empty(tmp_path, capsys):
     # a non-empty folder is refused without --force, and left untouched
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert main(["demo", "--fast", "--out", str(out)]) == 1
-    assert "--force" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pass --overwrite" in err and "overwrite=True" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -176,7 +177,7 @@ def test_verbose_demo_failure_prints_the_traceback(tmp_path, capsys, monkeypatch
 def test_demo_bad_device_is_one_line(tmp_path, capsys):
     assert main(["demo", "--quiet", "--device", "bogus", "--out", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--device 'bogus'" in err
+    assert err.count("\n") == 1 and "--device must be" in err and "'bogus'" in err
     assert not (tmp_path / "d").exists()
 
 

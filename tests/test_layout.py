@@ -1,8 +1,12 @@
-"""The shape of the house: an acyclic import graph, no reaching into private names.
+"""The shape of the house: an acyclic import graph, no reaching into private names, rooms
+of a size one can hold in one's head.
 
 A module may import another module's private (underscore) names only from the shared
 private modules (``featviz._name``). ``TYPE_CHECKING`` imports are for annotations and do
-not count towards cycles.
+not count towards cycles; imports made at run time with ``importlib.import_module`` (the
+CLI's commands, the demo's sections) do. No module is over 800 lines and no function over
+60 code lines; no file is written with ``np.save``/``json.dump`` outside the store and the
+atomic-file helper.
 """
 
 from __future__ import annotations
@@ -31,6 +35,26 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
+def _dynamic(node: ast.Call) -> list[str]:
+    """Modules named by ``importlib.import_module("featviz...")``, f-strings included.
+
+    An f-string such as ``f"featviz.commands.{name}"`` stands for every module under its
+    constant prefix.
+    """
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if name != "import_module" or not node.args:
+        return []
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value] if arg.value.startswith("featviz") else []
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        prefix = str(arg.values[0].value)
+        if prefix.startswith("featviz."):
+            return [m for m in MODULES if m.startswith(prefix) and m != prefix.rstrip(".")]
+    return []
+
+
 def _imports(path: Path) -> list[tuple[str, list[str], int]]:
     """``(module, imported names, line)`` of every featviz import outside TYPE_CHECKING."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -49,6 +73,8 @@ def _imports(path: Path) -> list[tuple[str, list[str], int]]:
             for alias in node.names:
                 if alias.name.split(".")[0] == "featviz":
                     found.append((alias.name, [], node.lineno))
+        elif isinstance(node, ast.Call):
+            found.extend((m, [], node.lineno) for m in _dynamic(node))
     return found
 
 
@@ -99,6 +125,27 @@ def test_import_graph_is_acyclic():
     assert _cycle(_graph()) is None, "import cycle: " + " -> ".join(_cycle(_graph()) or [])
 
 
+def test_graph_walk_sees_importlib_edges():
+    # the CLI loads its commands with importlib; a command importing the CLI back is a cycle
+    graph = _graph()
+    assert "featviz.commands.cam" in graph["featviz.cli"]
+    assert any(m.startswith("featviz.demo_sections.") for m in graph["featviz.demo"])
+    tree = ast.parse('import importlib\nimportlib.import_module(f"featviz.commands.{x}")')
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call))
+    assert "featviz.commands.cam" in _dynamic(call)
+
+
+def test_no_command_imports_the_cli():
+    offences = [
+        f"{name} imports featviz.cli"
+        for name, path in MODULES.items()
+        if name.startswith("featviz.commands")
+        for module, _, _ in _imports(path)
+        if module == "featviz.cli"
+    ]
+    assert not offences
+
+
 def test_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
@@ -137,3 +184,75 @@ def test_exports_and_type_checking_block_agree():
     assert {f"featviz.{n}" for n, m in checked.items() if m == "featviz"} == submodules
     for name, module in exports.items():
         assert name in __import__(module, fromlist=["__all__"]).__all__, (name, module)
+
+
+MAX_MODULE_LINES = 800
+MAX_FUNCTION_LINES = 60
+
+
+def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Distinct source lines holding code in ``fn``'s body, its docstring left out."""
+    body = fn.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    return len({n.lineno for b in body for n in ast.walk(b) if hasattr(n, "lineno")})
+
+
+def _long_functions(tree: ast.AST) -> list[tuple[str, int]]:
+    return [
+        (n.name, _code_lines(n))
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and _code_lines(n) > MAX_FUNCTION_LINES
+    ]
+
+
+def test_no_module_is_over_800_lines():
+    sizes = {
+        name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in MODULES.items()
+    }
+    big = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not big, f"modules over {MAX_MODULE_LINES} lines: {big}"
+
+
+def test_no_function_is_over_60_code_lines():
+    offences = [
+        f"{name}.{fn} ({n} lines)"
+        for name, path in MODULES.items()
+        for fn, n in _long_functions(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not offences, "functions over 60 code lines: " + ", ".join(offences)
+
+
+def test_function_size_counter_counts_code_not_docstrings():
+    src = "def f():\n    \"\"\"Doc.\n\n    More.\n    \"\"\"\n" + "".join(
+        f"    x{i} = {i}\n" for i in range(61)
+    )
+    assert _long_functions(ast.parse(src)) == [("f", 61)]
+    assert _long_functions(ast.parse(src.replace("    x60 = 60\n", ""))) == []
+
+
+_WRITERS = {("np", "save"), ("np", "savez"), ("np", "savez_compressed"), ("json", "dump")}
+_STORE_MODULES = ("featviz._store", "featviz._io")
+
+
+def _file_writers(tree: ast.AST) -> list[int]:
+    """Lines calling ``np.save``/``np.savez*``/``json.dump`` (``json.dumps`` is a string)."""
+    return [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+        and (n.func.value.id, n.func.attr) in _WRITERS
+    ]
+
+
+def test_files_are_written_only_by_the_store_and_the_atomic_file_helper():
+    offences = [
+        f"{name}:{line}"
+        for name, path in MODULES.items()
+        if not name.startswith(_STORE_MODULES)
+        for line in _file_writers(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not offences, "np.save/json.dump outside the store: " + ", ".join(offences)

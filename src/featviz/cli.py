@@ -5,7 +5,9 @@ Errors: a command's ``run`` may raise; `main` turns any exception (except
 exit code 1. User errors (`CLIError`, ``ValueError``, ``TypeError``, ``OSError`` such as
 ``FileNotFoundError`` and ``PermissionError``, ``RuntimeError`` from torch (devices,
 memory), and exceptions featviz defines, such as ``featviz.demo.DemoError``) print just
-their message. Anything else is a bug: the line names the exception type and adds
+their message, with the command's options named instead of the library's parameters
+(each command passes ``options``, parameter -> option, to ``set_defaults``). Anything
+else is a bug: the line names the exception type and adds
 "run with --verbose for the traceback". With ``-v``/``--verbose`` the traceback is
 printed too, before that line. Warnings are printed as one line each,
 ``featviz <command>: warning: <message>`` (Python's usual format with ``--verbose``).
@@ -20,9 +22,10 @@ import pkgutil
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from featviz._errors import CLIError, cli_wording
 from featviz._version import __version__
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -31,10 +34,6 @@ _EXIT_ERROR = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130
 _USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
-
-
-class CLIError(Exception):
-    """A user error found by a command (a bad option value); printed as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +72,8 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, _USER_ERRORS) or type(exc).__module__.split(".")[0] == "featviz"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(exc: BaseException, options: Mapping[str, str]) -> str:
+    text = cli_wording(str(exc), options) or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
         text = f"{text}: {exc.filename!r}"
     if _is_user_error(exc):
@@ -82,12 +81,20 @@ def _one_line(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {text} (run with --verbose for the traceback)"
 
 
-def _one_line_warning(command: str) -> Callable[..., None]:
-    """A ``warnings.showwarning`` that prints ``featviz <command>: warning: <message>``."""
+def _one_line_warning(command: str, options: Mapping[str, str]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``featviz <command>: warning: <message>``.
+
+    Each distinct message is printed once per run (a warning raised for every image of a
+    batch is one line), with the command's options named instead of the library's
+    parameters.
+    """
+    seen: set[str] = set()
 
     def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
-        text = " ".join(str(message).split())
-        sys.stderr.write(f"featviz {command}: warning: {text}\n")
+        text = cli_wording(str(message), options)
+        if text not in seen:
+            seen.add(text)
+            sys.stderr.write(f"featviz {command}: warning: {text}\n")
 
     return show
 
@@ -106,10 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return _EXIT_USAGE
+    options: Mapping[str, str] = getattr(args, "options", {})
     try:
         with warnings.catch_warnings():
             if not verbose:
-                warnings.showwarning = _one_line_warning(args.command)
+                warnings.showwarning = _one_line_warning(args.command, options)
             return int(args.func(args))
     except KeyboardInterrupt:
         sys.stderr.write(f"featviz {args.command}: interrupted\n")
@@ -117,5 +125,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"featviz {args.command}: {_one_line(exc)}\n")
+        sys.stderr.write(f"featviz {args.command}: {_one_line(exc, options)}\n")
         return _EXIT_ERROR

@@ -16,111 +16,21 @@ import pkgutil
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from featviz._io import atomic_path
 from featviz._validation import renamed
+from featviz.demo_sections._context import DemoContext, DemoError
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from featviz.datasets import Shapes
-    from featviz.models import TinyCNN
+    pass
 
 __all__ = ["DemoContext", "DemoError", "run_demo"]
 
 logger = logging.getLogger(__name__)
-
-
-class DemoError(Exception):
-    """The demo cannot run as asked (for example: OUT is not empty and no --force)."""
-
-
-@dataclass
-class DemoContext:
-    """What every demo section gets: the output folder, data, model and save helpers.
-
-    Attributes:
-        out_dir: Output folder (exists).
-        fast: Use fewer images and iterations.
-        full: Full-size scores (more images and steps).
-        device: Device to run models on.
-        overwrite: Whether files may be replaced (``--force``).
-        progress: Show progress bars (training the model on a cold cache).
-        items: ``(section title, file name, caption)`` of every file written so far.
-    """
-
-    out_dir: Path
-    fast: bool = False
-    full: bool = False
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    overwrite: bool = False
-    progress: bool = False
-    section: str = ""
-    items: list[tuple[str, str, str]] = field(default_factory=list)
-
-    @cached_property
-    def model(self) -> TinyCNN:
-        """The built-in trained `TinyCNN` (cached on disk), in eval mode on ``device``."""
-        from featviz.models import pretrained_tiny_cnn
-
-        return pretrained_tiny_cnn(progress=self.progress).to(self.device)
-
-    @cached_property
-    def data(self) -> Shapes:
-        """Held-out `Shapes` images (seed 1): 64 with ``fast``, 512 with ``full``, else 256."""
-        from featviz.datasets import Shapes
-
-        return Shapes(self.sized(64, 256, 512), random_state=1)
-
-    def sized(self, fast: int, default: int, full: int) -> int:
-        """The number for this run's size: ``fast``, ``default`` or ``full``."""
-        return fast if self.fast else full if self.full else default
-
-    @cached_property
-    def photos(self) -> dict[str, np.ndarray]:
-        """`featviz.datasets.sample_photos`."""
-        from featviz.datasets import sample_photos
-
-        return sample_photos()
-
-    def _record(self, name: str, caption: str) -> Path:
-        self.items.append((self.section, name, caption))
-        return self.out_dir / name
-
-    def save_figure(self, fig: Figure, name: str, caption: str, **savefig_kw: Any) -> Path:
-        """Save a matplotlib figure atomically as ``out_dir/name`` and close it."""
-        import matplotlib.pyplot as plt
-
-        path = self._record(name, caption)
-        savefig_kw.setdefault("dpi", 120)
-        savefig_kw.setdefault("bbox_inches", "tight")
-        try:
-            with atomic_path(path, overwrite=self.overwrite) as tmp:
-                fig.savefig(tmp, **savefig_kw)
-        finally:
-            plt.close(fig)
-        return path
-
-    def save_image(self, image: Any, name: str, caption: str) -> Path:
-        """Save an RGB/L uint8 array (H, W[, 3]) or PIL image atomically as ``out_dir/name``."""
-        from PIL import Image
-
-        path = self._record(name, caption)
-        img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-        with atomic_path(path, overwrite=self.overwrite) as tmp:
-            img.save(tmp)
-        return path
-
-    def note(self, name: str, caption: str) -> Path:
-        """Record a file the section wrote by other means; returns ``out_dir/name``."""
-        return self._record(name, caption)
 
 
 def _sections() -> list[Any]:
@@ -140,18 +50,26 @@ _PARTIAL_MARK = ".featviz-demo-partial"
 
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise DemoError(f"{str(out)!r} exists and is not a folder; choose another --out")
+        raise DemoError(
+            f"The 'out_dir' parameter of run_demo names a file, {str(out)!r}; pass a folder."
+        )
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DemoError(f"{str(out)!r} is not empty; pass --force to write into it anyway")
+        raise DemoError(
+            f"The 'out_dir' parameter of run_demo names a non-empty folder, {str(out)!r}; "
+            "pass overwrite=True to write into it anyway."
+        )
     if not out.parent.is_dir():
-        raise DemoError(f"the folder of --out {str(out)!r} does not exist; create it first")
+        raise DemoError(
+            f"The 'out_dir' parameter of run_demo is in a folder that does not exist, "
+            f"{str(out)!r}; create it first."
+        )
 
 
 @contextlib.contextmanager
 def _staging(out: Path) -> Iterator[Path]:
     """Yield the folder the demo writes into, and finish or clean it up.
 
-    That is ``out`` itself when it is a non-empty folder (``--force``), else a hidden
+    That is ``out`` itself when it is a non-empty folder (``overwrite``), else a hidden
     staging folder beside it that becomes ``out`` only when every section succeeded.
     A failed or killed run leaves nothing in the way of the next one: the staging
     folder is removed on failure, and one left by a killed run (it holds
@@ -187,8 +105,9 @@ def _device(device: str | torch.device | None) -> torch.device:
         torch.empty(0, device=dev)
     except (RuntimeError, AssertionError) as exc:
         raise DemoError(
-            f"--device {str(device)!r} is not usable here ({str(exc).splitlines()[0]}); "
-            "use 'cpu', or 'cuda' on a machine with a GPU"
+            f"The 'device' parameter of run_demo must be a torch device usable here. Got "
+            f"{str(device)!r} instead ({str(exc).splitlines()[0]}); use 'cpu', or 'cuda' on "
+            "a machine with a GPU."
         ) from exc
     return dev
 

@@ -12,7 +12,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from featviz._errors import CLIError
+
 _BUILTIN_SIZE = 64
+#: library parameter -> the option that sets it, for messages (see `featviz._errors.cli_wording`)
+OPTIONS = {
+    "layers": "--layer",
+    "layer": "--layer",
+    "method": "--method",
+    "target": "--target",
+    "size": "--size",
+    "alpha": "--alpha",
+    "device": "--device",
+    "overwrite": "--overwrite",
+    "aug_smooth": "--aug-smooth",
+    "eigen_smooth": "--eigen-smooth",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,14 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--alpha", type=float, default=0.4, help="heatmap weight in the overlay")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--force", action="store_true", help="replace existing output files")
-    p.set_defaults(func=run)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    # the flag's old name, kept working (hidden) so scripts written for it still run
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=run, options=OPTIONS)
 
 
 # -- checks and loading ------------------------------------------------------------
 def _device(value: str | None) -> torch.device:
-    from featviz.cli import CLIError
-
     if value is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -113,8 +128,6 @@ def _device(value: str | None) -> torch.device:
 
 
 def _size(value: list[int] | None, builtin: bool) -> tuple[int, int]:
-    from featviz.cli import CLIError
-
     if value is None:
         return (_BUILTIN_SIZE, _BUILTIN_SIZE) if builtin else (224, 224)
     if len(value) not in (1, 2) or any(v < 1 for v in value):
@@ -125,8 +138,6 @@ def _size(value: list[int] | None, builtin: bool) -> tuple[int, int]:
 
 
 def _out_folder(value: str, *, create: bool) -> Path:
-    from featviz.cli import CLIError
-
     out = Path(value)
     if out.exists() and not out.is_dir():
         raise CLIError(f"The --out value {value!r} is a file; pass a folder (created if missing).")
@@ -144,8 +155,6 @@ def _out_folder(value: str, *, create: bool) -> Path:
 
 def _load_model(spec: str | None, device: torch.device) -> tuple[nn.Module, bool]:
     """The model and whether it is a TorchScript archive."""
-    from featviz.cli import CLIError
-
     if spec is None:
         from featviz.models import pretrained_tiny_cnn
 
@@ -202,19 +211,44 @@ def _first_line(exc: BaseException) -> str:
 def _target(value: str | None, model: nn.Module) -> int | None:
     if value is None:
         return None
-    if value.lstrip("-").isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     classes = list(getattr(model, "classes", []) or [])
     if value in classes:
         return classes.index(value)
-    raise ValueError(f"The --target value {value!r} is not a class index or one of {classes}.")
+    known = f"one of {classes}" if classes else "an int >= 0 (the model has no .classes)"
+    raise CLIError(f"The --target value {value!r} is not a class index; pass {known}.")
+
+
+def _destinations(paths: list[Path], out: Path, suffix: str, overwrite: bool) -> list[Path]:
+    """One output file per IMAGE, all checked before anything is computed or written.
+
+    Raises:
+        CLIError: Two IMAGEs would write the same file (same name in different folders),
+            or a file exists and ``overwrite`` is False.
+    """
+    dests = [out / f"{p.stem}_{suffix}.png" for p in paths]
+    first: dict[Path, Path] = {}
+    for p, d in zip(paths, dests, strict=True):
+        if d in first and first[d].resolve() != p.resolve():
+            raise CLIError(
+                f"The IMAGEs {str(first[d])!r} and {str(p)!r} would both be written to "
+                f"{str(d)!r}; run them with different --out folders or rename one."
+            )
+        first.setdefault(d, p)
+    existing = [str(d) for d in dict.fromkeys(dests) if d.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CLIError(
+            f"The output file {existing[0]!r}{more} exists; pass --overwrite to replace it."
+        )
+    return list(dict.fromkeys(dests))
 
 
 def _load(path: Path, size: tuple[int, int], mean: Any, std: Any) -> tuple[torch.Tensor, Any]:
     """`load_image`, with PIL's decompression-bomb warning and error as one CLI error."""
     from PIL import Image
 
-    from featviz.cli import CLIError
     from featviz.imageio import load_image
 
     try:
@@ -234,7 +268,6 @@ def _load(path: Path, size: tuple[int, int], mean: Any, std: Any) -> tuple[torch
 def run(args: argparse.Namespace) -> int:
     """Write one overlay per image; returns 0. Errors are raised for `featviz.cli.main`."""
     from featviz.cam import CAM
-    from featviz.cli import CLIError
     from featviz.featuremaps import overlay
     from featviz.hooks import hookable
     from featviz.imageio import IMAGENET_MEAN, IMAGENET_STD, save_image
@@ -248,11 +281,11 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     norm = args.standardize if args.standardize != "auto" else ("none" if builtin else "imagenet")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if norm == "imagenet" else (None, None)
-    paths = [Path(p) for p in args.images]
+    paths = list(dict.fromkeys(Path(p) for p in args.images))
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"The IMAGE {str(p)!r} does not exist or is not a file.")
-    _out_folder(args.out, create=False)
+    out = _out_folder(args.out, create=False)
     model, scripted = _load_model(args.model, device)
     if scripted:
         model = hookable(model, [args.layer] if args.layer else None)
@@ -265,8 +298,10 @@ def run(args: argparse.Namespace) -> int:
         aug_smooth=args.aug_smooth,
         eigen_smooth=args.eigen_smooth,
     )
+    smooth = ("-aug" if args.aug_smooth else "") + ("-eigen" if args.eigen_smooth else "")
+    dests = _destinations(paths, out, f"{cam.method}{smooth}", args.overwrite)
     out = _out_folder(args.out, create=True)  # only once the model and options are fine
-    for p in paths:
+    for p, dest in zip(paths, dests, strict=True):
         x, original = _load(p, size, mean, std)
         try:
             heat = cam(x.to(device), target)[0]
@@ -275,8 +310,6 @@ def run(args: argparse.Namespace) -> int:
                 f"the model failed on IMAGE {str(p)!r} resized to --size {size[0]} {size[1]} "
                 f"({_first_line(exc)}); check --size and --model."
             ) from exc
-        smooth = ("-aug" if args.aug_smooth else "") + ("-eigen" if args.eigen_smooth else "")
-        dest = out / f"{p.stem}_{cam.method}{smooth}.png"
-        save_image(overlay(original, heat.cpu(), alpha=args.alpha), dest, overwrite=args.force)
+        save_image(overlay(original, heat.cpu(), alpha=args.alpha), dest, overwrite=args.overwrite)
         sys.stdout.write(f"{dest}\n")
     return 0

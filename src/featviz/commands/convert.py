@@ -17,7 +17,7 @@ import sys
 
 _FORMATS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff")
 #: convert_images parameter -> the option that sets it, for error messages.
-_OPTIONS = {
+OPTIONS = {
     "paths_or_folder": "SRC",
     "to": "--to",
     "out_dir": "--out",
@@ -42,7 +42,7 @@ def _error_line(exc: BaseException) -> str:
     """
     text = re.sub(
         r"The '(\w+)' parameter of convert_images",
-        lambda m: _OPTIONS.get(m[1], m[1]),
+        lambda m: OPTIONS.get(m[1], m[1]),
         _one_line(str(exc)),
     )
     return f"featviz convert: error: {text}"
@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--workers", type=int, default=None, help="threads (default: min(4, CPUs))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, options=OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+#: run_demo parameter -> the option that sets it, for messages
+OPTIONS = {"overwrite": "--overwrite", "out_dir": "--out", "device": "--device"}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
@@ -16,7 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "visualization featviz offers into OUT, with an index.md listing the files.",
     )
     p.add_argument("--out", default="featviz-demo", help="output folder (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    p.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty OUT (replacing its files)"
+    )
+    # the flag's old name, kept working (hidden) so scripts written for it still run
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--fast", action="store_true", help="fewer images and iterations (for tests)")
     p.add_argument(
         "--full",
@@ -25,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, options=OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     index = run_demo(
         Path(args.out),
-        overwrite=args.force,
+        overwrite=args.overwrite,
         fast=args.fast,
         full=args.full,
         device=args.device,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from featviz._io import atomic_path
-from featviz.demo import DemoContext
+from featviz.demo_sections._context import DemoContext
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featviz.demo import DemoContext
+from featviz.demo_sections._context import DemoContext
 
 ORDER = 80
 TITLE = "Image format conversion"

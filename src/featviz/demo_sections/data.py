@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from featviz.demo import DemoContext
+from featviz.demo_sections._context import DemoContext
 
 ORDER = 10
 TITLE = "Built-in data and model"

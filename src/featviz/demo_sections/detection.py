@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import torch
 
-from featviz.demo import DemoContext
+from featviz.demo_sections._context import DemoContext
 
 ORDER = 34
 TITLE = "Object detector (random weights)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from featviz.demo import DemoContext
+from featviz.demo_sections._context import DemoContext
 
 ORDER = 40
 TITLE = "Feature maps and overlays"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featviz.demo import DemoContext
+from featviz.demo_sections._context import DemoContext
 
 ORDER = 75
 TITLE = "Watching a model learn"
