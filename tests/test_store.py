@@ -4,6 +4,7 @@ locking, damaged stores and file modes."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -83,15 +84,40 @@ def write_reference(path: Path, broken: int | None = None) -> None:
     )
 
 
+# The v1 format gained one config key (issue 22): "weights", the SHA-256 of the model's
+# parameters and buffers, so that resuming with other weights is refused. Stores without
+# it (the pinned ones) still open and resume. This is the reference model's digest:
+REFERENCE_WEIGHTS = "446d7d6722867f0784a994d9bbcb1982b9ecccf5db1fae3f48622a0230c0380a"
+
+
+def _plus_weights(text: str) -> str:
+    """A pinned v1 manifest's text with the ``weights`` key a new store adds."""
+    old = '  "version": 1,\n  "world_size"'
+    assert text.count(old) == 1
+    return text.replace(
+        old, f'  "version": 1,\n  "weights": "{REFERENCE_WEIGHTS}",\n  "world_size"'
+    )
+
+
 def _normalised_manifest(path: Path) -> dict:
     """The manifest with the fields that legitimately vary between runs blanked out.
 
     Only ``metadata.featviz_version`` varies (the store has no timestamps, host names
-    or absolute paths); everything else must be equal.
+    or absolute paths); everything else must be equal. ``config.weights`` (absent from
+    the pinned stores) is checked, then dropped.
     """
     man = json.loads(path.read_text(encoding="utf-8"))
     man["metadata"]["featviz_version"] = "<version>"
+    assert man["config"].pop("weights", REFERENCE_WEIGHTS) == REFERENCE_WEIGHTS
     return man
+
+
+def test_reference_weights_digest_is_sha256_of_the_parameters():
+    h = hashlib.sha256()
+    for name, t in reference_model().state_dict().items():
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    assert h.hexdigest() == REFERENCE_WEIGHTS
 
 
 def _files(root: Path) -> list[str]:
@@ -118,7 +144,8 @@ def test_store_bytes_match_the_pinned_v1_reference(tmp_path):
             # same JSON layout too (indent, key order), once the version is blanked
             ver = json.loads(new.read_text())["metadata"]["featviz_version"]
             old = json.loads(ref.read_text())["metadata"]["featviz_version"]
-            assert new.read_text().replace(json.dumps(ver), json.dumps(old)) == ref.read_text()
+            text = new.read_text().replace(json.dumps(ver), json.dumps(old))
+            assert text == _plus_weights(ref.read_text())
         elif ref.is_file():
             assert new.read_bytes() == ref.read_bytes(), name
     # the reference holds the numbers worked out independently of the store code
@@ -140,7 +167,10 @@ def test_interrupted_store_bytes_match_the_pinned_v1_reference(tmp_path):
     assert _files(tmp_path / "s") == _files(PARTIAL)
     assert len(_files(PARTIAL / "rank00000")) == 11  # manifest + 2 batches x 5 fields
     for name in _files(PARTIAL):
-        if (PARTIAL / name).is_file():  # the rank manifest holds no version: exact bytes
+        if name.endswith("manifest.json"):  # the rank manifest holds no featviz version
+            new = (tmp_path / "s" / name).read_text()
+            assert new == _plus_weights((PARTIAL / name).read_text()), name
+        elif (PARTIAL / name).is_file():
             assert (tmp_path / "s" / name).read_bytes() == (PARTIAL / name).read_bytes(), name
 
 
@@ -149,14 +179,15 @@ def test_resuming_the_pinned_v1_interrupted_store_gives_the_pinned_result(tmp_pa
     model = reference_model()
     calls: list[int] = []
     model.register_forward_pre_hook(lambda m, a: calls.append(int(a[0].shape[0])))
-    extract(
-        model,
-        reference_loader(),
-        ["0", "1"],
-        dtype=torch.float16,
-        store=tmp_path / "s",
-        progress=False,
-    )
+    with pytest.warns(UserWarning, match="kept no weights fingerprint"):  # v1: not checked
+        extract(
+            model,
+            reference_loader(),
+            ["0", "1"],
+            dtype=torch.float16,
+            store=tmp_path / "s",
+            progress=False,
+        )
     assert calls == [2]  # only the third batch ran
     assert _files(tmp_path / "s") == _files(REFERENCE)
     for name in _files(REFERENCE):
