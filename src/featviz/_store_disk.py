@@ -316,7 +316,8 @@ class DiskStore(Store):
             )
         if not self.root.is_dir():
             return
-        ours = self.manifest_path.is_file() and not self.manifest_path.is_symlink()
+        read_json(self.manifest_path)  # a link is refused by name, never followed
+        ours = self.manifest_path.is_file()
         always = {self.manifest_path.name, self.lock.path.name}
         foreign = []
         for p in self.root.iterdir():
