@@ -588,3 +588,84 @@ def test_files_get_the_umask_mode(tmp_path, umask):
     for name, mode in modes.items():
         want = 0o777 & ~umask if name in ("data", "rank00000") else 0o666 & ~umask
         assert mode == want, (name, oct(mode))
+
+
+# ------------------------------------------------------------------ issue 22: manifests
+@pytest.mark.parametrize(
+    ("version", "found"), [("1", "'1'"), (None, "None"), (2, "version 2"), (0, "found 0")]
+)
+def test_open_manifest_with_bad_version_names_file_and_version(tmp_path, version, found):
+    store = _finished(tmp_path)
+    man = json.loads((store / "manifest.json").read_text())
+    if version is None:
+        del man["config"]["version"]
+    else:
+        man["config"]["version"] = version
+    (store / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ValueError, match=r"manifest\.json") as exc:
+        FeatureSet.open(store)
+    assert found in str(exc.value)
+    with pytest.raises(ValueError, match=r"manifest\.json"):  # extract refuses it too
+        extract(Counting(), DataLoader(pairs(6), batch_size=2), ["fc"], store=store)
+
+
+def test_symlinked_manifest_is_refused_not_decoded(tmp_path):
+    store = _finished(tmp_path)
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(bytes(range(256)))
+    (store / "manifest.json").unlink()
+    (store / "manifest.json").symlink_to(target)
+    with pytest.raises(ValueError, match=r"manifest\.json' is a symbolic link"):
+        FeatureSet.open(store)
+    assert target.read_bytes() == bytes(range(256))
+
+
+# ------------------------------------------------------------------ the store interface
+def _backends(tmp_path: Path) -> list:
+    from featviz._store_base import MemoryStore
+    from featviz._store_disk import DiskStore
+
+    disk = DiskStore(
+        tmp_path / "d",
+        format="test.format",
+        version=1,
+        owner="Recorder",
+        manifest="m.json",
+        owned=lambda name: name.endswith(".npy"),
+    )
+    return [MemoryStore("test.format", 1, "Recorder"), disk]
+
+
+def test_both_backends_keep_the_same_contract(tmp_path):
+    for store in _backends(tmp_path):
+        assert store.open({"a": 1}) is None and store.load_manifest() is None
+        store.write("x.npy", np.arange(3))
+        store.save_manifest({"config": {"a": 1}, "records": ["x.npy"]})
+        assert store.has("x.npy") and not store.has("y.npy")
+        np.testing.assert_array_equal(store.read("x.npy"), [0, 1, 2])
+        assert not store.read("x.npy").flags.writeable
+        man = {"config": {"a": 1}, "format": "test.format", "records": ["x.npy"], "version": 1}
+        assert store.load_manifest() == man
+        store.close()
+        assert store.open({"a": 1}) == man  # resumed
+        store.close()
+        with pytest.raises(ValueError, match=r"different Recorder call \(a: stored 1, this"):
+            store.open({"a": 2})
+    disk = _backends(tmp_path)[1]
+    assert isinstance(disk.read("x.npy"), np.memmap)
+    assert sorted(os.listdir(tmp_path / "d")) == ["m.json", "x.npy"]  # lock released
+
+
+def test_fingerprints_tell_weights_and_code_apart():
+    from featviz._fingerprints import code_fingerprint, model_fingerprint
+
+    a, b = reference_model(), reference_model()
+    assert model_fingerprint(a) == model_fingerprint(b) == REFERENCE_WEIGHTS
+    with torch.no_grad():
+        b[4].weight[0, 0] += 1
+    assert model_fingerprint(b) != model_fingerprint(a)
+    k = 2
+    same = [lambda o: o * 2, lambda o: o * 2]
+    other = [lambda o: o * 3, lambda o: o + 2, lambda o: o * k]
+    digests = {code_fingerprint(f) for f in other} | {code_fingerprint(same[0])}
+    assert code_fingerprint(same[0]) == code_fingerprint(same[1]) and len(digests) == 4
