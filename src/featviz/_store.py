@@ -307,6 +307,7 @@ def _featviz_manifest(path: Path) -> dict[str, Any] | None:
     ours = isinstance(cfg, dict) and cfg.get("format") == FORMAT and isinstance(fields, dict)
     if not ours or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields):
         return {}
+    assert isinstance(cfg, dict)  # checked by `ours`
     check_version(cfg.get("version"), str(path), FORMAT, FORMAT_VERSION)
     return data
 
