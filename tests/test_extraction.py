@@ -37,6 +37,8 @@ class Lin(nn.Module):
         with torch.no_grad():
             self.fc1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
             self.fc2.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0]]))
+            self.unused.weight.zero_()  # fixed: a store refuses a model with other weights
+            self.unused.bias.zero_()
         self.fail_at = fail_at
         self.calls = 0
 
@@ -654,3 +656,46 @@ def test_outputs_callable_is_recorded_and_checked_on_resume(tmp_path):
     np.testing.assert_array_equal(again.outputs, fs.outputs)
     plain = extract(_Dicts("logits"), loader, progress=False)  # no callable: no entry
     assert "outputs" not in plain.metadata
+
+
+# ------------------------------------------------------------------ issue 22: resume checks
+def test_resume_with_other_weights_is_refused(tmp_path):
+    loader = DataLoader(lin_data(6), batch_size=2)
+    store = tmp_path / "s"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        extract(Lin(fail_at=2), loader, ["act"], store=store, progress=False)
+    other = Lin()
+    with torch.no_grad():
+        other.fc2.weight[0, 0] = 2.0  # the same class, other weights
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    with pytest.raises(
+        ValueError, match=r"different extract call \(weights: stored '[0-9a-f]{64}'"
+    ):
+        extract(other, loader, ["act"], store=store, progress=False)
+    assert other.calls == 0
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    done = extract(Lin(), loader, ["act"], store=store, progress=False)  # same weights: resumed
+    with pytest.raises(ValueError, match=r"\(weights: stored"):  # a finished store too
+        extract(other, loader, ["act"], store=store, progress=False)
+    np.testing.assert_array_equal(done.outputs, extract(Lin(), loader, progress=False).outputs)
+
+
+def test_resume_with_another_outputs_lambda_is_refused(tmp_path):
+    loader = DataLoader(lin_data(4), batch_size=2)
+    first, second = (lambda o: o[:, :1]), (lambda o: o[:, 1:])  # both __qualname__ <lambda>
+    assert first.__qualname__ == second.__qualname__
+    store = tmp_path / "s"
+    fs = extract(Lin(), loader, outputs=first, store=store, progress=False)
+    with pytest.raises(ValueError, match=r"\(outputs_code: stored '[0-9a-f]{32}', this call"):
+        extract(Lin(), loader, outputs=second, store=store, progress=False)
+    again = extract(Lin(), loader, outputs=lambda o: o[:, :1], store=store, progress=False)
+    np.testing.assert_array_equal(again.outputs, fs.outputs)  # the same code: reopened
+
+
+def test_rows_of_different_shapes_error_names_mean_not_avg(tmp_path):
+    conv = nn.Conv2d(1, 1, 1)
+    batches = [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 3, 3)]
+    for store in (None, tmp_path / "s"):
+        with pytest.raises(ValueError, match="rows of") as exc:
+            extract(conv, batches, store=store, progress=False)
+        assert "reduce='mean'" in str(exc.value) and "avg" not in str(exc.value)

@@ -343,3 +343,169 @@ def test_ddp_only_rank_0_records_with_gloo(tmp_path):
     assert (tmp_path / "rank0.txt").read_text() == "[True, True]"
     assert (tmp_path / "rank1.txt").read_text() == "[False, False]"
     assert Recorder.open(store).steps_.tolist() == [0, 1]
+
+
+# ------------------------------------------------------------------ issue 22: the store
+def test_closed_recorder_refuses_to_write(tmp_path):
+    store = tmp_path / "s"
+    first = _recorded(store, steps=(0,))
+    first.close()
+    second = _recorded(store, steps=(1,))  # another Recorder writes the store meanwhile
+    with pytest.raises(RuntimeError, match="Recorder is closed"):
+        first.step(2)
+    second.close()
+    assert Recorder.open(store).steps_.tolist() == [0, 1]  # nothing lost
+    ram = _recorded(steps=(0,))
+    ram.close()
+    with pytest.raises(RuntimeError, match="Recorder is closed"):
+        ram.step(1)
+    assert ram.steps_.tolist() == [0]
+
+
+def test_steps_with_ten_or_more_digits_round_trip(tmp_path):
+    store = tmp_path / "s"
+    steps = (3, 1_000_000_000, 12_345_678_901)
+    rec = _recorded(store, steps=steps)
+    rec.close()
+    names = sorted(p.name for p in store.glob("*-outputs.npy"))
+    assert names == ["000000003-outputs.npy", "1000000000-outputs.npy", "12345678901-outputs.npy"]
+    assert Recorder.open(store).steps_.tolist() == list(steps)
+    again = _recorded(store, steps=(12_345_678_902,))  # resumable: its files are its own
+    again.close()
+    assert Recorder.open(store).steps_.tolist() == [*steps, 12_345_678_902]
+
+
+def test_changed_width_or_classes_are_refused_at_step(tmp_path):
+    store = tmp_path / "s"
+    model = _model()
+    x, _ = _data()
+    rec = Recorder(model, x[:5], layers="4", every=1, store=store)
+    rec.step(0)
+    model[-1] = nn.Linear(4, 7)  # 3 -> 7 classes
+    with pytest.raises(ValueError, match=r"'outputs' has shape \(5, 7\).*\(5, 3\).*classes"):
+        rec.step(1)
+    model[-1] = nn.Linear(4, 3)
+    model[4] = nn.Conv2d(4, 6, 3, padding=1)  # the recorded layer widens: 4 -> 6 features
+    model[5] = nn.BatchNorm2d(6)
+    model[-1] = nn.Linear(6, 3)
+    with pytest.raises(ValueError, match=r"'features' has shape \(5, 6\).*\(5, 4\)"):
+        rec.step(2)
+    rec.close()
+    back = Recorder.open(store)
+    assert back.steps_.tolist() == [0] and back.outputs_.shape == (1, 5, 3)
+
+
+def test_dropped_recorder_lock_is_taken_over_live_one_refused(tmp_path):
+    store = tmp_path / "s"
+    old = _recorded(store, steps=(0,))
+    old.cycle = old  # unreachable only to the garbage collector, as in a notebook re-run
+    del old
+    new = _recorded(store, steps=(1,))  # not "being written by another Recorder"
+    assert new.steps_.tolist() == [0, 1]
+    with pytest.raises(RuntimeError, match=r"being written by another Recorder call"):
+        _recorded(store, steps=())  # `new` is alive and open
+    new.close()
+    assert Recorder.open(store).steps_.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("bad", ["a", None, 2.0, -1, True])
+def test_step_refuses_values_that_are_not_steps(bad):
+    x, _ = _data()
+    rec = Recorder(_model(), x[:3], layers="4", every=1)
+    with pytest.raises(ValueError, match=r"The 'step' parameter of Recorder.step must be an int"):
+        rec.step(bad)
+    assert rec.steps_.tolist() == []
+
+
+@pytest.mark.parametrize(
+    ("version", "found"), [("x", "'x'"), (None, "None"), (99, "version 99"), (1.5, "1.5")]
+)
+def test_open_manifest_with_bad_version_names_file_and_version(tmp_path, version, found):
+    import json
+
+    store = tmp_path / "s"
+    _recorded(store, steps=(0,)).close()
+    path = store / "recorder.json"
+    man = json.loads(path.read_text())
+    if version is None:
+        del man["version"]
+    else:
+        man["version"] = version
+    path.write_text(json.dumps(man))
+    for call in (lambda: Recorder.open(store), lambda: _recorded(store, steps=())):
+        with pytest.raises(ValueError, match=r"recorder\.json") as exc:
+            call()
+        assert found in str(exc.value)
+
+
+def test_views_without_records_say_to_record_first(tmp_path):
+    x, _ = _data()
+    rec = Recorder(_model(), x[:3], layers="4", every=1)
+    for view in (rec.plot_timeline, rec.plot_metrics, lambda: rec.animate(tmp_path / "a.gif")):
+        with pytest.raises(ValueError, match="record at least one step first"):
+            view()
+    assert not (tmp_path / "a.gif").exists()
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"probe_images": "images"}, TypeError, "'probe_images'"),
+        ({"probe_images": torch.zeros(3, 3, 8, 8, dtype=torch.long)}, ValueError, "float"),
+        ({"labels": "abc"}, TypeError, "'labels'"),
+        ({"labels": ["a", "b", "c"]}, TypeError, "'labels'"),
+        ({"writer": "x"}, TypeError, "'writer'"),
+        ({"store": 3}, TypeError, "'store'"),
+    ],
+)
+def test_arguments_are_checked_at_construction(kw, error, match):
+    x, _ = _data()
+    args = {"probe_images": x[:3], **kw}
+    with pytest.raises(error, match=match):
+        Recorder(_model(), layers="4", every=1, **args)
+
+
+def test_read_only_store_error_names_the_recorder(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    real = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(OSError) as exc:
+        _recorded(tmp_path / "s", steps=(0,))
+    text = str(exc.value)
+    assert "] Recorder: could not write rank00000.lock in the Recorder store " in text
+    assert "Read-only file system" in text and "a folder this process can write" in text
+    assert "extract" not in text and "free space" not in text
+
+
+def test_temp_files_of_killed_writes_are_cleaned_on_open(tmp_path):
+    store = tmp_path / "s"
+    _recorded(store, steps=(0,)).close()
+    temps = [".000000001-outputs.a1B2c3_4.tmp.npy", ".recorder.zz99yy88.tmp.json"]
+    for name in temps:
+        (store / name).write_bytes(b"half")
+    rec = _recorded(store, steps=(1,))
+    rec.close()
+    assert not [n for n in temps if (store / n).exists()]
+    assert Recorder.open(store).steps_.tolist() == [0, 1]
+
+
+def test_symlinked_manifest_is_refused_not_decoded(tmp_path):
+    store = tmp_path / "s"
+    _recorded(store, steps=(0,)).close()
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(bytes(range(256)))  # not UTF-8
+    (store / "recorder.json").unlink()
+    (store / "recorder.json").symlink_to(target)
+    with pytest.raises(ValueError, match="symbolic link"):
+        Recorder.open(store)
+    with pytest.raises(ValueError, match=r"recorder.json' is a symbolic link"):
+        _recorded(store, steps=())
+    assert target.read_bytes() == bytes(range(256))

@@ -4,6 +4,7 @@ locking, damaged stores and file modes."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -83,15 +84,40 @@ def write_reference(path: Path, broken: int | None = None) -> None:
     )
 
 
+# The v1 format gained one config key (issue 22): "weights", the SHA-256 of the model's
+# parameters and buffers, so that resuming with other weights is refused. Stores without
+# it (the pinned ones) still open and resume. This is the reference model's digest:
+REFERENCE_WEIGHTS = "446d7d6722867f0784a994d9bbcb1982b9ecccf5db1fae3f48622a0230c0380a"
+
+
+def _plus_weights(text: str) -> str:
+    """A pinned v1 manifest's text with the ``weights`` key a new store adds."""
+    old = '  "version": 1,\n  "world_size"'
+    assert text.count(old) == 1
+    return text.replace(
+        old, f'  "version": 1,\n  "weights": "{REFERENCE_WEIGHTS}",\n  "world_size"'
+    )
+
+
 def _normalised_manifest(path: Path) -> dict:
     """The manifest with the fields that legitimately vary between runs blanked out.
 
     Only ``metadata.featviz_version`` varies (the store has no timestamps, host names
-    or absolute paths); everything else must be equal.
+    or absolute paths); everything else must be equal. ``config.weights`` (absent from
+    the pinned stores) is checked, then dropped.
     """
     man = json.loads(path.read_text(encoding="utf-8"))
     man["metadata"]["featviz_version"] = "<version>"
+    assert man["config"].pop("weights", REFERENCE_WEIGHTS) == REFERENCE_WEIGHTS
     return man
+
+
+def test_reference_weights_digest_is_sha256_of_the_parameters():
+    h = hashlib.sha256()
+    for name, t in reference_model().state_dict().items():
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    assert h.hexdigest() == REFERENCE_WEIGHTS
 
 
 def _files(root: Path) -> list[str]:
@@ -118,7 +144,8 @@ def test_store_bytes_match_the_pinned_v1_reference(tmp_path):
             # same JSON layout too (indent, key order), once the version is blanked
             ver = json.loads(new.read_text())["metadata"]["featviz_version"]
             old = json.loads(ref.read_text())["metadata"]["featviz_version"]
-            assert new.read_text().replace(json.dumps(ver), json.dumps(old)) == ref.read_text()
+            text = new.read_text().replace(json.dumps(ver), json.dumps(old))
+            assert text == _plus_weights(ref.read_text())
         elif ref.is_file():
             assert new.read_bytes() == ref.read_bytes(), name
     # the reference holds the numbers worked out independently of the store code
@@ -140,7 +167,10 @@ def test_interrupted_store_bytes_match_the_pinned_v1_reference(tmp_path):
     assert _files(tmp_path / "s") == _files(PARTIAL)
     assert len(_files(PARTIAL / "rank00000")) == 11  # manifest + 2 batches x 5 fields
     for name in _files(PARTIAL):
-        if (PARTIAL / name).is_file():  # the rank manifest holds no version: exact bytes
+        if name.endswith("manifest.json"):  # the rank manifest holds no featviz version
+            new = (tmp_path / "s" / name).read_text()
+            assert new == _plus_weights((PARTIAL / name).read_text()), name
+        elif (PARTIAL / name).is_file():
             assert (tmp_path / "s" / name).read_bytes() == (PARTIAL / name).read_bytes(), name
 
 
@@ -149,14 +179,15 @@ def test_resuming_the_pinned_v1_interrupted_store_gives_the_pinned_result(tmp_pa
     model = reference_model()
     calls: list[int] = []
     model.register_forward_pre_hook(lambda m, a: calls.append(int(a[0].shape[0])))
-    extract(
-        model,
-        reference_loader(),
-        ["0", "1"],
-        dtype=torch.float16,
-        store=tmp_path / "s",
-        progress=False,
-    )
+    with pytest.warns(UserWarning, match="kept no weights fingerprint"):  # v1: not checked
+        extract(
+            model,
+            reference_loader(),
+            ["0", "1"],
+            dtype=torch.float16,
+            store=tmp_path / "s",
+            progress=False,
+        )
     assert calls == [2]  # only the third batch ran
     assert _files(tmp_path / "s") == _files(REFERENCE)
     for name in _files(REFERENCE):
@@ -557,3 +588,84 @@ def test_files_get_the_umask_mode(tmp_path, umask):
     for name, mode in modes.items():
         want = 0o777 & ~umask if name in ("data", "rank00000") else 0o666 & ~umask
         assert mode == want, (name, oct(mode))
+
+
+# ------------------------------------------------------------------ issue 22: manifests
+@pytest.mark.parametrize(
+    ("version", "found"), [("1", "'1'"), (None, "None"), (2, "version 2"), (0, "found 0")]
+)
+def test_open_manifest_with_bad_version_names_file_and_version(tmp_path, version, found):
+    store = _finished(tmp_path)
+    man = json.loads((store / "manifest.json").read_text())
+    if version is None:
+        del man["config"]["version"]
+    else:
+        man["config"]["version"] = version
+    (store / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ValueError, match=r"manifest\.json") as exc:
+        FeatureSet.open(store)
+    assert found in str(exc.value)
+    with pytest.raises(ValueError, match=r"manifest\.json"):  # extract refuses it too
+        extract(Counting(), DataLoader(pairs(6), batch_size=2), ["fc"], store=store)
+
+
+def test_symlinked_manifest_is_refused_not_decoded(tmp_path):
+    store = _finished(tmp_path)
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(bytes(range(256)))
+    (store / "manifest.json").unlink()
+    (store / "manifest.json").symlink_to(target)
+    with pytest.raises(ValueError, match=r"manifest\.json' is a symbolic link"):
+        FeatureSet.open(store)
+    assert target.read_bytes() == bytes(range(256))
+
+
+# ------------------------------------------------------------------ the store interface
+def _backends(tmp_path: Path) -> list:
+    from featviz._store_base import MemoryStore
+    from featviz._store_disk import DiskStore
+
+    disk = DiskStore(
+        tmp_path / "d",
+        format="test.format",
+        version=1,
+        owner="Recorder",
+        manifest="m.json",
+        owned=lambda name: name.endswith(".npy"),
+    )
+    return [MemoryStore("test.format", 1, "Recorder"), disk]
+
+
+def test_both_backends_keep_the_same_contract(tmp_path):
+    for store in _backends(tmp_path):
+        assert store.open({"a": 1}) is None and store.load_manifest() is None
+        store.write("x.npy", np.arange(3))
+        store.save_manifest({"config": {"a": 1}, "records": ["x.npy"]})
+        assert store.has("x.npy") and not store.has("y.npy")
+        np.testing.assert_array_equal(store.read("x.npy"), [0, 1, 2])
+        assert not store.read("x.npy").flags.writeable
+        man = {"config": {"a": 1}, "format": "test.format", "records": ["x.npy"], "version": 1}
+        assert store.load_manifest() == man
+        store.close()
+        assert store.open({"a": 1}) == man  # resumed
+        store.close()
+        with pytest.raises(ValueError, match=r"different Recorder call \(a: stored 1, this"):
+            store.open({"a": 2})
+    disk = _backends(tmp_path)[1]
+    assert isinstance(disk.read("x.npy"), np.memmap)
+    assert sorted(os.listdir(tmp_path / "d")) == ["m.json", "x.npy"]  # lock released
+
+
+def test_fingerprints_tell_weights_and_code_apart():
+    from featviz._fingerprints import code_fingerprint, model_fingerprint
+
+    a, b = reference_model(), reference_model()
+    assert model_fingerprint(a) == model_fingerprint(b) == REFERENCE_WEIGHTS
+    with torch.no_grad():
+        b[4].weight[0, 0] += 1
+    assert model_fingerprint(b) != model_fingerprint(a)
+    k = 2
+    same = [lambda o: o * 2, lambda o: o * 2]
+    other = [lambda o: o * 3, lambda o: o + 2, lambda o: o * k]
+    digests = {code_fingerprint(f) for f in other} | {code_fingerprint(same[0])}
+    assert code_fingerprint(same[0]) == code_fingerprint(same[1]) and len(digests) == 4

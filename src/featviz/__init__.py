@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "hookable": "featviz.hooks",
     # whole-dataset extraction
     "extract": "featviz.extraction",
-    "FeatureSet": "featviz.extraction",
+    "FeatureSet": "featviz.featureset",
     # class activation maps
     "grad_cam": "featviz.cam",
     "class_activation_map": "featviz.cam",
@@ -115,7 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         threshold_labels,
     )
     from featviz.explorer import ExploreView, explore
-    from featviz.extraction import FeatureSet, extract
+    from featviz.extraction import extract
     from featviz.featuremaps import (
         colorize,
         normalize,
@@ -125,6 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         sum_channels,
         upsample,
     )
+    from featviz.featureset import FeatureSet
     from featviz.hooks import Capture, capture, hookable, resolve_layers, to_numpy
     from featviz.imageio import (
         IMAGENET_MEAN,

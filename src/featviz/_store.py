@@ -13,24 +13,32 @@ runs out of one store.
 from __future__ import annotations
 
 import collections
-import contextlib
 import errno
-import hashlib
-import json
 import logging
 import os
 import re
-import socket
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
-from featviz._io import atomic_path
+from featviz._fingerprints import fingerprint
 from featviz._ops import user_stacklevel
+from featviz._store_base import check_version, compare_config
+from featviz._store_disk import (
+    StoreLock,
+    base_name,
+    damaged,
+    load_npy,
+    missing,
+    read_json,
+    write_json,
+    write_npy,
+    writing,
+)
 from featviz._version import __version__
 
 __all__ = [
@@ -55,13 +63,13 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "featviz.featureset"
 FORMAT_VERSION = 1
+# config keys a store written before featviz recorded them lacks: not compared on resume
+UNCHECKED_BEFORE_V1_1 = ("weights", "outputs_code")
 _RANK_DIR = re.compile(r"rank(\d{5})")
 _SHARD = re.compile(r"\d{6}-(.+)\.npy")
 _CHECK = re.compile(r"\d{6}-fingerprint\.txt")
 _LOCK = re.compile(r"rank\d{5}\.lock")
 _FIELD = re.compile(r"index|outputs|labels|layer\d+")
-# atomic_path's temporary names: ".<stem>.<8 random chars>.tmp<suffix>"
-_TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
 
 
 class Parts(NamedTuple):
@@ -131,7 +139,8 @@ def _first_of_each(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _rows_mismatch(field: str, rows: Any) -> ValueError:
     return ValueError(
         f"extract: field {field!r} has rows of different shapes {sorted(rows)} in "
-        "different batches; use reduce='avg' or inputs of one size."
+        "different batches; pool them with reduce='mean' (or 'max'), or use inputs of one "
+        "size."
     )
 
 
@@ -150,16 +159,6 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def fingerprint(inputs: torch.Tensor) -> str:
-    """A digest of a batch's inputs (dtype, shape and bytes), to recognise it on resume."""
-    t = inputs.detach().cpu().contiguous()
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if t.numel():
-        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,63 +215,8 @@ def _concat(name: str, parts: list[np.ndarray]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{str(path)!r} cannot be read: {exc}.") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}.") from exc
-    return data if isinstance(data, dict) else {}
-
-
-def _store_error(path: Path, exc: OSError) -> OSError:
-    """The error to raise when writing ``path`` failed (names ``path``, never a temp file)."""
-    why = os.strerror(exc.errno) if exc.errno else str(exc)
-    if exc.errno == errno.ENOSPC:
-        why = "no space left on device"
-    return type(exc)(
-        exc.errno or errno.EIO,
-        f"extract: could not write {path.name} in the store {str(path.parent)!r}: {why}. "
-        "Everything written before is intact: free space and repeat the same extract call "
-        "to resume.",
-    )
-
-
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[Path]:
-    """`atomic_path` (umask mode, replace) with errors that name ``path``."""
-    try:
-        with atomic_path(path, overwrite=True) as tmp:
-            yield tmp
-    except OSError as exc:
-        raise _store_error(path, exc) from None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    text = json.dumps(data, indent=1, sort_keys=True, default=str)
-    with _writing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _write_npy(path: Path, arr: np.ndarray) -> None:
-    with _writing(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-
-
 def _shard_name(b: int, field: str) -> str:
     return f"{b:06d}-{field}.npy"
-
-
-def _damaged(path: Path, root: Path, exc: BaseException) -> ValueError:
-    return ValueError(
-        f"The store {str(root)!r} has a damaged file {str(path.relative_to(root))!r} "
-        f"({type(exc).__name__}: {exc}). Delete the folder and run extract again."
-    )
 
 
 def _npy_header(path: Path, root: Path) -> tuple[tuple[int, ...], np.dtype[Any], int]:
@@ -287,34 +231,17 @@ def _npy_header(path: Path, root: Path) -> tuple[tuple[int, ...], np.dtype[Any],
             offset = f.tell()
             size = os.fstat(f.fileno()).st_size
     except FileNotFoundError as exc:
-        raise _missing(path, root) from exc
+        raise missing(path, root) from exc
     except (OSError, ValueError, EOFError) as exc:
-        raise _damaged(path, root, exc) from exc
+        raise damaged(path, root, exc) from exc
     if dtype.hasobject:
-        raise _damaged(path, root, ValueError("it holds Python objects"))
+        raise damaged(path, root, ValueError("it holds Python objects"))
     need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size < need:
-        raise _damaged(path, root, ValueError(f"{size} bytes where {need} are needed"))
+        raise damaged(path, root, ValueError(f"{size} bytes where {need} are needed"))
     if fortran and len(shape) > 1:
         offset = -1  # not our own shard layout: take the slow path
     return tuple(shape), dtype, offset
-
-
-def _missing(path: Path, root: Path) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"The store {str(root)!r} lacks its file {str(path.relative_to(root))!r}. Delete "
-        "the folder and run extract again."
-    )
-
-
-def _load(path: Path, root: Path, mmap: Literal["r"] | None = None) -> np.ndarray:
-    """``np.load`` (never unpickling) with errors that name the file and the store."""
-    try:
-        return np.load(path, mmap_mode=mmap, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise _missing(path, root) from exc
-    except (OSError, ValueError, EOFError) as exc:
-        raise _damaged(path, root, exc) from exc
 
 
 def _copy_bytes(src: Path, src_off: int, dst: Any, dst_off: int, count: int) -> None:
@@ -353,14 +280,8 @@ class Survey(NamedTuple):
     foreign: list[str]
 
 
-def _base_name(name: str) -> tuple[str, bool]:
-    """``(final name, is a temporary file)`` for a name `atomic_path` may have made."""
-    m = _TEMP.fullmatch(name)
-    return (f"{m.group(1)}{m.group(2) or ''}", True) if m else (name, False)
-
-
 def _temp_of(name: str, owned: set[str]) -> bool:
-    base, temp = _base_name(name)
+    base, temp = base_name(name)
     return temp and base in owned
 
 
@@ -379,13 +300,15 @@ def _featviz_manifest(path: Path) -> dict[str, Any] | None:
     Field names must be featviz's own (``index``, ``outputs``, ``labels``, ``layer<i>``),
     since file names are made from them.
     """
-    data = _read_json(path)
+    data = read_json(path)
     if data is None:
         return None
     cfg, fields = data.get("config"), data.get("fields") or {}
     ours = isinstance(cfg, dict) and cfg.get("format") == FORMAT and isinstance(fields, dict)
     if not ours or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields):
         return {}
+    assert isinstance(cfg, dict)  # checked by `ours`
+    check_version(cfg.get("version"), str(path), FORMAT, FORMAT_VERSION)
     return data
 
 
@@ -435,7 +358,7 @@ def _foreign_files(
     """
     out = []
     for p in sorted(folder.iterdir()):
-        base, temp = _base_name(p.name)
+        base, temp = base_name(p.name)
         ok = base == "manifest.json" if only_temps else _owned(base, owned, shard_fields)
         if temp and ok:
             continue  # a temporary file of ours (it may vanish while we look)
@@ -453,78 +376,6 @@ def _refuse_foreign(root: Path, foreign: list[str], what: str) -> ValueError:
 
 
 # ---------------------------------------------------------------------------------------
-# locking
-# ---------------------------------------------------------------------------------------
-class StoreLock:
-    """An exclusive lock on one rank of a store: the file ``<root>/rank<r>.lock``.
-
-    Taken with ``fcntl.flock`` on the open file (released by the kernel when the process
-    ends, so a crash leaves no stale lock: the next run takes it over). The file holds
-    the holder's host and pid, for the error message, and is deleted on release. Where
-    ``fcntl`` is missing (Windows) the file is created with ``O_EXCL`` instead; a file
-    left by a crashed run must then be deleted by hand (the error says which).
-    """
-
-    def __init__(self, root: Path, rank: int, owner: str = "extract") -> None:
-        self.path = root / f"rank{rank:05d}.lock"
-        self.root = root
-        self.owner = owner  # who writes such stores, for the error message
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock or raise RuntimeError naming its holder."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            fcntl = None  # type: ignore[assignment]
-        while self.fd is None:
-            flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0)
-            try:
-                fd = os.open(self.path, flags, 0o666)
-            except FileExistsError:  # pragma: no cover - Windows
-                raise self._busy() from None
-            except OSError as exc:
-                raise _store_error(self.path, exc) from None
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    os.close(fd)
-                    raise self._busy() from None
-                try:
-                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-                except FileNotFoundError:
-                    same = False
-                if not same:  # the holder deleted the file as we opened it: retry
-                    os.close(fd)
-                    continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-            self.fd = fd
-
-    def _busy(self) -> RuntimeError:
-        try:
-            holder = self.path.read_text(encoding="utf-8").strip() or "unknown"
-        except OSError:
-            holder = "unknown"
-        return RuntimeError(
-            f"The store {str(self.root)!r} is being written by another {self.owner} call "
-            f"(host and pid: {holder}; lock file {self.path.name}). Wait for it to finish, "
-            "or use another folder. Two runs into one store would mix their rows."
-        )
-
-    def release(self) -> None:
-        """Delete the lock file and let go (idempotent)."""
-        if self.fd is None:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-
-# ---------------------------------------------------------------------------------------
 # on disk
 # ---------------------------------------------------------------------------------------
 class ShardStore:
@@ -538,6 +389,7 @@ class ShardStore:
         self.fields: dict[str, Any] = {}
         self.lock = StoreLock(root, rank)
         self.unverified: list[int] = []
+        self.warned_unchecked = False
 
     def open(self) -> Parts | None:
         """Check the folder (nothing written before); lock; the result if finished."""
@@ -555,11 +407,11 @@ class ShardStore:
                 self.lock.release()
                 return read_store(self.root)
             self.dir.mkdir(exist_ok=True)
-            mine = _read_json(self.dir / "manifest.json")
+            mine = read_json(self.dir / "manifest.json")
             if mine is not None:
                 self.fields = dict(mine.get("fields") or {})
             for stale in self.dir.iterdir():  # temp files of a killed run (all ours: checked)
-                if _base_name(stale.name)[1]:
+                if base_name(stale.name)[1]:
                     stale.unlink(missing_ok=True)
             self._save(complete=False)
         except BaseException:
@@ -591,18 +443,20 @@ class ShardStore:
         return False
 
     def _compare(self, stored: Mapping[str, Any], where: Path) -> None:
-        keys = [*self.config, *(k for k in stored if k not in self.config)]
-        diff = {
-            k: (stored.get(k), self.config.get(k))
-            for k in keys
-            if stored.get(k) != self.config.get(k)
-        }
-        if diff:
-            text = "; ".join(f"{k}: stored {a!r}, this call {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"The 'store' parameter names {str(self.root)!r}, whose manifest "
-                f"({where.name}) was written by a different extract call ({text}). Nothing "
-                "was changed; use another folder, or delete this one to start over."
+        lacking = compare_config(
+            stored,
+            self.config,
+            where=f"{str(self.root)!r}, whose manifest ({where.name})",
+            owner="extract",
+            optional=UNCHECKED_BEFORE_V1_1,
+        )
+        if lacking and not self.warned_unchecked:
+            self.warned_unchecked = True
+            warnings.warn(
+                f"extract: the store {str(self.root)!r} was written by an older featviz that "
+                f"kept no {' or '.join(lacking)} fingerprint; resuming without checking that "
+                "the model's weights (and outputs= callable) are the same.",
+                stacklevel=user_stacklevel(),
             )
 
     def _save(self, *, complete: bool, num_shards: int | None = None) -> None:
@@ -614,7 +468,7 @@ class ShardStore:
         }
         if num_shards is not None:
             data["num_shards"] = num_shards
-        _write_json(self.dir / "manifest.json", data)
+        write_json(self.dir / "manifest.json", data)
 
     def skip(self, b: int, idx: np.ndarray | None, inputs: torch.Tensor | None) -> int | None:
         """Rows of batch ``b`` if it is stored and holds the same samples, else None.
@@ -626,7 +480,7 @@ class ShardStore:
         path = self.dir / _shard_name(b, "index")
         if not path.is_file():
             return None
-        stored = _load(path, self.root)
+        stored = load_npy(path, self.root)
         same = idx is None or np.array_equal(stored, np.asarray(idx, dtype=stored.dtype))
         if same and inputs is not None:
             same = self._same_inputs(b, inputs)
@@ -671,18 +525,18 @@ class ShardStore:
             if old is not None and old["shape"] != info["shape"] and name != "labels":
                 raise ValueError(
                     f"extract: batch {b} gives {name!r} rows of shape {tuple(info['shape'])}, "
-                    f"but the store holds rows of shape {tuple(old['shape'])}; use "
-                    "reduce='avg' or inputs of one size."
+                    f"but the store holds rows of shape {tuple(old['shape'])}; pool them "
+                    "with reduce='mean' (or 'max'), or use inputs of one size."
                 )
         if not self.fields:
             self.fields = new
             self._save(complete=False)
         if self.config["index_source"] == "count":  # no dataset index: recognise inputs
-            with _writing(self.dir / f"{b:06d}-fingerprint.txt") as tmp:
+            with writing(self.dir / f"{b:06d}-fingerprint.txt") as tmp:
                 tmp.write_text(fingerprint(inputs) + "\n", encoding="ascii")
         # the index shard goes last: its presence marks the whole shard as finished
         for name in sorted(arrays, key=lambda k: k == "index"):
-            _write_npy(self.dir / _shard_name(b, name), arrays[name])
+            write_npy(self.dir / _shard_name(b, name), arrays[name])
 
     def finish(self, expected: int | None) -> Parts:
         """Mark this rank complete, merge every rank (rank 0, between barriers), reopen."""
@@ -723,7 +577,7 @@ def merge_store(root: Path) -> dict[str, Any]:
     parts = _rank_parts(root)
     config = parts[0][1]["config"]
     shards = [(d, b) for d, part in parts for b in range(int(part["num_shards"]))]
-    indices = [_load(d / _shard_name(b, "index"), root) for d, b in shards]
+    indices = [load_npy(d / _shard_name(b, "index"), root) for d, b in shards]
     all_idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
     uniq, first = _first_of_each(all_idx)
     dest = np.full(all_idx.shape[0], -1, dtype=np.int64)
@@ -746,7 +600,7 @@ def merge_store(root: Path) -> dict[str, Any]:
         "fields": fields_info,
         "metadata": metadata_for(config, duplicates),
     }
-    _write_json(root / "manifest.json", manifest)
+    write_json(root / "manifest.json", manifest)
     for d, part in parts:  # shards are merged and the manifest is safe: free the disk space
         _remove_shards(d, part)
     logger.info(
@@ -770,7 +624,7 @@ def _merge_field(
     dtype = np.result_type(*[h[1] for h in heads])
     rowbytes = int(np.prod(row, dtype=np.int64)) * dtype.itemsize
     out = root / "data" / f"{field}.npy"
-    with _writing(out) as tmp, open(tmp, "wb") as f:
+    with writing(out) as tmp, open(tmp, "wb") as f:
         header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
         np.lib.format.write_array_header_2_0(f, {**header, "shape": (n, *row)})
         start = f.tell()
@@ -843,7 +697,7 @@ def read_store(root: Path, *, mmap: bool = True) -> Parts:
     """
     if not root.is_dir():
         raise FileNotFoundError(f"The 'path' parameter names no folder: {str(root)!r}.")
-    manifest = _read_json(root / "manifest.json")
+    manifest = read_json(root / "manifest.json")
     if manifest is None:
         manifest = _merge_finished(root)
     _check_format(manifest, root)
@@ -878,7 +732,7 @@ def _merge_finished(root: Path) -> dict[str, Any]:
     lock = StoreLock(root, 0)
     lock.acquire()
     try:
-        return _read_json(root / "manifest.json") or merge_store(root)
+        return read_json(root / "manifest.json") or merge_store(root)
     finally:
         lock.release()
 
@@ -887,11 +741,7 @@ def _check_format(manifest: Mapping[str, Any], root: Path) -> None:
     cfg = manifest.get("config", {})
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise ValueError(f"{str(root)!r} holds a manifest.json that is not a featviz store.")
-    if cfg.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"The store {str(root)!r} has format version {cfg.get('version')}; this featviz "
-            f"reads up to {FORMAT_VERSION}. Upgrade featviz."
-        )
+    check_version(cfg.get("version"), str(root / "manifest.json"), FORMAT, FORMAT_VERSION)
 
 
 def _open_field(root: Path, name: str, info: Any, mode: Literal["r"] | None) -> np.ndarray:
@@ -906,11 +756,11 @@ def _open_field(root: Path, name: str, info: Any, mode: Literal["r"] | None) -> 
             f"The store {str(root)!r} has a manifest.json whose field {name!r} names the "
             f"file {rel!r}, which is not inside the store; refusing to read it."
         )
-    arr = _load(path, root, mode)
+    arr = load_npy(path, root, mode)
     want = (info.get("shape"), info.get("dtype"))
     got = (list(arr.shape), np.lib.format.dtype_to_descr(arr.dtype))
     if got != want:
-        raise _damaged(
+        raise damaged(
             path, root, ValueError(f"shape/dtype {tuple(got)} where manifest.json says {want}")
         )
     return arr

@@ -14,7 +14,7 @@ RNG state (torch, numpy, python) restored. Records live in RAM, or in a store fo
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import random
 import re
 from collections.abc import Iterator, Sequence
@@ -25,9 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from featviz._fingerprints import fingerprint
 from featviz._io import atomic_path
 from featviz._ops import eval_mode, kept_buffers
-from featviz._store import StoreLock, dist_info, fingerprint
+from featviz._store import dist_info
+from featviz._store_base import MemoryStore, Store
+from featviz._store_disk import DiskStore
 from featviz._validation import check_choice, check_int
 
 if TYPE_CHECKING:
@@ -42,9 +45,12 @@ FORMAT = "featviz.recorder"
 FORMAT_VERSION = 1
 _MANIFEST = "recorder.json"
 _PROBE = ("probe-images.npy", "probe-labels.npy")
-_RECORD = re.compile(r"\d{9}-[a-z0-9_+]+\.npy")
-# atomic_path's temporary names: ".<stem>.<8 random chars>.tmp<suffix>"
-_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp\.(npy|json)")
+# a record's file "<step, zero-padded to at least 9 digits>-<field>.npy"
+_RECORD = re.compile(r"(\d{9,})-([a-z0-9_+]+)\.npy")
+_CLOSED = (
+    "This Recorder is closed: its store's lock was released, and another Recorder may be "
+    "writing the store now. Create a new Recorder on the store to record more."
+)
 _ALIGN = ("procrustes", "fixed")
 
 
@@ -101,145 +107,107 @@ def _kept_rng() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------
 # where records live
 # ---------------------------------------------------------------------------------------
-class _Records:
-    """Records in RAM: ``{field: [array per record]}`` and the steps."""
+def _owned(name: str) -> bool:
+    """Whether a Recorder's store writes a file of this name."""
+    return name in _PROBE or bool(_RECORD.fullmatch(name))
 
-    def __init__(self) -> None:
+
+def _backend(root: Path | None) -> Store:
+    """The store records go to: a folder (`DiskStore`), or RAM (`MemoryStore`)."""
+    if root is None:
+        return MemoryStore(FORMAT, FORMAT_VERSION, "Recorder")
+    return DiskStore(
+        root,
+        format=FORMAT,
+        version=FORMAT_VERSION,
+        owner="Recorder",
+        manifest=_MANIFEST,
+        owned=_owned,
+    )
+
+
+class _Records:
+    """A Recorder's records in a `Store`: each record's arrays first, then the manifest.
+
+    Attributes:
+        steps: The recorded steps.
+        fields: ``{field: [array per record]}`` (memory-mapped from a store on disk).
+        closed: No more records may be added (the store's lock was released).
+    """
+
+    def __init__(self, store: Store, config: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.config = config
         self.steps: list[int] = []
         self.fields: dict[str, list[np.ndarray]] = {}
+        self.entries: list[dict[str, Any]] = []
+        self.closed = config is None
+
+    @classmethod
+    def create(cls, store: Store, config: dict[str, Any], probe: dict[str, np.ndarray]) -> _Records:
+        """Open ``store`` for writing, resuming what it holds."""
+        records = cls(store, config)
+        manifest = store.open(config)
+        try:
+            if manifest is None:  # the manifest first: it claims the probe files
+                store.save_manifest({"config": config, "records": []})
+            else:
+                records.load(manifest)
+            for name, arr in probe.items():
+                if not store.has(name):  # also after a crash right after the manifest
+                    store.write(name, arr)
+        except BaseException:
+            store.close()
+            raise
+        return records
+
+    def load(self, manifest: dict[str, Any]) -> None:
+        """Read back every record ``manifest`` lists (each file must be a record name)."""
+        where = f"The {FORMAT} manifest of {getattr(self.store, 'root', 'the store')}"
+        entries = manifest.get("records")
+        if not isinstance(entries, list):
+            raise ValueError(f"{where} lists no records; it is damaged.")
+        for entry in entries:
+            step = entry.get("step") if isinstance(entry, dict) else None
+            files = entry.get("files") if isinstance(entry, dict) else None
+            if isinstance(step, bool) or not isinstance(step, int) or not isinstance(files, dict):
+                raise ValueError(f"{where} has a damaged record entry {entry!r}.")
+            for name, rel in files.items():
+                if not isinstance(rel, str) or not _RECORD.fullmatch(rel):
+                    raise ValueError(f"{where} lists a file {rel!r} it cannot own.")
+                self.fields.setdefault(name, []).append(self.store.read(rel))
+            self.steps.append(step)
+        self.entries = list(entries)
 
     def add(self, step: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write one record: its arrays, then the manifest that lists them."""
+        if self.closed or self.config is None:
+            raise RuntimeError(_CLOSED)
+        self._check_shapes(step, arrays)
+        files = {name: f"{step:09d}-{name}.npy" for name in arrays}
         for name, arr in arrays.items():
-            self.fields.setdefault(name, []).append(arr)
+            self.store.write(files[name], arr)
+        self.entries.append({"step": step, "files": files})
+        self.store.save_manifest({"config": self.config, "records": self.entries})
+        for name, rel in files.items():
+            self.fields.setdefault(name, []).append(self.store.read(rel))
         self.steps.append(step)
 
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class _DiskRecords(_Records):
-    """Records in a store folder; the manifest is written after a record's files."""
-
-    def __init__(self, root: Path, config: dict[str, Any], probe: dict[str, np.ndarray]) -> None:
-        super().__init__()
-        self.root = root
-        self.config = config
-        self.lock = StoreLock(root, 0, owner="Recorder")
-        self.entries: list[dict[str, Any]] = []
-        _check_folder(root)
-        root.mkdir(parents=True, exist_ok=True)
-        self.lock.acquire()
-        try:
-            manifest = _read_manifest(root)
-            if manifest is None:  # the manifest first: it claims the probe files
-                self._save()
-            else:
-                _same_config(root, manifest["config"], config)
-                self.entries = list(manifest["records"])
-                self.steps, self.fields = _load_records(root, self.entries)
-            for name, arr in probe.items():
-                if not (root / name).is_file():  # also after a crash right after the manifest
-                    _write_npy(root / name, arr, overwrite=True)
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def add(self, step: int, arrays: dict[str, np.ndarray]) -> None:
-        files = {}
+    def _check_shapes(self, step: int, arrays: dict[str, np.ndarray]) -> None:
         for name, arr in arrays.items():
-            files[name] = f"{step:09d}-{name}.npy"
-            _write_npy(self.root / files[name], arr, overwrite=True)
-        self.entries.append({"step": step, "files": files})
-        self._save()
-        super().add(step, {k: np.load(self.root / f, mmap_mode="r") for k, f in files.items()})
-
-    def _save(self) -> None:
-        data = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config}
-        data["records"] = self.entries
-        with atomic_path(self.root / _MANIFEST, overwrite=True) as tmp:
-            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            before = self.fields.get(name)
+            if before and before[0].shape != arr.shape:
+                raise ValueError(
+                    f"Recorder.step({step}): the record {name!r} has shape {arr.shape}, but "
+                    f"earlier records have shape {before[0].shape} (did a layer's width or the "
+                    "number of classes change?). Nothing was recorded; record the changed model "
+                    "with a new Recorder (and another store)."
+                )
 
     def close(self) -> None:
-        """Release the store's lock (idempotent)."""
-        self.lock.release()
-
-
-def _write_npy(path: Path, arr: np.ndarray, *, overwrite: bool) -> None:
-    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-
-
-def _check_folder(root: Path) -> None:
-    """Refuse a file, or a folder holding anything a Recorder did not write."""
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"The 'store' parameter names a file, not a folder: {str(root)!r}.")
-    if not root.is_dir():
-        return
-    names = [p.name for p in root.iterdir()]
-    ours = (root / _MANIFEST).is_file()
-    foreign = [
-        n
-        for n in names
-        if not ours
-        or not (
-            n in (_MANIFEST, *_PROBE, "rank00000.lock")
-            or _RECORD.fullmatch(n)
-            or _TEMP.fullmatch(n)
-        )
-    ]
-    if foreign:
-        raise ValueError(
-            f"The 'store' parameter names {str(root)!r}, which holds files a Recorder did "
-            f"not write ({sorted(foreign)[:5]}); featviz never touches them: choose a new "
-            "or empty folder."
-        )
-
-
-def _read_manifest(root: Path) -> dict[str, Any] | None:
-    path = root / _MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} cannot be read as a Recorder manifest: {exc}.") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a featviz Recorder manifest.")
-    if int(data.get("version", 0)) > FORMAT_VERSION:
-        raise ValueError(
-            f"The store {str(root)!r} has format version {data.get('version')}; this "
-            f"featviz reads up to {FORMAT_VERSION}. Upgrade featviz."
-        )
-    return data
-
-
-def _same_config(root: Path, stored: dict[str, Any], config: dict[str, Any]) -> None:
-    diff = {k: (stored.get(k), v) for k, v in config.items() if stored.get(k) != v}
-    if diff:
-        text = "; ".join(f"{k}: stored {a!r}, this Recorder {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(
-            f"The 'store' parameter names {str(root)!r}, which was written by a different "
-            f"Recorder ({text}). Nothing was changed; use another folder to start over."
-        )
-
-
-def _load_records(
-    root: Path, entries: list[dict[str, Any]]
-) -> tuple[list[int], dict[str, list[np.ndarray]]]:
-    """Memory-map every record the manifest lists (each file must be a record name)."""
-    fields: dict[str, list[np.ndarray]] = {}
-    for entry in entries:
-        for name, rel in entry["files"].items():
-            if not isinstance(rel, str) or not _RECORD.fullmatch(rel):
-                raise ValueError(f"The store {str(root)!r} lists a file {rel!r} it cannot own.")
-            try:
-                arr = np.load(root / rel, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise ValueError(
-                    f"The store {str(root)!r} has a damaged or missing file {rel!r}: {exc}."
-                ) from exc
-            fields.setdefault(name, []).append(arr)
-    return [int(e["step"]) for e in entries], fields
+        """Release the store (idempotent); records stay readable."""
+        self.closed = True
+        self.store.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,10 +263,12 @@ class Recorder:
                 f"The 'model' parameter of Recorder must be a torch.nn.Module. Got "
                 f"{type(model).__name__} instead."
             )
-        if not isinstance(probe_images, torch.Tensor) or probe_images.ndim != 4:
-            raise ValueError(
-                "The 'probe_images' parameter of Recorder must be a (N, C, H, W) tensor. Got "
-                f"{getattr(probe_images, 'shape', type(probe_images).__name__)!r} instead."
+        _check_probe(probe_images)
+        _check_writer(writer)
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            raise TypeError(
+                "The 'store' parameter of Recorder must be a folder path (str or Path) or "
+                f"None. Got {type(store).__name__} instead."
             )
         self.model: nn.Module | None = model
         self.probe_images = probe_images.detach().cpu()
@@ -328,18 +298,24 @@ class Recorder:
 
         Raises:
             FileNotFoundError: ``store`` holds no Recorder manifest.
+            ValueError: The manifest is damaged, of another format, or has a missing or
+                newer format version (the message names the file and the version found).
         """
         root = Path(store)
-        manifest = _read_manifest(root) if root.is_dir() else None
+        store_ = _backend(root)
+        manifest = store_.load_manifest() if root.is_dir() else None
         if manifest is None:
             raise FileNotFoundError(
                 f"The 'store' parameter of Recorder.open names {str(root)!r}, which holds no "
                 f"featviz Recorder store ({_MANIFEST}). Pass the folder given as 'store'."
             )
+        cfg = manifest.get("config")
+        keys = ("layers", "every", "methods", "projection", "feature_layer")
+        if not isinstance(cfg, dict) or any(k not in cfg for k in keys):
+            raise ValueError(f"{str(root / _MANIFEST)!r} has a damaged config: {cfg!r}.")
         rec = cls.__new__(cls)
-        cfg = manifest["config"]
-        images = np.load(root / _PROBE[0], allow_pickle=False)
-        labels = np.load(root / _PROBE[1], allow_pickle=False)
+        images = np.array(store_.read(_PROBE[0]))
+        labels = np.array(store_.read(_PROBE[1]))
         rec.model = None
         rec.probe_images = torch.from_numpy(images)
         rec.labels = None if labels.size == 0 else torch.from_numpy(labels)
@@ -347,8 +323,8 @@ class Recorder:
         rec.every, rec.methods = int(cfg["every"]), tuple(cfg["methods"])
         rec.projection, rec.random_state = cfg["projection"], 0
         rec.feature_layer, rec.writer, rec.store = cfg["feature_layer"], None, root
-        rec._records = _Records()
-        rec._records.steps, rec._records.fields = _load_records(root, manifest["records"])
+        rec._records = _Records(store_)
+        rec._records.load(manifest)
         return rec
 
     def _config(self) -> dict[str, Any]:
@@ -363,14 +339,12 @@ class Recorder:
         }
 
     def _open_records(self) -> _Records:
-        if self.store is None:
-            return _Records()
         empty = np.zeros(0, np.int64)
         probe = {
             _PROBE[0]: self.probe_images.float().numpy(),
             _PROBE[1]: empty if self.labels is None else self.labels.numpy(),
         }
-        return _DiskRecords(self.store, self._config(), probe)
+        return _Records.create(_backend(self.store), self._config(), probe)
 
     def close(self) -> None:
         """Release the store's lock (idempotent); records stay readable."""
@@ -392,12 +366,19 @@ class Recorder:
 
         Returns:
             Whether a record was made.
+
+        Raises:
+            ValueError: ``step`` is not an int >= 0; a recorded field changed shape (a
+                layer's width or the number of classes changed).
+            RuntimeError: The Recorder was closed, or opened from a store (no model).
         """
+        step = check_int(step, "step", "Recorder.step", 0)
         if step % self.every or self._records is None or dist_info()[0] != 0:
             return False
         if self.model is None:
             raise RuntimeError("This Recorder was opened from a store and has no model.")
-        step = check_int(step, "step", "Recorder.step", 0)
+        if self._records.closed:
+            raise RuntimeError(_CLOSED)
         if step in self._records.steps:
             return False
         with _kept_rng():
@@ -448,7 +429,7 @@ class Recorder:
     def _field(self, name: str) -> np.ndarray:
         parts = self._records.fields.get(name) if self._records is not None else None
         if not parts:
-            raise ValueError("The Recorder has no records yet: call step(0) first.")
+            raise ValueError("The Recorder has no records: record at least one step first.")
         return np.stack(parts)
 
     @property
@@ -497,6 +478,11 @@ class Recorder:
         return overlay(self.probe_images[idx], maps, mean=mean, std=std).numpy()
 
     def _check_view(self, images: Sequence[int], method: str | None, func: str) -> str:
+        if not len(self.steps_):
+            raise ValueError(
+                f"{func} has nothing to show: the Recorder has no records; record at least "
+                "one step first."
+            )
         method = self.methods[0] if method is None else method
         check_choice(method, "method", func, self.methods)
         n = self.probe_images.shape[0]
@@ -666,10 +652,42 @@ class Recorder:
         )
 
 
+def _check_probe(probe_images: Any) -> None:
+    if not isinstance(probe_images, torch.Tensor):
+        raise TypeError(
+            "The 'probe_images' parameter of Recorder must be a (N, C, H, W) float tensor. "
+            f"Got {type(probe_images).__name__} instead."
+        )
+    if probe_images.ndim != 4 or not probe_images.is_floating_point():
+        raise ValueError(
+            "The 'probe_images' parameter of Recorder must be a (N, C, H, W) float tensor. "
+            f"Got shape {tuple(probe_images.shape)} ({probe_images.dtype}) instead."
+        )
+
+
+def _check_writer(writer: Any) -> None:
+    if writer is not None and not all(
+        callable(getattr(writer, m, None)) for m in ("add_images", "add_scalar")
+    ):
+        raise TypeError(
+            "The 'writer' parameter of Recorder must be a "
+            "torch.utils.tensorboard.SummaryWriter (with add_images and add_scalar) or None. "
+            f"Got {type(writer).__name__} instead."
+        )
+
+
 def _labels(labels: Any, n: int) -> torch.Tensor | None:
     if labels is None:
         return None
-    t = torch.as_tensor(labels).detach().cpu()
+    try:
+        if isinstance(labels, (str, bytes)):
+            raise TypeError
+        t = torch.as_tensor(labels).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"The 'labels' parameter of Recorder must hold {n} ints, one per probe image "
+            f"(a sequence or tensor), or be None. Got {type(labels).__name__} instead."
+        ) from None
     if t.shape != (n,) or t.is_floating_point():
         raise ValueError(
             f"The 'labels' parameter of Recorder must hold {n} ints, one per probe image. "
