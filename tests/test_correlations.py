@@ -381,12 +381,22 @@ def test_maps_refuse_overwrite_and_write_nothing(tmp_path):
 
 def test_maps_options_and_errors(tmp_path):
     paths = plot_correlation_maps(
-        _stack()[:2], None, tmp_path, fmt="svg", prefix="att", progress=False, threshold=0.0
+        _stack()[:2],
+        None,
+        tmp_path,
+        image_format="svg",
+        prefix="att",
+        progress=False,
+        threshold=0.0,
     )
     assert [p.name for p in paths] == ["att_000.svg", "att_001.svg"]
     assert "above 0: 0, 1, 2" in paths[0].read_text()
-    with pytest.raises(ValueError, match="'fmt' parameter"):
-        plot_correlation_maps(_stack(), NAMES, tmp_path, fmt="bmpx", progress=False)
+    with pytest.raises(ValueError, match="'image_format' parameter"):
+        plot_correlation_maps(_stack(), NAMES, tmp_path, image_format="bmpx", progress=False)
+    # `fmt` is the annotation format of plot_correlation; the file format's old name warns
+    with pytest.warns(FutureWarning, match="'fmt' parameter of plot_correlation_maps is renamed"):
+        old = plot_correlation_maps(_stack()[:1], None, tmp_path / "old", fmt="svg", progress=False)
+    assert [p.name for p in old] == ["map_000.svg"]
     with pytest.raises(ValueError, match=r"3-D \(B, R, K\)"):
         plot_correlation_maps(M, NAMES, tmp_path, progress=False)
     bad = _stack()

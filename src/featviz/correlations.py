@@ -25,7 +25,7 @@ import torch
 
 from featviz._io import atomic_path
 from featviz._ops import user_stacklevel
-from featviz._validation import check_choice
+from featviz._validation import check_choice, renamed
 from featviz.hooks import to_numpy
 
 if TYPE_CHECKING:
@@ -552,12 +552,62 @@ def _map_title(base: str, index: int, labels: list[Any], threshold: float) -> st
     return f"{base} {index}\nabove {threshold:.3g}: {shown}"
 
 
+def _check_image_format(image_format: Any, func: str) -> str:
+    """``image_format`` lower-cased if matplotlib can write it."""
+    from matplotlib.figure import Figure
+
+    supported = Figure().canvas.get_supported_filetypes()
+    if not isinstance(image_format, str) or image_format.lower() not in supported:
+        raise ValueError(
+            f"The 'image_format' parameter of {func} must be one of {sorted(supported)}. "
+            f"Got {image_format!r} instead."
+        )
+    return image_format.lower()
+
+
+def _map_paths(
+    out: Path, prefix: Any, image_format: str, batch: int, overwrite: bool, func: str
+) -> list[Path]:
+    """The B destinations ``out/{prefix}_{b:03d}.{image_format}``, all checked first.
+
+    Raises:
+        ValueError: ``prefix`` holds a folder separator.
+        NotADirectoryError: ``out`` is a file.
+        FileExistsError: Some destinations exist and ``overwrite`` is False.
+        IsADirectoryError: A destination is a folder.
+    """
+    if not isinstance(prefix, str) or any(sep in prefix for sep in ("/", "\\", os.sep)):
+        raise ValueError(
+            f"The 'prefix' parameter of {func} must be a file name prefix without "
+            f"folder separators. Got {prefix!r} instead."
+        )
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(
+            f"The 'out_dir' parameter of {func} names a file, not a folder: {str(out)!r}."
+        )
+    width = max(3, len(str(batch - 1)))
+    paths = [out / f"{prefix}_{b:0{width}d}.{image_format}" for b in range(batch)]
+    if not overwrite:
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            first = ", ".join(repr(str(p)) for p in existing[:3])
+            raise FileExistsError(
+                f"{len(existing)} of the {batch} files {func} would write exist already "
+                f"(first: {first}); pass overwrite=True to replace them. Nothing was written."
+            )
+    clashing = [p for p in paths if p.is_dir()]
+    if clashing:
+        raise IsADirectoryError(f"{func}: destination {str(clashing[0])!r} is a directory.")
+    return paths
+
+
+@renamed(fmt="image_format")
 def plot_correlation_maps(
     stack: Any,
     names: Sequence[Any] | None,
     out_dir: str | os.PathLike[str],
     *,
-    fmt: str = "png",
+    image_format: str = "png",
     overwrite: bool = False,
     progress: bool = True,
     prefix: str = "map",
@@ -570,7 +620,7 @@ def plot_correlation_maps(
 ) -> list[Path]:
     """Save one heatmap per matrix of a (B, R, K) stack, with its threshold labels.
 
-    Image ``b`` is ``out_dir/{prefix}_{b:03d}.{fmt}`` (more digits when B > 1000); its
+    Image ``b`` is ``out_dir/{prefix}_{b:03d}.{image_format}`` (more digits when B > 1000); its
     title reads ``"{title} {b}"`` and, on a second line, the labels that
     `threshold_labels` selects for that matrix (same ``threshold``/``quantile``/
     ``axis``/``reduce``). PNG, PDF and SVG files also carry that title in their
@@ -583,7 +633,7 @@ def plot_correlation_maps(
         stack: (B, R, K) array-like or tensor, e.g. one attention map per image.
         names: The K column names (also the row names when R == K), or None for indices.
         out_dir: Folder to write into; created (with parents) if missing.
-        fmt: Image format supported by matplotlib (``"png"``, ``"pdf"``, ``"svg"``,
+        image_format: Image format supported by matplotlib (``"png"``, ``"pdf"``, ``"svg"``,
             ``"jpg"``, ...).
         overwrite: Replace existing files of the same names.
         progress: Show a tqdm progress bar.
@@ -603,7 +653,7 @@ def plot_correlation_maps(
     Raises:
         FileExistsError: Some destinations exist and ``overwrite`` is False (nothing
             is written; the message names how many and the first few).
-        ValueError: ``stack`` is not 3-D, bad ``fmt`` or ``prefix``, and everything
+        ValueError: ``stack`` is not 3-D, bad ``image_format`` or ``prefix``, and everything
             `threshold_labels` and `plot_correlation` raise.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -617,18 +667,7 @@ def plot_correlation_maps(
             f"The 'stack' parameter of {func} must be 3-D (B, R, K). Got shape {arr.shape}; "
             "for a single matrix pass matrix[None]."
         )
-    if not isinstance(prefix, str) or any(sep in prefix for sep in ("/", "\\", os.sep)):
-        raise ValueError(
-            f"The 'prefix' parameter of {func} must be a file name prefix without "
-            f"folder separators. Got {prefix!r} instead."
-        )
-    supported = Figure().canvas.get_supported_filetypes()
-    if not isinstance(fmt, str) or fmt.lower() not in supported:
-        raise ValueError(
-            f"The 'fmt' parameter of {func} must be one of {sorted(supported)}. "
-            f"Got {fmt!r} instead."
-        )
-    fmt = fmt.lower()
+    image_format = _check_image_format(image_format, func)
     labels, thresholds, _ = _label_stack(
         arr,
         names,
@@ -640,32 +679,15 @@ def plot_correlation_maps(
         param="stack",
     )
     batch, rows, cols = arr.shape
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(
-            f"The 'out_dir' parameter of {func} names a file, not a folder: {str(out)!r}."
-        )
-    width = max(3, len(str(batch - 1)))
-    paths = [out / f"{prefix}_{b:0{width}d}.{fmt}" for b in range(batch)]
-    if not overwrite:
-        existing = [p for p in paths if p.exists()]
-        if existing:
-            first = ", ".join(repr(str(p)) for p in existing[:3])
-            raise FileExistsError(
-                f"{len(existing)} of the {batch} files {func} would write exist already "
-                f"(first: {first}); pass overwrite=True to replace them. Nothing was written."
-            )
-    clashing = [p for p in paths if p.is_dir()]
-    if clashing:
-        raise IsADirectoryError(f"{func}: destination {str(clashing[0])!r} is a directory.")
-    out.mkdir(parents=True, exist_ok=True)
+    paths = _map_paths(Path(out_dir), prefix, image_format, batch, overwrite, func)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
 
     base = plot_kws.pop("title", "Correlation") or "Correlation"
     figsize = plot_kws.pop("figsize", None) or _auto_figsize(rows, cols)
     # names of a square matrix label its rows too; plot_correlation checks lengths
     plot_names = names if axis == 0 or rows == cols else None
     row_names = plot_kws.pop("row_names", None if axis == 0 else names)
-    meta_ok = fmt in ("png", "pdf", "svg")
+    meta_ok = image_format in ("png", "pdf", "svg")
     for b in tqdm(range(batch), desc="correlation maps", disable=not progress):
         title = _map_title(str(base), b, labels[b], float(thresholds[b]))
         fig = Figure(figsize=figsize, layout="constrained")
@@ -677,9 +699,12 @@ def plot_correlation_maps(
             )
             with atomic_path(paths[b], overwrite=overwrite, param="out_dir") as tmp:
                 fig.savefig(
-                    tmp, format=fmt, dpi=dpi, metadata={"Title": title} if meta_ok else None
+                    tmp,
+                    format=image_format,
+                    dpi=dpi,
+                    metadata={"Title": title} if meta_ok else None,
                 )
         finally:
             fig.clear()
-    logger.info("%s: wrote %d files into %s", func, batch, out)
+    logger.info("%s: wrote %d files into %s", func, batch, out_dir)
     return paths

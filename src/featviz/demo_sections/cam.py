@@ -49,7 +49,6 @@ def _grid(
 
 def run(ctx: DemoContext) -> None:
     """Grids of all CAM methods on Shapes and on the sample photos, and a score table."""
-    from featviz import metrics
     from featviz.cam import CAM, METHODS
 
     model = ctx.model
@@ -72,6 +71,15 @@ def run(ctx: DemoContext) -> None:
     )
     ctx.save_figure(fig, "cam_methods_shapes.png", "Every CAM method on Shapes images")
 
+    _photos(ctx)
+    _scores(ctx, images, maps, n_eval)
+
+
+def _photos(ctx: DemoContext) -> None:
+    """Every CAM method on the sample photos (the pipeline on real images)."""
+    from featviz.cam import CAM
+
+    model, data = ctx.model, ctx.data
     # photos: TinyCNN never saw photographs; this only shows the pipeline on real images
     photos = ctx.photos
     x = torch.stack(
@@ -97,6 +105,14 @@ def run(ctx: DemoContext) -> None:
         "CAM methods on the sample photos (TinyCNN is not trained on photos)",
     )
 
+
+def _scores(
+    ctx: DemoContext, images: torch.Tensor, maps: dict[str, torch.Tensor], n_eval: int
+) -> None:
+    """The localisation and faithfulness table of every method, as ``cam_scores.md``."""
+    from featviz import metrics
+
+    model, data = ctx.model, ctx.data
     # localisation and faithfulness scores
     boxes = data.boxes[:n_eval]
     # deletion/insertion need steps + 1 forward passes per image and method: a subset
