@@ -36,6 +36,7 @@ __all__ = [
     "ImageBatch",
     "as_tensor",
     "bomb_error",
+    "check_pair",
     "describe",
     "display_mean_std",
     "heatmap_batch",
@@ -441,6 +442,19 @@ def image_batch(
     return ImageBatch(nhwc, batched, tensor_input)
 
 
+def check_pair(mean: Any, std: Any, *, func: str) -> None:
+    """The one rule for ``mean`` and ``std``: both or neither.
+
+    Raises:
+        ValueError: Only one of them was given.
+    """
+    if (mean is None) != (std is None):
+        raise ValueError(
+            f"The 'mean' and 'std' parameters of {func} must be given together. "
+            f"Got mean={mean!r}, std={std!r} instead."
+        )
+
+
 def display_mean_std(
     nhwc: torch.Tensor, mean: Any, std: Any, *, func: str, param: str = "images"
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -454,11 +468,7 @@ def display_mean_std(
     Raises:
         ValueError: A lone ``mean`` or ``std``, either with uint8 images, or bad values.
     """
-    if (mean is None) != (std is None):
-        raise ValueError(
-            f"The 'mean' and 'std' parameters of {func} must be given together. "
-            f"Got mean={mean!r}, std={std!r} instead."
-        )
+    check_pair(mean, std, func=func)
     if mean is None:
         if nhwc.is_floating_point() and nhwc.numel() and float(nhwc.amax()) > 1.5:
             warnings.warn(
