@@ -237,6 +237,8 @@ def as_tensor(x: Any, *, func: str, param: str) -> tuple[torch.Tensor, bool]:
 # -- images ------------------------------------------------------------------------------------
 _NUMPY_FORMS = "(H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in (1, 3, 4)"
 _TENSOR_FORMS = "(H, W), (C, H, W) or (N, C, H, W) with C in (1, 3, 4)"
+_IMAGE_DTYPES = "uint8 (0..255) or float ([0, 1]) images"
+_DTYPE_FIX = "Convert with .astype(np.uint8) / .to(torch.uint8), or to float in [0, 1]."
 
 
 class ImageBatch(NamedTuple):
@@ -334,6 +336,8 @@ def _one_image(x: Any, func: str, param: str, batch: bool) -> tuple[torch.Tensor
     if not isinstance(x, (np.ndarray, torch.Tensor)):
         expected = "a PIL image, a list of images, a numpy array or a torch.Tensor"
         raise _fail(TypeError, param, func, expected, type(x).__name__)
+    if isinstance(x, np.ndarray) and x.dtype == np.bool_:
+        raise _fail(TypeError, param, func, _IMAGE_DTYPES, describe(x), _DTYPE_FIX)
     t, was_numpy = as_tensor(x, func=func, param=param)
     if batch and t.ndim == 3:
         code = "NHW"  # a batch is wanted: 3-D is (N, H, W) grey images
@@ -423,14 +427,7 @@ def image_batch(
         nhwc, batched = _one_image(images, func, param, batch=n is not None)
         tensor_input = isinstance(images, torch.Tensor)
     if nhwc.dtype != torch.uint8 and not nhwc.is_floating_point():
-        raise _fail(
-            TypeError,
-            param,
-            func,
-            "uint8 (0..255) or float ([0, 1]) images",
-            describe(images),
-            "Convert with .astype(np.uint8) / .to(torch.uint8), or to float in [0, 1].",
-        )
+        raise _fail(TypeError, param, func, _IMAGE_DTYPES, describe(images), _DTYPE_FIX)
     if min(nhwc.shape[:3]) == 0:
         raise _fail(ValueError, param, func, "non-empty images", describe(images))
     if n is not None and nhwc.shape[0] != n:
@@ -610,8 +607,14 @@ def label_array(labels: Any, n: int, *, func: str, param: str = "labels") -> np.
     if isinstance(labels, torch.Tensor):
         t = labels.detach().cpu()
         arr = (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
-    elif isinstance(labels, (np.ndarray, list, tuple)):
-        arr = np.asarray(labels) if not isinstance(labels, np.ndarray) else labels
+    elif isinstance(labels, np.ndarray):
+        arr = labels
+    elif isinstance(labels, (list, tuple)):
+        if all(np.ndim(v) == 0 for v in labels):
+            arr = np.empty(len(labels), dtype=object)  # no coercion: ["a", 1] is a mix
+            arr[:] = list(labels)
+        else:  # nested: refused as not 1-D below
+            arr = np.asarray(labels, dtype=object)
     else:
         expected = "a tensor, numpy array, list or tuple of labels"
         raise _fail(TypeError, param, func, expected, type(labels).__name__)
@@ -656,6 +659,8 @@ def _object_labels(arr: np.ndarray, func: str, param: str) -> np.ndarray:
         )
     if all(isinstance(v, str) for v in values):
         return np.asarray(values, dtype=str)
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return np.asarray(values, dtype=bool)
     if all(isinstance(v, (int, float, np.number)) and not isinstance(v, str) for v in values):
         return np.asarray(values, dtype=np.float64)
     kinds = sorted({type(v).__name__ for v in values})

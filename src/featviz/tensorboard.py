@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from featviz._images import (
-    ImageBatch,
     as_tensor,
     check_pair,
     describe,
@@ -98,11 +97,11 @@ def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
     )
 
 
-def _images(images: Any, n: int, mean: Any, std: Any) -> tuple[ImageBatch, torch.Tensor]:
-    """The images (`featviz._images` rules, N of them) and float RGB (N, 3, H, W) in [0, 1]."""
+def _images(images: Any, n: int, mean: Any, std: Any) -> torch.Tensor:
+    """N images (any form `featviz._images` reads) as float RGB (N, 3, H, W) in [0, 1]."""
     batch = image_batch(images, func=_FN, n=n)
     ms = display_mean_std(batch.nhwc, mean, std, func=_FN)
-    return batch, rgb_float(batch.nhwc, ms, channels_first=True)
+    return rgb_float(batch.nhwc, ms, channels_first=True)
 
 
 def _sprite_size(n: int, image_hw: tuple[int, int], sprite_size: int | None) -> int:
@@ -165,7 +164,7 @@ def _metadata(
 def _write_heatmaps(
     writer: SummaryWriter,
     heatmaps: Mapping[str, Any],
-    images: ImageBatch | None,
+    images: torch.Tensor | None,
     n: int,
     opts: dict[str, Any],
 ) -> list[str]:
@@ -179,10 +178,8 @@ def _write_heatmaps(
         m = heatmap_batch(maps, func=_FN, n=n, key=str(name)).maps
         if images is None:
             shown = colorize(normalize(m[:k]), cmap=opts["cmap"])
-        else:  # the images as given: the same pixels as featviz.overlay on them
-            chw = images.nhwc[:k].permute(0, 3, 1, 2)
-            kw = {"mean": opts["mean"], "std": opts["std"]}
-            shown = overlay(chw, m[:k], alpha=opts["alpha"], cmap=opts["cmap"], **kw)
+        else:  # display RGB in [0, 1]: checked and warned about once, by _images
+            shown = overlay(images[:k], m[:k], alpha=opts["alpha"], cmap=opts["cmap"])
         tag = f"{opts['tag']}/{name}"
         writer.add_images(tag, shown, global_step=opts["step"], dataformats="NHWC")
         tags.append(tag)
@@ -254,12 +251,11 @@ def to_tensorboard(
     _check_counts(step, max_points, max_images, sprite_size)
     check_pair(mean, std, func=_FN)
     n = _count(features, heatmaps)
-    batch, imgs = (None, None) if images is None else _images(images, n, mean, std)
+    imgs = None if images is None else _images(images, n, mean, std)
     writer, owned = _writer(writer_or_logdir)
     try:
         opts = {"max_images": max_images, "alpha": alpha, "cmap": cmap, "tag": tag, "step": step}
-        opts |= {"mean": mean, "std": std}
-        tags = _write_heatmaps(writer, heatmaps or {}, batch, n, opts)
+        tags = _write_heatmaps(writer, heatmaps or {}, imgs, n, opts)
         rows, size = np.zeros(0, dtype=np.int64), None
         if features is not None:
             feats = torch.from_numpy(_array(features, "features")).float().reshape(n, -1)
