@@ -148,3 +148,19 @@ def test_label_array_one_rule():
     assert _images.label_array(np.array([b"a", b"b"]), 2, func="f").tolist() == ["a", "b"]
     with pytest.raises(ValueError, match=r"mix of \['int', 'str'\]"):
         _images.label_array(["a", 1], 2, func="f")
+
+
+def test_model_batch_takes_float_tensors_as_they_are():
+    x = torch.rand(2, 5, 4, 4, requires_grad=True)  # any channel count, grads kept
+    assert _images.model_batch(x, func="f") is x
+    assert _images.model_batch(x[0], func="f", single=True).shape == (1, 5, 4, 4)
+    with pytest.raises(
+        TypeError, match=r"'images' parameter of f must be a float tensor .* ndarray"
+    ):
+        _images.model_batch(np.zeros((1, 3, 4, 4)), func="f")
+    with pytest.raises(
+        ValueError, match=r"a non-empty float tensor \(N, C, H, W\)\. Got .* torch\.uint8"
+    ):
+        _images.model_batch(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), func="f")
+    with pytest.raises(ValueError, match=r"Got Tensor of shape \(3, 4, 4\)"):
+        _images.model_batch(torch.zeros(3, 4, 4), func="f")

@@ -45,11 +45,11 @@ __all__ = [
     "label_array",
     "label_names",
     "mean_std",
+    "model_batch",
     "pil_to_float",
     "pil_to_rgb",
     "rgb_float",
     "size2",
-    "unit_rgb",
 ]
 
 #: Channel counts an image may have: grey, RGB, RGBA.
@@ -138,33 +138,6 @@ def mean_std(
     return m.reshape(-1, 1, 1), s.reshape(-1, 1, 1)
 
 
-def unit_rgb(
-    x: torch.Tensor, mean_std: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> torch.Tensor:
-    """Channel-first images (n, C, H, W), C in (1, 3, 4) -> float32 RGB in [0, 1].
-
-    uint8 is divided by 255; floats are taken as [0, 1], or as standardised values when
-    ``mean_std`` (from `mean_std`) is given (``x * std + mean``). Grey is repeated to
-    RGB, alpha composited onto white; values are clipped to [0, 1].
-
-    Args:
-        x: (n, C, H, W) uint8 or float tensor.
-        mean_std: ``(mean, std)`` float32 (C', 1, 1) tensors, or None.
-
-    Returns:
-        New float32 tensor (n, 3, H, W) on ``x``'s device.
-    """
-    out = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    if mean_std is not None:
-        m, s = mean_std
-        out = out * s.to(out.device) + m.to(out.device)
-    if out.shape[1] == 4:
-        out = out[:, :3] * out[:, 3:] + (1 - out[:, 3:])
-    elif out.shape[1] == 1:
-        out = out.expand(-1, 3, -1, -1)
-    return out.clamp(0, 1)
-
-
 def bomb_error(path: Any, exc: BaseException) -> ValueError:
     """The one error for an image over PIL's decompression-bomb limit, naming the file.
 
@@ -237,6 +210,7 @@ def as_tensor(x: Any, *, func: str, param: str) -> tuple[torch.Tensor, bool]:
 # -- images ------------------------------------------------------------------------------------
 _NUMPY_FORMS = "(H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in (1, 3, 4)"
 _TENSOR_FORMS = "(H, W), (C, H, W) or (N, C, H, W) with C in (1, 3, 4)"
+_MISSING_FIX = "Drop those rows, or leave the labels out."
 _IMAGE_DTYPES = "uint8 (0..255) or float ([0, 1]) images"
 _DTYPE_FIX = "Convert with .astype(np.uint8) / .to(torch.uint8), or to float in [0, 1]."
 
@@ -592,6 +566,46 @@ def heatmap_batch(
     return HeatmapBatch(t.to(device=device, dtype=torch.float32), batched)
 
 
+# -- model inputs ----------------------------------------------------------------------------
+def model_batch(
+    images: Any, *, func: str, param: str = "images", single: bool = False
+) -> torch.Tensor:
+    """Images as a model takes them: a non-empty float tensor (N, C, H, W), any C.
+
+    Not display images (see `image_batch`): these go into the model as they are, so
+    they must already be a float tensor in the model's layout; nothing is copied or
+    detached.
+
+    Args:
+        images: The tensor.
+        func: The public function, for error messages.
+        param: Its parameter name.
+        single: Accept one image (C, H, W) too, returned as (1, C, H, W).
+
+    Raises:
+        TypeError: Not a tensor.
+        ValueError: Another rank, an empty batch, or not floating point.
+    """
+    shape = "(N, C, H, W)" + (" or (C, H, W)" if single else "")
+    if not isinstance(images, torch.Tensor):
+        fix = (
+            "Read files with featviz.load_image, or convert arrays with "
+            "torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255."
+        )
+        raise _fail(
+            TypeError,
+            param,
+            func,
+            f"a float tensor {shape}, as the model takes it",
+            describe(images),
+            fix,
+        )
+    t = images[None] if single and images.ndim == 3 else images
+    if t.ndim != 4 or t.shape[0] == 0 or not t.is_floating_point():
+        raise _fail(ValueError, param, func, f"a non-empty float tensor {shape}", describe(images))
+    return t
+
+
 # -- labels ------------------------------------------------------------------------------------
 def label_array(labels: Any, n: int, *, func: str, param: str = "labels") -> np.ndarray:
     """(N,) labels of one kind: int64 (ints, and floats that are integers), bool, float64 or str.
@@ -633,6 +647,7 @@ def label_array(labels: Any, n: int, *, func: str, param: str = "labels") -> np.
                 func,
                 "a label for every item",
                 f"{missing.size} missing (NaN) at rows {missing[:5].tolist()}",
+                _MISSING_FIX,
             )
         if np.isfinite(arr).all() and (arr == np.round(arr)).all():
             return arr.astype(np.int64)
@@ -656,6 +671,7 @@ def _object_labels(arr: np.ndarray, func: str, param: str) -> np.ndarray:
             func,
             "a label for every item",
             f"{len(missing)} missing (None or NaN) at rows {missing[:5]}",
+            _MISSING_FIX,
         )
     if all(isinstance(v, str) for v in values):
         return np.asarray(values, dtype=str)

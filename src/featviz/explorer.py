@@ -375,8 +375,10 @@ def explore(
         points: A `Projection` (its ``embedding``'s first two columns and its labels),
             a `FeatureSet` (``layers`` projected with ``method``; its labels, and its
             outputs as logits for the predictions), or an (N, 2) tensor/array.
-        images: (N, C, H, W) tensor or (N, H, W, C) array (C in 1, 3, 4; also (N, H, W)),
-            uint8 0..255 or float 0..1 (or normalised, with ``mean`` and ``std``).
+        images: N images in any form `featviz.overlay` takes: (N, C, H, W) tensor,
+            (N, H, W, C) array, (N, H, W) grey, or a list of N PIL images, arrays or
+            tensors; C in 1, 3, 4; uint8 0..255 or float 0..1 (any float dtype), or
+            standardised, with ``mean`` and ``std`` (given together).
         labels: (N,) true classes: ints (named through ``class_names``) or strings.
             Defaults to the labels of a `Projection`/`FeatureSet`.
         predictions: (N,) predicted classes, or (N, C) float logits (then the

@@ -399,13 +399,16 @@ def overlay(
     Accepted images:
 
     * PIL images of any mode (converted to RGB; alpha composited onto white);
+    * a list or tuple of single images of one size (PIL images, arrays, tensors);
     * numpy arrays, channel-last: (H, W), (H, W, C), (N, H, W) grayscale batches,
-      (N, H, W, C) (also (N, C, H, W));
-    * tensors, channel-first: (H, W), (C, H, W), (N, C, H, W);
+      (N, H, W, C) (channel-first arrays are refused with the fix);
+    * tensors, channel-first: (H, W), (C, H, W), (N, C, H, W), (N, H, W) grey;
 
     with C in (1, 3, 4) (grayscale is repeated to RGB, alpha composited onto white),
-    holding uint8 values 0..255 or floats in [0, 1] (clipped), or normalised floats
-    when ``mean`` and ``std`` are given (then ``x * std + mean`` is displayed).
+    holding uint8 values 0..255 or floats of any dtype (bfloat16 and float16 too) in
+    [0, 1] (clipped; a maximum above 1.5 warns), or standardised floats when ``mean``
+    and ``std`` are given together (then ``x * std + mean`` is displayed). These are
+    the rules of every featviz function that takes images (`featviz._images`).
 
     Heatmaps are (h, w), (N, h, w) or (N, 1, h, w), tensor or array, any size. One image
     with N heatmaps gives N overlays of that image, and the other way round.
