@@ -383,7 +383,7 @@ def test_overlay_equals_its_definition():
 
 
 def test_overlay_chunking_does_not_change_results():
-    from featviz.featuremaps import _blend_cpu, _blend_torch, _colour_rows, _prepare
+    from featviz.overlays import _blend_cpu, _blend_torch, _colour_rows, _prepare
 
     gen = torch.Generator().manual_seed(0)
     imgs = torch.rand(5, 3, 12, 10, generator=gen)
@@ -408,7 +408,7 @@ def test_overlay_chunking_does_not_change_results():
 @pytest.mark.parametrize("cmap", ["jet", "cv2:jet", "viridis", "tab10", "gray"])
 def test_overlay_opencv_path_equals_torch_path(cmap, monkeypatch):
     """On the CPU overlays go through OpenCV; the numbers are the torch path's."""
-    import featviz.featuremaps as fm
+    import featviz.overlays as fm
 
     calls = []
     real = fm._blend_cpu

@@ -108,7 +108,7 @@ def test_to_image_modes_3d_and_tensors():
 
 
 def test_to_image_errors():
-    with pytest.raises(ValueError, match=r"Got shape \(2, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"Got ndarray of shape \(2, 2, 2\)"):
         to_image(np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match="must be >= cmin"):
         to_image(np.zeros((2, 2)), cmin=1, cmax=0)
@@ -230,7 +230,7 @@ def test_load_image_errors(tmp_path):
     good = save_image(np.zeros((4, 4), np.uint8), tmp_path / "z.png")
     with pytest.raises(ValueError, match="'size' parameter of load_image"):
         load_image(good, size=(0, 4))
-    with pytest.raises(ValueError, match="both be given"):
+    with pytest.raises(ValueError, match="must be given together"):
         load_image(good, std=None)
 
 

@@ -36,10 +36,10 @@ _EXPORTS: dict[str, str] = {
     "sum_channels": "featviz.featuremaps",
     "normalize": "featviz.featuremaps",
     "upsample": "featviz.featuremaps",
-    "colorize": "featviz.featuremaps",
-    "overlay": "featviz.featuremaps",
     "plot_feature_grid": "featviz.featuremaps",
-    "plot_overlays": "featviz.featuremaps",
+    "colorize": "featviz.overlays",
+    "overlay": "featviz.overlays",
+    "plot_overlays": "featviz.overlays",
     # arrays <-> images
     "to_image": "featviz.imageio",
     "save_image": "featviz.imageio",
@@ -116,15 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
     )
     from featviz.explorer import ExploreView, explore
     from featviz.extraction import extract
-    from featviz.featuremaps import (
-        colorize,
-        normalize,
-        overlay,
-        plot_feature_grid,
-        plot_overlays,
-        sum_channels,
-        upsample,
-    )
+    from featviz.featuremaps import normalize, plot_feature_grid, sum_channels, upsample
     from featviz.featureset import FeatureSet
     from featviz.hooks import Capture, capture, hookable, resolve_layers, to_numpy
     from featviz.imageio import (
@@ -136,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         to_image,
         unstandardize,
     )
+    from featviz.overlays import colorize, overlay, plot_overlays
     from featviz.projection import (
         Projection,
         plot_layer_projections,

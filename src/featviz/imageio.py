@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from featviz._images import bomb_error, mean_std, pil_to_float, size2
+from featviz._images import bomb_error, check_pair, image_layout, mean_std, pil_to_float, size2
 from featviz._io import atomic_path
 from featviz._ops import resize, user_stacklevel
 
@@ -86,20 +86,26 @@ def _bytescale(data: np.ndarray, cmin: float | None, cmax: float | None) -> np.n
 
 
 def _to_array(array: Any) -> np.ndarray:
+    """One image, channel-last, any dtype (`featviz._images.image_layout`'s rule)."""
     if isinstance(array, torch.Tensor):
         t = array.detach()
-        if t.dtype == torch.bfloat16:
+        if t.dtype in (torch.bfloat16, torch.float16):
             t = t.float()
-        a = t.cpu().numpy()
-        if a.ndim == 3 and a.shape[0] in (1, 3, 4):
-            a = a.transpose(1, 2, 0)  # tensors are channel-first
-        return a
-    if isinstance(array, np.ndarray):
-        return array
-    raise TypeError(
-        "The 'array' parameter of to_image must be a numpy array or a torch.Tensor. "
-        f"Got {type(array).__name__} instead."
-    )
+        a, numpy = t.cpu().numpy(), False
+    elif isinstance(array, np.ndarray):
+        a, numpy = array, True
+    else:
+        raise TypeError(
+            "The 'array' parameter of to_image must be a numpy array or a torch.Tensor. "
+            f"Got {type(array).__name__} instead."
+        )
+    if a.ndim == 3 and a.size:
+        code = image_layout(
+            a.shape, numpy=numpy, func="to_image", param="array", value=array, single=True
+        )
+        if code == "CHW":
+            a = a.transpose(1, 2, 0)
+    return a
 
 
 def to_image(
@@ -126,9 +132,10 @@ def to_image(
 
     Args:
         array: (H, W) -> mode ``"L"``; (H, W, 1) -> ``"L"``; (H, W, 3) -> ``"RGB"``;
-            (H, W, 4) -> ``"RGBA"``. Tensors (any device) are accepted too; a 3-D
-            tensor whose first axis has length 1, 3 or 4 is read as channel-first
-            (C, H, W), any other as (H, W, C).
+            (H, W, 4) -> ``"RGBA"``. Tensors (any device, any dtype incl. bfloat16)
+            are accepted too; a 3-D tensor whose first axis has length 1, 3 or 4 is
+            read as channel-first (C, H, W), else as (H, W, C). A channel-first numpy
+            array is refused with the fix (numpy images are channel-last).
         cmin: Value that becomes 0 (lower values are clipped).
         cmax: Value that becomes 255 (higher values are clipped).
         mode: Force a PIL mode: ``"L"``, ``"RGB"``, ``"RGBA"``, or ``"F"`` (2-D only:
@@ -280,11 +287,7 @@ def load_image(
         raise IsADirectoryError(
             f"The 'path' parameter of load_image names a folder, not an image file: {str(p)!r}."
         )
-    if (mean is None) != (std is None):
-        raise ValueError(
-            "The 'mean' and 'std' parameters of load_image must both be given or both be "
-            f"None. Got mean={mean!r}, std={std!r}."
-        )
+    check_pair(mean, std, func="load_image")
     hw = None
     if size is not None:
         hw = size2(size, "size", "load_image")

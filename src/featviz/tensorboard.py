@@ -21,7 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featviz._images import mean_std, unit_rgb
+from featviz._images import (
+    as_tensor,
+    check_pair,
+    describe,
+    display_mean_std,
+    heatmap_batch,
+    image_batch,
+    label_array,
+    label_names,
+    rgb_float,
+)
 from featviz._ops import resize, user_stacklevel
 
 if TYPE_CHECKING:
@@ -57,31 +67,16 @@ class TensorBoardExport:
 
 
 def _error(name: str, expected: str, value: Any) -> ValueError:
-    shape = getattr(value, "shape", None)
-    got = f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)
+    got = describe(value)
     return ValueError(f"The {name!r} parameter of {_FN} must be {expected}. Got {got} instead.")
 
 
-def _tensor(value: Any, name: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return torch.as_tensor(np.asarray(value))
-    raise TypeError(
-        f"The {name!r} parameter of {_FN} must be a tensor or numpy array. "
-        f"Got {type(value).__name__} instead."
-    )
-
-
 def _array(value: Any, name: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return np.asarray(value)
-    raise TypeError(
-        f"The {name!r} parameter of {_FN} must be a tensor, numpy array or list. "
-        f"Got {type(value).__name__} instead."
-    )
+    """Features or logits (numbers) as a numpy array."""
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    t, _ = as_tensor(value, func=_FN, param=name)
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).cpu().numpy()
 
 
 def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
@@ -103,20 +98,10 @@ def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
 
 
 def _images(images: Any, n: int, mean: Any, std: Any) -> torch.Tensor:
-    """(N, 3, H, W) float images in [0, 1] from tensors (N, C, H, W) or arrays (N, H, W, C)."""
-    channel_last = isinstance(images, np.ndarray)
-    t = _tensor(images, "images")
-    if t.ndim == 3:
-        t = t.unsqueeze(-1 if channel_last else 1)
-    if channel_last and t.ndim == 4:
-        t = t.permute(0, 3, 1, 2)
-    if t.ndim != 4 or t.shape[0] != n or t.shape[1] not in (1, 3):
-        expected = f"(N, C, H, W) tensors or (N, H, W, C) arrays with N={n}, C 1 or 3"
-        raise _error("images", expected, images)
-    ms = None
-    if mean is not None and std is not None:
-        ms = mean_std(mean, std, t.shape[1], t.device, "to_tensorboard")
-    return unit_rgb(t, ms)
+    """N images (any form `featviz._images` reads) as float RGB (N, 3, H, W) in [0, 1]."""
+    batch = image_batch(images, func=_FN, n=n)
+    ms = display_mean_std(batch.nhwc, mean, std, func=_FN)
+    return rgb_float(batch.nhwc, ms, channels_first=True)
 
 
 def _sprite_size(n: int, image_hw: tuple[int, int], sprite_size: int | None) -> int:
@@ -162,17 +147,13 @@ def _metadata(
     for name, values in (("label", labels), ("prediction", predictions)):
         if values is None:
             continue
-        arr = _array(values, name + "s")
-        if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
-            arr = arr.argmax(1)  # logits
-        if arr.shape != (n,):
-            raise _error(name + "s", f"(N,) classes with N={n}", arr)
-        if class_names is not None and np.issubdtype(arr.dtype, np.integer):
-            if arr.min() < 0 or arr.max() >= len(class_names):
-                raise _error(name + "s", f"class indices in [0, {len(class_names) - 1}]", arr)
-            columns[name] = [str(class_names[int(i)]) for i in arr[rows]]
-        else:
-            columns[name] = [str(v) for v in arr[rows].tolist()]
+        param = name + "s"
+        if name == "prediction" and np.ndim(values) == 2:
+            arr = _array(values, param)
+            if np.issubdtype(arr.dtype, np.floating):
+                values = arr.argmax(1)  # logits
+        classes = label_array(values, n, func=_FN, param=param)
+        columns[name] = label_names(classes[rows], class_names, func=_FN, param=param)
     if not columns:
         return None, None
     if len(columns) == 1:
@@ -188,19 +169,16 @@ def _write_heatmaps(
     opts: dict[str, Any],
 ) -> list[str]:
     """Each heatmap over its image (or coloured alone) for the first ``max_images``."""
-    from featviz.featuremaps import colorize, normalize, overlay
+    from featviz.featuremaps import normalize
+    from featviz.overlays import colorize, overlay
 
     k = min(n, opts["max_images"])
     tags = []
     for name, maps in heatmaps.items():
-        m = _tensor(maps, f"heatmaps[{name!r}]").float()
-        if m.ndim == 4 and m.shape[1] == 1:
-            m = m[:, 0]
-        if m.ndim != 3 or m.shape[0] != n:
-            raise _error("heatmaps", f"a mapping of names to (N, h, w) maps with N={n}", m)
+        m = heatmap_batch(maps, func=_FN, n=n, key=str(name)).maps
         if images is None:
             shown = colorize(normalize(m[:k]), cmap=opts["cmap"])
-        else:
+        else:  # display RGB in [0, 1]: checked and warned about once, by _images
             shown = overlay(images[:k], m[:k], alpha=opts["alpha"], cmap=opts["cmap"])
         tag = f"{opts['tag']}/{name}"
         writer.add_images(tag, shown, global_step=opts["step"], dataformats="NHWC")
@@ -245,8 +223,10 @@ def to_tensorboard(
         features: (N, D) tensor/array (higher ranks are flattened), or None.
         labels: (N,) classes (ints, named through ``class_names``, or strings).
         predictions: (N,) predicted classes or (N, C) logits (argmax is taken).
-        images: (N, C, H, W) tensor or (N, H, W, C) array, C 1 or 3, uint8 or float in
-            [0, 1] (or normalised, with ``mean`` and ``std``).
+        images: Any form `featviz.overlay` takes, as a batch of N: (N, C, H, W) tensor,
+            (N, H, W, C) array, (N, H, W) grey, or a list of N PIL images/arrays/tensors;
+            C 1, 3 or 4; uint8 or float in [0, 1] (or standardised, with ``mean`` and
+            ``std``, which must be given together).
         heatmaps: ``{name: (N, h, w) maps}``, e.g. Grad-CAMs or summed feature maps.
         step: Global step of the embedding and the images.
         tag: Embedding name and prefix of the image tags.
@@ -269,7 +249,8 @@ def to_tensorboard(
         ValueError: Shapes that do not match N, values out of range.
     """
     _check_counts(step, max_points, max_images, sprite_size)
-    n = _count(features, images, heatmaps)
+    check_pair(mean, std, func=_FN)
+    n = _count(features, heatmaps)
     imgs = None if images is None else _images(images, n, mean, std)
     writer, owned = _writer(writer_or_logdir)
     try:
@@ -277,7 +258,7 @@ def to_tensorboard(
         tags = _write_heatmaps(writer, heatmaps or {}, imgs, n, opts)
         rows, size = np.zeros(0, dtype=np.int64), None
         if features is not None:
-            feats = _tensor(features, "features").float().reshape(n, -1)
+            feats = torch.from_numpy(_array(features, "features")).float().reshape(n, -1)
             hw = None if imgs is None else (int(imgs.shape[2]), int(imgs.shape[3]))
             size = None if hw is None else _sprite_size(n, hw, sprite_size)
             rows = _rows(n, size, max_points, random_state)
@@ -311,21 +292,21 @@ def _check_counts(step: Any, max_points: Any, max_images: Any, sprite_size: Any)
         raise _error("sprite_size", f"None or an int in the range [1, {SPRITE_LIMIT}]", sprite_size)
 
 
-def _count(features: Any, images: Any, heatmaps: Any) -> int:
-    """N, from the first of features, images, heatmaps given."""
+def _count(features: Any, heatmaps: Any) -> int:
+    """N, from the features, else from the first heatmaps (images must then match it)."""
     if heatmaps is not None and not isinstance(heatmaps, Mapping):
         raise TypeError(
             f"The 'heatmaps' parameter of {_FN} must be a mapping of names to (N, h, w) maps. "
             f"Got {type(heatmaps).__name__} instead."
         )
-    for name, value in (("features", features), ("images", images)):
-        if value is not None:
-            t = _tensor(value, name)
-            if t.ndim < 2 or t.shape[0] < 1:
-                raise _error(name, "a batch (N, ...) with N >= 1", t)
-            return int(t.shape[0])
+    if features is not None:
+        arr = _array(features, "features")
+        if arr.ndim < 2 or arr.shape[0] < 1:
+            raise _error("features", "a batch (N, ...) with N >= 1", arr)
+        return int(arr.shape[0])
     if heatmaps:
-        return int(_tensor(next(iter(heatmaps.values())), "heatmaps").shape[0])
+        name, maps = next(iter(heatmaps.items()))
+        return int(heatmap_batch(maps, func=_FN, key=str(name)).maps.shape[0])
     raise ValueError(
         f"{_FN} has nothing to write: pass 'features' (an embedding) and/or 'heatmaps'."
     )
