@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CLIError", "cli_wording", "describe"]
+__all__ = ["CLIError", "cli_wording", "describe", "param_error"]
 
 
 class CLIError(Exception):
@@ -20,23 +20,43 @@ class CLIError(Exception):
 
 
 def describe(value: Any) -> str:
-    """What a value is, for an error message: type, and shape and dtype for arrays.
+    """What a value is, for an error message: type, and shape and dtype where it has them.
 
     Args:
         value: Anything a user passed.
 
     Returns:
         For example ``"Tensor of shape (2, 3, 8, 8) and dtype torch.float32"``,
-        ``"list of 3 items"`` or ``"str 'abc'"``.
+        ``"list of length 3"``, ``"'abc'"`` (a short repr) or ``"dict"`` (a long one's type).
     """
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is not None and dtype is not None:
         return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
     if isinstance(value, (list, tuple)):
-        return f"{type(value).__name__} of {len(value)} items"
+        return f"{type(value).__name__} of length {len(value)}"
     text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return text if len(text) <= 60 else type(value).__name__
+
+
+def param_error(
+    kind: type[Exception], param: str, func: str, expected: str, got: str, fix: str = ""
+) -> Exception:
+    """The house error: what the parameter must be, what came (``got``), what to do.
+
+    Args:
+        kind: The exception class (``TypeError``, ``ValueError``, ...).
+        param: The parameter's name.
+        func: The public function's name.
+        expected: What the parameter must be ("an int in the range [1, inf)").
+        got: What came, usually `describe` of the value.
+        fix: An optional sentence saying what to do.
+
+    Returns:
+        ``kind("The 'param' parameter of func must be expected. Got got instead. fix")``.
+    """
+    hint = f" {fix}" if fix else ""
+    return kind(f"The {param!r} parameter of {func} must be {expected}. Got {got} instead.{hint}")
 
 
 _PARAMETER = re.compile(r"The '(\w+)' parameter(?: of [\w.]+(?:\(\))?)?")

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
+from featviz._errors import describe, param_error
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -37,7 +39,6 @@ __all__ = [
     "as_tensor",
     "bomb_error",
     "check_pair",
-    "describe",
     "display_mean_std",
     "heatmap_batch",
     "image_batch",
@@ -156,26 +157,6 @@ def bomb_error(path: Any, exc: BaseException) -> ValueError:
 
 
 # -- the one error wording -------------------------------------------------------------------
-def describe(value: Any) -> str:
-    """What a value is, for error messages: type, and shape and dtype where it has them."""
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    if isinstance(value, (list, tuple)):
-        return f"{type(value).__name__} of length {len(value)}"
-    text = repr(value)
-    return text if len(text) <= 60 else type(value).__name__
-
-
-def _fail(
-    kind: type[Exception], param: str, func: str, expected: str, got: str, fix: str = ""
-) -> Exception:
-    """The house error: what the parameter must be, what came (``got``), what to do."""
-    hint = f" {fix}" if fix else ""
-    return kind(f"The {param!r} parameter of {func} must be {expected}. Got {got} instead.{hint}")
-
-
 # -- arrays and tensors ------------------------------------------------------------------------
 def as_tensor(x: Any, *, func: str, param: str) -> tuple[torch.Tensor, bool]:
     """An array or tensor as a detached tensor, and whether it was a numpy array.
@@ -189,12 +170,16 @@ def as_tensor(x: Any, *, func: str, param: str) -> tuple[torch.Tensor, bool]:
     """
     if isinstance(x, torch.Tensor):
         if x.is_complex():
-            raise _fail(TypeError, param, func, "real numbers", describe(x))
+            raise param_error(TypeError, param, func, "real numbers", describe(x))
         return x.detach(), False
     if not isinstance(x, np.ndarray):
-        raise _fail(TypeError, param, func, "a torch.Tensor or numpy.ndarray", type(x).__name__)
+        raise param_error(
+            TypeError, param, func, "a torch.Tensor or numpy.ndarray", type(x).__name__
+        )
     if x.dtype.kind not in "biuf":
-        raise _fail(TypeError, param, func, "a numeric (bool, int or float) array", describe(x))
+        raise param_error(
+            TypeError, param, func, "a numeric (bool, int or float) array", describe(x)
+        )
     if x.dtype == np.bool_:
         x = x.astype(np.uint8)
     elif x.dtype.kind == "u" and x.dtype.itemsize > 1:
@@ -256,7 +241,7 @@ def image_layout(
             return "NHWC"
         if (nd == 3 and first in CHANNELS) or (nd == 4 and second in CHANNELS):
             order = "(1, 2, 0)" if nd == 3 else "(0, 2, 3, 1)"
-            raise _fail(
+            raise param_error(
                 ValueError,
                 param,
                 func,
@@ -267,7 +252,7 @@ def image_layout(
             )
         if nd == 3 and not single:
             return "NHW"
-        raise _fail(
+        raise param_error(
             ValueError, param, func, f"a channel-last array {_NUMPY_FORMS}", describe(value)
         )
     if nd == 3 and first in CHANNELS:
@@ -278,7 +263,7 @@ def image_layout(
         return "NCHW"
     if nd in (3, 4) and last in CHANNELS:
         order = "(2, 0, 1)" if nd == 3 else "(0, 3, 1, 2)"
-        raise _fail(
+        raise param_error(
             ValueError,
             param,
             func,
@@ -288,7 +273,9 @@ def image_layout(
         )
     if nd == 3 and not single:
         return "NHW"
-    raise _fail(ValueError, param, func, f"a channel-first tensor {_TENSOR_FORMS}", describe(value))
+    raise param_error(
+        ValueError, param, func, f"a channel-first tensor {_TENSOR_FORMS}", describe(value)
+    )
 
 
 _TO_NHWC = {
@@ -309,9 +296,9 @@ def _one_image(x: Any, func: str, param: str, batch: bool) -> tuple[torch.Tensor
         return torch.from_numpy(pil_to_rgb(x))[None], False
     if not isinstance(x, (np.ndarray, torch.Tensor)):
         expected = "a PIL image, a list of images, a numpy array or a torch.Tensor"
-        raise _fail(TypeError, param, func, expected, type(x).__name__)
+        raise param_error(TypeError, param, func, expected, type(x).__name__)
     if isinstance(x, np.ndarray) and x.dtype == np.bool_:
-        raise _fail(TypeError, param, func, _IMAGE_DTYPES, describe(x), _DTYPE_FIX)
+        raise param_error(TypeError, param, func, _IMAGE_DTYPES, describe(x), _DTYPE_FIX)
     t, was_numpy = as_tensor(x, func=func, param=param)
     if batch and t.ndim == 3:
         code = "NHW"  # a batch is wanted: 3-D is (N, H, W) grey images
@@ -323,11 +310,11 @@ def _one_image(x: Any, func: str, param: str, batch: bool) -> tuple[torch.Tensor
 def _stack(items: Sequence[Any], func: str, param: str) -> torch.Tensor:
     """A list of single images -> one (N, H, W, C) tensor (a copy)."""
     if not items:
-        raise _fail(ValueError, param, func, "a non-empty list of images", describe(items))
+        raise param_error(ValueError, param, func, "a non-empty list of images", describe(items))
     views = []
     for i, item in enumerate(items):
         if isinstance(item, (list, tuple)):
-            raise _fail(
+            raise param_error(
                 TypeError,
                 param,
                 func,
@@ -336,7 +323,7 @@ def _stack(items: Sequence[Any], func: str, param: str) -> torch.Tensor:
             )
         t, batched = _one_image(item, func, f"{param}[{i}]", batch=False)
         if batched:
-            raise _fail(
+            raise param_error(
                 ValueError,
                 param,
                 func,
@@ -347,7 +334,7 @@ def _stack(items: Sequence[Any], func: str, param: str) -> torch.Tensor:
     ref = views[0]
     for i, t in enumerate(views[1:], 1):
         if t.shape != ref.shape or t.dtype != ref.dtype:
-            raise _fail(
+            raise param_error(
                 ValueError,
                 param,
                 func,
@@ -401,11 +388,11 @@ def image_batch(
         nhwc, batched = _one_image(images, func, param, batch=n is not None)
         tensor_input = isinstance(images, torch.Tensor)
     if nhwc.dtype != torch.uint8 and not nhwc.is_floating_point():
-        raise _fail(TypeError, param, func, _IMAGE_DTYPES, describe(images), _DTYPE_FIX)
+        raise param_error(TypeError, param, func, _IMAGE_DTYPES, describe(images), _DTYPE_FIX)
     if min(nhwc.shape[:3]) == 0:
-        raise _fail(ValueError, param, func, "non-empty images", describe(images))
+        raise param_error(ValueError, param, func, "non-empty images", describe(images))
     if n is not None and nhwc.shape[0] != n:
-        raise _fail(
+        raise param_error(
             ValueError, param, func, f"a batch of N={n} images, one per item", describe(images)
         )
     if device is not None:
@@ -558,11 +545,13 @@ def heatmap_batch(
         batched = t.ndim == 3
         t = t if batched else t[None]
     else:
-        raise _fail(ValueError, param, func, forms, f"{describe(heatmaps)}{where}")
+        raise param_error(ValueError, param, func, forms, f"{describe(heatmaps)}{where}")
     if t.numel() == 0:
-        raise _fail(ValueError, param, func, f"non-empty {forms}", f"{describe(heatmaps)}{where}")
+        raise param_error(
+            ValueError, param, func, f"non-empty {forms}", f"{describe(heatmaps)}{where}"
+        )
     if n is not None and t.shape[0] != n:
-        raise _fail(ValueError, param, func, forms, f"{describe(heatmaps)}{where}")
+        raise param_error(ValueError, param, func, forms, f"{describe(heatmaps)}{where}")
     return HeatmapBatch(t.to(device=device, dtype=torch.float32), batched)
 
 
@@ -592,7 +581,7 @@ def model_batch(
             "Read files with featviz.load_image, or convert arrays with "
             "torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255."
         )
-        raise _fail(
+        raise param_error(
             TypeError,
             param,
             func,
@@ -602,7 +591,9 @@ def model_batch(
         )
     t = images[None] if single and images.ndim == 3 else images
     if t.ndim != 4 or t.shape[0] == 0 or not t.is_floating_point():
-        raise _fail(ValueError, param, func, f"a non-empty float tensor {shape}", describe(images))
+        raise param_error(
+            ValueError, param, func, f"a non-empty float tensor {shape}", describe(images)
+        )
     return t
 
 
@@ -631,9 +622,9 @@ def label_array(labels: Any, n: int, *, func: str, param: str = "labels") -> np.
             arr = np.asarray(labels, dtype=object)
     else:
         expected = "a tensor, numpy array, list or tuple of labels"
-        raise _fail(TypeError, param, func, expected, type(labels).__name__)
+        raise param_error(TypeError, param, func, expected, type(labels).__name__)
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise _fail(
+        raise param_error(
             ValueError, param, func, f"a 1-D sequence of N={n} labels, one per item", describe(arr)
         )
     if arr.dtype == object:
@@ -641,7 +632,7 @@ def label_array(labels: Any, n: int, *, func: str, param: str = "labels") -> np.
     if arr.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(arr))
         if missing.size:
-            raise _fail(
+            raise param_error(
                 ValueError,
                 param,
                 func,
@@ -658,14 +649,14 @@ def label_array(labels: Any, n: int, *, func: str, param: str = "labels") -> np.
         return arr
     if arr.dtype.kind == "S":
         return arr.astype(str)
-    raise _fail(TypeError, param, func, "ints, strings, bools or floats", describe(arr))
+    raise param_error(TypeError, param, func, "ints, strings, bools or floats", describe(arr))
 
 
 def _object_labels(arr: np.ndarray, func: str, param: str) -> np.ndarray:
     values = arr.tolist()
     missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and v != v)]
     if missing:
-        raise _fail(
+        raise param_error(
             ValueError,
             param,
             func,
@@ -680,7 +671,7 @@ def _object_labels(arr: np.ndarray, func: str, param: str) -> np.ndarray:
     if all(isinstance(v, (int, float, np.number)) and not isinstance(v, str) for v in values):
         return np.asarray(values, dtype=np.float64)
     kinds = sorted({type(v).__name__ for v in values})
-    raise _fail(
+    raise param_error(
         ValueError,
         param,
         func,
@@ -701,7 +692,7 @@ def label_names(
     if class_names is not None and labels.dtype.kind in "iu":
         k = len(class_names)
         if labels.size and (labels.min() < 0 or labels.max() >= k):
-            raise _fail(
+            raise param_error(
                 ValueError,
                 param,
                 func,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from featviz._images import model_batch
 from featviz._ops import eval_mode, minmax
 from featviz._validation import check_choice
 
@@ -53,22 +54,6 @@ def _layer_for(layers: Any, name: str, func: str) -> Any:
             )
         return layers[name]
     return layers
-
-
-def _check_images(images: Any, func: str) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(
-            f"The 'images' parameter of {func} must be a tensor (N, C, H, W) or (C, H, W) "
-            f"as the models take it. Got {type(images).__name__}."
-        )
-    if images.dim() == 3:
-        images = images.unsqueeze(0)
-    if images.dim() != 4 or images.shape[0] < 1:
-        raise ValueError(
-            f"The 'images' parameter of {func} must have shape (N, C, H, W). "
-            f"Got {tuple(images.shape)}."
-        )
-    return images
 
 
 def _eval_forward(model: nn.Module, images: torch.Tensor, layer: Any = None) -> tuple[Any, Any]:
@@ -246,7 +231,7 @@ def compare_cams(
 
     func = "compare_cams"
     models = _check_models(models, func)
-    images = _check_images(images, func)
+    images = model_batch(images, func=func, single=True)
     check_choice(scale, "scale", func, ("map", "row"))
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}
@@ -322,7 +307,7 @@ def compare_feature_maps(
 
     func = "compare_feature_maps"
     models = _check_models(models, func)
-    images = _check_images(images, func)
+    images = model_batch(images, func=func, single=True)
     check_choice(scale, "scale", func, ("map", "row"))
     maps: dict[str, torch.Tensor] = {}
     titles: dict[str, list[str]] = {}

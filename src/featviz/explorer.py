@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from featviz._errors import describe, param_error
 from featviz._explorer_page import (
     FORMATS,
     SHEET_PX,
@@ -38,7 +39,6 @@ from featviz._explorer_page import (
 )
 from featviz._images import (
     check_pair,
-    describe,
     display_mean_std,
     heatmap_batch,
     image_batch,
@@ -63,18 +63,12 @@ INLINE_LIMIT = 16_000_000
 
 
 # -- errors --------------------------------------------------------------------------------
-def _error(name: str, expected: str, value: Any, fix: str = "") -> ValueError:
-    hint = f" {fix}" if fix else ""
-    return ValueError(
-        f"The {name!r} parameter of explore must be {expected}. Got {describe(value)} instead."
-        + hint
-    )
+def _error(name: str, expected: str, value: Any, fix: str = "") -> Exception:
+    return param_error(ValueError, name, "explore", expected, describe(value), fix)
 
 
-def _type_error(name: str, expected: str, value: Any) -> TypeError:
-    return TypeError(
-        f"The {name!r} parameter of explore must be {expected}. Got {type(value).__name__} instead."
-    )
+def _type_error(name: str, expected: str, value: Any) -> Exception:
+    return param_error(TypeError, name, "explore", expected, type(value).__name__)
 
 
 def _array(value: Any, name: str) -> np.ndarray:

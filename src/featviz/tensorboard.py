@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featviz._errors import describe, param_error
 from featviz._images import (
     as_tensor,
     check_pair,
-    describe,
     display_mean_std,
     heatmap_batch,
     image_batch,
@@ -66,9 +66,8 @@ class TensorBoardExport:
     image_tags: list[str] = field(default_factory=list)
 
 
-def _error(name: str, expected: str, value: Any) -> ValueError:
-    got = describe(value)
-    return ValueError(f"The {name!r} parameter of {_FN} must be {expected}. Got {got} instead.")
+def _error(name: str, expected: str, value: Any) -> Exception:
+    return param_error(ValueError, name, _FN, expected, describe(value))
 
 
 def _array(value: Any, name: str) -> np.ndarray:
