@@ -286,7 +286,7 @@ def _project_settings(
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
         raise TypeError(
-            f"The 'project_kwargs' of {fn} must be settings of featviz.project "
+            f"The 'project_kwargs' parameter of {fn} must name settings of featviz.project "
             f"{sorted(known)}. Got {unknown} instead."
         )
     taken = sorted(set(kwargs) & set(fixed))
