@@ -7,7 +7,6 @@ step) and `_Embedding` (what a method returns) are the records passed between re
 
 from __future__ import annotations
 
-import inspect
 import math
 import mmap
 import os
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from featviz._ops import user_stacklevel
 from featviz._validation import check_choice, check_int
 
 if TYPE_CHECKING:
@@ -30,15 +30,10 @@ TRUSTWORTHINESS_MAX_POINTS = 2000
 #: ``max_memory``) is reduced by ``IncrementalPCA`` in row chunks.
 DEFAULT_MEMORY_FRACTION = 0.25
 
-_PACKAGE = __name__.rsplit(".", 1)[0]  # "featviz.projection"
-
 
 def _warn(message: str) -> None:
-    """``UserWarning`` attributed to the first caller outside this package (the user's line)."""
-    frame, level = inspect.currentframe(), 1
-    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(_PACKAGE):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, stacklevel=level)
+    """``UserWarning`` attributed to the user's line (the first frame outside featviz)."""
+    warnings.warn(message, stacklevel=user_stacklevel())
 
 
 # -- arguments -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class Projection:
         frame: ``pandas.DataFrame`` with columns ``x``, ``y`` (``z`` for k = 3; further
             columns ``dim3``... for k > 3), ``label`` (``None`` without labels) and
             ``index`` (row of the input, or position in the stream).
-        method: ``"pca"``, ``"tsne"`` or ``"umap"``.
+        method: The method, a name of `METHODS` (``"pca"``, ``"tsne"``, ``"umap"``).
         engine: What computed it: ``"sklearn"``, ``"sklearn-incremental"`` (PCA in
             chunks), ``"opentsne"`` or ``"umap-learn"``.
         seconds: Wall time of reading, checking, reducing and embedding (scoring
@@ -204,7 +204,8 @@ def project(
 
     Args:
         features: Tensor/array (N, ...), memory map, Dataset or DataLoader (see above).
-        method: ``"pca"``, ``"tsne"`` or ``"umap"``.
+        method: A name of `METHODS` (the table every ``method=`` choice reads):
+            ``"pca"``, ``"tsne"`` or ``"umap"``.
         n_components: Embedding dimensions k (t-SNE: 1 to 3 with Barnes-Hut; openTSNE's
             FFT gradient is used for k <= 2).
         labels: (N,) class labels (ints or strings) for colouring and kNN accuracy.
@@ -292,6 +293,7 @@ def _project_settings(
     taken = sorted(set(kwargs) & set(fixed))
     if taken:
         raise TypeError(
-            f"The 'project_kwargs' of {fn} may not set {taken}: {fn} sets {sorted(fixed)} itself."
+            f"The 'project_kwargs' parameter of {fn} may not set {taken}: {fn} sets "
+            f"{sorted(fixed)} itself."
         )
     return _settings(**{**known, **defaults, **kwargs, **fixed}, fn=fn)
