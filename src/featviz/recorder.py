@@ -30,7 +30,8 @@ from featviz._io import atomic_path
 from featviz._ops import eval_mode, kept_buffers
 from featviz._store import StoreLock, dist_info, fingerprint
 from featviz._validation import check_choice, check_int
-from featviz.projection import ALIGN, METHODS, align_procrustes, project_steps
+from featviz.projection import ALIGN, align_procrustes, project_steps
+from featviz.projection import METHODS as PROJECTIONS
 from featviz.projection._core import _project_settings
 
 if TYPE_CHECKING:
@@ -281,7 +282,7 @@ class Recorder:
         self.every = check_int(every, "every", "Recorder", 1)
         self.methods = _methods(methods)
         self.projection = check_choice(
-            projection, "projection", "Recorder", tuple(METHODS), ignore_case=True
+            projection, "projection", "Recorder", tuple(PROJECTIONS), ignore_case=True
         )
         self.random_state = check_int(random_state, "random_state", "Recorder", 0)
         self.project_kwargs = _project_kwargs(self.projection, project_kwargs)
