@@ -11,8 +11,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from featviz import projection as P
 from featviz.projection import Projection, plot_layer_projections, plot_projection, project
+from featviz.projection import _common as K
+from featviz.projection import _core as C
+from featviz.projection import _methods as M
+from featviz.projection import _quality as Q
+from featviz.projection import _sources as S
 
 # featviz itself must not use the deprecated names Projection.embedding_ / ..._ratio_
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
@@ -65,21 +69,21 @@ def test_quality_matches_sklearn_and_hand_knn(clusters, tsne_proj):
     # N <= 2000: the "subsample" is every row, so trustworthiness is sklearn's on all rows
     expected = trustworthiness(x, tsne_proj.embedding, n_neighbors=5)
     assert tsne_proj.quality["trustworthiness"] == pytest.approx(expected, abs=1e-12)
-    assert tsne_proj.quality["knn_accuracy"] == P._knn_accuracy(tsne_proj.embedding, y, 10, None)
+    assert tsne_proj.quality["knn_accuracy"] == Q._knn_accuracy(tsne_proj.embedding, y, 10, None)
 
 
 def test_knn_accuracy_by_hand():
     # 1-NN on a line: 0->1 ok, 1->0 ok, 3->1 wrong, 10->12 ok, 12->13 wrong, 13->12 wrong
     pts = np.array([[0.0], [1.0], [3.0], [10.0], [12.0], [13.0]])
     codes = np.array([0, 0, 1, 1, 1, 0])
-    assert P._knn_accuracy(pts, codes, 1, None) == 0.5
+    assert Q._knn_accuracy(pts, codes, 1, None) == 0.5
     # 2-NN: ties go to the nearer neighbour's class. 0:{1,3}->0 ok; 1:{0,3}->0 ok;
     # 3:{1,0}->0 wrong; 10:{12,13}->1 ok (nearer 12); 12:{13,10}->0 wrong; 13:{12,10}->1 wrong
-    assert P._knn_accuracy(pts, codes, 2, None) == 0.5
+    assert Q._knn_accuracy(pts, codes, 2, None) == 0.5
     # a duplicate of the query listed before it: the query itself is still dropped
     # (0 -> 1 wrong, 1 -> 0 wrong, 5 -> 6 ok, 6 -> 5 ok)
     dup = np.array([[0.0], [0.0], [5.0], [6.0]])
-    assert P._knn_accuracy(dup, np.array([0, 1, 1, 1]), 1, None) == 0.5
+    assert Q._knn_accuracy(dup, np.array([0, 1, 1, 1]), 1, None) == 0.5
 
 
 # -- PCA ---------------------------------------------------------------------------------------
@@ -147,7 +151,7 @@ def test_normalize_gives_exact_unit_range(clusters):
     np.testing.assert_array_equal(proj.embedding.min(axis=0), [0, 0, 0])
     np.testing.assert_array_equal(proj.embedding.max(axis=0), [1, 1, 1])
     # a constant axis maps to 0
-    flat = P._min_max(np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]]))
+    flat = M._min_max(np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]]))
     np.testing.assert_array_equal(flat, [[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]])
 
 
@@ -220,7 +224,7 @@ def test_memmap_nan_rows_reported(tmp_path):
 
 
 def test_rechunker_never_emits_a_small_last_chunk():
-    rc = P._Rechunker(5)
+    rc = S._Rechunker(5)
     out = []
     for b in (3, 4, 2, 7, 1):
         out += [c.shape[0] for c in rc.push(np.zeros((b, 2)))]
@@ -380,13 +384,13 @@ def test_opentsne_engine_deterministic_and_auto_choice(clusters, monkeypatch):
     np.testing.assert_array_equal(a.embedding, b.embedding)
     assert a.quality["knn_accuracy"] >= 0.95
     assert a.quality["trustworthiness"] >= 0.9
-    monkeypatch.setattr(P, "OPENTSNE_MIN_N", 40)
+    monkeypatch.setattr(M, "OPENTSNE_MIN_N", 40)
     # n_jobs=1: threads only slow such tiny runs down (badly on a busy machine)
     small = project(x[:30], perplexity=5, progress=False, score=False, n_jobs=1)
     assert small.engine == "sklearn"  # 30 < 40
     auto = project(x[:40], perplexity=5, progress=False, score=False, n_jobs=1)
     assert auto.engine == "opentsne"
-    monkeypatch.setattr(P, "_has_opentsne", lambda: False)
+    monkeypatch.setattr(M, "_has_opentsne", lambda: False)
     fallback = project(x[:40], perplexity=5, progress=False, score=False, n_jobs=1)
     assert fallback.engine == "sklearn"
 
@@ -520,7 +524,7 @@ def _hand_projection(method="tsne", emb=None, labels=None, evr=None, quality=Non
     emb = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0], [2.0, 2.0]]) if emb is None else emb
     return Projection(
         emb,
-        P._make_frame(emb, labels),
+        C._make_frame(emb, labels),
         method,
         "sklearn",
         seconds,
@@ -698,10 +702,10 @@ def test_old_field_names_warn_and_alias_the_new_ones():
 
 def test_a_new_row_in_the_method_table_is_a_new_method(monkeypatch, clusters):
     def flip(red, s):
-        return P._Embedding(-np.asarray(red.data)[:, : s.k], "hand", {"flipped": True})
+        return K._Embedding(-np.asarray(red.data)[:, : s.k], "hand", {"flipped": True})
 
-    row = P._Method("Flip", ("auto", "hand"), flip, True, 5, " (hand rule)", 2, False)
-    monkeypatch.setitem(P._METHODS, "flip", row)
+    row = M._Method("Flip", ("auto", "hand"), flip, True, 5, " (hand rule)", 2, False)
+    monkeypatch.setitem(M._METHODS, "flip", row)
     x, _ = clusters
     proj = project(x, method="flip", engine="hand", progress=False, score=False)
     ref = project(x, method="pca", n_components=50, progress=False, score=False)

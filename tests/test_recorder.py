@@ -285,7 +285,7 @@ def test_tensorboard_writer_gets_images_and_scalars():
     [
         ({"every": 0}, "'every'"),
         ({"methods": ("nope",)}, "'methods'"),
-        ({"projection": "umap"}, "'projection'"),
+        ({"projection": "lda"}, "'projection'"),
         ({"labels": [1, 2]}, "'labels'"),
     ],
 )

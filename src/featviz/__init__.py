@@ -63,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "Projection": "featviz.projection",
     "plot_projection": "featviz.projection",
     "plot_layer_projections": "featviz.projection",
+    "project_steps": "featviz.projection",
     # interactive explorer and TensorBoard export
     "explore": "featviz.explorer",
     "ExploreView": "featviz.explorer",
@@ -134,6 +135,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         plot_layer_projections,
         plot_projection,
         project,
+        project_steps,
     )
     from featviz.recorder import Recorder
     from featviz.tensorboard import TensorBoardExport, to_tensorboard

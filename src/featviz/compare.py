@@ -352,7 +352,7 @@ def compare_projections(
     labels: Any,
     *,
     method: str = "tsne",
-    random_state: int = 0,
+    random_state: int | None = 0,
     palette: Any = None,
     fig: Figure | None = None,
     **project_kwargs: Any,
@@ -366,26 +366,30 @@ def compare_projections(
     Args:
         features: ``{label: features (N, ...)}``: tensors, arrays or FeatureSet layers.
         labels: Class of each sample (N,), shared by all models.
-        method: ``"pca"``, ``"tsne"`` or ``"umap"``.
+        method: A projection method, a name of `featviz.projection.METHODS`
+            (``"pca"``, ``"tsne"``, ``"umap"``).
         random_state: Seed for every projection.
         palette: Seaborn palette; default one colour per label from ``"tab10"`` (or
             ``"husl"`` beyond 10 labels), the same in every panel.
         fig: Figure to draw into (cleared first); a new one when None.
-        **project_kwargs: Passed to `featviz.project`.
+        **project_kwargs: Further settings of `featviz.project` for every panel
+            (``perplexity``, ``pca_dims``, ``engine``, ``n_components``, ...).
 
     Returns:
         The figure; each panel's title carries the model label, method, N and quality.
 
     Raises:
         TypeError: ``features`` is not a non-empty mapping.
-        ValueError: The models' feature sets have different N, or ``labels`` has another
-            length.
+        ValueError: ``method`` is no method of ``METHODS``, the models' feature sets have
+            different N, or ``labels`` has another length; and what `featviz.project`
+            refuses.
     """
     from matplotlib.figure import Figure
 
-    from featviz.projection import plot_projection, project
+    from featviz.projection import METHODS, plot_projection, project
 
     func = "compare_projections"
+    method = check_choice(method, "method", func, tuple(METHODS), ignore_case=True)
     if not isinstance(features, Mapping) or not features:
         raise TypeError(
             f"The 'features' parameter of {func} must be a non-empty mapping "

@@ -90,9 +90,14 @@ def _projection_fields(proj: Any) -> tuple[np.ndarray, Any]:
 
 
 def _feature_set_points(
-    fs: Any, layers: str | None, method: str, random_state: int | None
+    fs: Any,
+    layers: str | None,
+    method: str,
+    random_state: int | None,
+    project_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
-    from featviz.projection import project
+    from featviz.projection import METHODS, project
+    from featviz.projection._core import _project_settings
 
     if layers is None:
         if len(fs.layers) != 1:
@@ -104,21 +109,24 @@ def _feature_set_points(
         layers = next(iter(fs.layers))
     if layers not in fs.layers:
         raise _error("layers", f"one of the FeatureSet's layers {list(fs.layers)}", layers)
-    if method not in ("pca", "tsne", "umap"):
-        raise _error("method", "one of 'pca', 'tsne', 'umap'", method)
-    proj = project(
-        np.asarray(fs[layers]),
-        method=method,
-        random_state=random_state,
-        progress=False,
-        score=False,
-    )
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise _error("method", f"one of {list(METHODS)}", method)
+    if project_kwargs is not None and not isinstance(project_kwargs, Mapping):
+        raise _type_error("project_kwargs", "a mapping of featviz.project settings", project_kwargs)
+    fixed: dict[str, Any] = {"method": method, "random_state": random_state, "score": False}
+    kwargs: dict[str, Any] = {"progress": False, **(project_kwargs or {})}
+    _project_settings("explore", kwargs, fixed)  # names explore in its errors
+    proj = project(np.asarray(fs[layers]), **fixed, **kwargs)
     emb, _ = _projection_fields(proj)
     return emb, fs.labels, fs.outputs
 
 
 def _points(
-    points: Any, layers: str | None, method: str, random_state: int | None
+    points: Any,
+    layers: str | None,
+    method: str,
+    random_state: int | None,
+    project_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
     """(N, 2) float64 points plus the labels and model outputs that came with them."""
     from featviz.extraction import FeatureSet
@@ -128,7 +136,9 @@ def _points(
     if isinstance(points, Projection):
         xy, labels = _projection_fields(points)
     elif isinstance(points, FeatureSet):
-        xy, labels, outputs = _feature_set_points(points, layers, method, random_state)
+        xy, labels, outputs = _feature_set_points(
+            points, layers, method, random_state, project_kwargs
+        )
     elif isinstance(points, (torch.Tensor, np.ndarray, list, tuple)):
         xy = _array(points, "points")
     else:
@@ -348,6 +358,7 @@ def explore(
     layers: str | None = None,
     method: str = "pca",
     random_state: int | None = 0,
+    project_kwargs: Mapping[str, Any] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     thumbnail_size: int = 48,
@@ -382,8 +393,11 @@ def explore(
         class_names: Names of the class indices in ``labels`` and ``predictions``.
         layers: The name of the one `FeatureSet` layer to project (default: its only
             layer).
-        method: Projection method for a `FeatureSet`: ``"pca"``, ``"tsne"``, ``"umap"``.
+        method: Projection method for a `FeatureSet`: a name of
+            `featviz.projection.METHODS` (``"pca"``, ``"tsne"``, ``"umap"``).
         random_state: Seed of that projection.
+        project_kwargs: Further settings of `featviz.project` for that projection
+            (``perplexity``, ``pca_dims``, ``engine``, ...); None: its defaults.
         mean: Per-channel mean the images were normalised with.
         std: Per-channel standard deviation the images were normalised with.
         thumbnail_size: Longer side of the hover thumbnails in pixels, in [8, 512].
@@ -405,7 +419,7 @@ def explore(
     _check_options(thumbnail_size, detail_size, image_format, quality)
     check_pair(mean, std, func="explore")
     names = _check_class_names(class_names)
-    xy, own_labels, outputs = _points(points, layers, method, random_state)
+    xy, own_labels, outputs = _points(points, layers, method, random_state, project_kwargs)
     n = xy.shape[0]
     data: dict[str, Any] = {"x": xy[:, 0], "y": xy[:, 1], "index": _index(points, n)}
     labels = own_labels if labels is None else labels

@@ -17,8 +17,9 @@ import contextlib
 import os
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,9 @@ from featviz._store import dist_info
 from featviz._store_base import MemoryStore, Store
 from featviz._store_disk import DiskStore
 from featviz._validation import check_choice, check_int
+from featviz.projection import ALIGN, align_procrustes, project_steps
+from featviz.projection import METHODS as PROJECTIONS
+from featviz.projection._core import _project_settings
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,42 +55,6 @@ _CLOSED = (
     "This Recorder is closed: its store's lock was released, and another Recorder may be "
     "writing the store now. Create a new Recorder on the store to record more."
 )
-_ALIGN = ("procrustes", "fixed")
-
-
-def align_procrustes(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Rotate (or reflect) centred ``points`` onto ``reference``: orthogonal Procrustes.
-
-    Args:
-        points: (N, D) points.
-        reference: (N, D) points of the same samples.
-
-    Returns:
-        (N, D) float64: ``(points - mean) @ R + mean(reference)``, with the orthogonal
-        ``R`` that minimises the distance to ``reference`` (no scaling).
-    """
-    p = np.asarray(points, dtype=np.float64)
-    r = np.asarray(reference, dtype=np.float64)
-    if p.shape != r.shape or p.ndim != 2:
-        raise ValueError(
-            "The 'points' and 'reference' parameters of align_procrustes must be (N, D) "
-            f"arrays of one shape. Got {p.shape} and {r.shape} instead."
-        )
-    pc, rc = p - p.mean(0), r - r.mean(0)
-    u, _, vt = np.linalg.svd(pc.T @ rc)
-    return pc @ (u @ vt) + r.mean(0)
-
-
-def _pca2(x: np.ndarray, basis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """2-D PCA coordinates of (N, D) ``x`` (in ``basis`` when given) and the basis (D, 2)."""
-    xc = np.asarray(x, dtype=np.float64)
-    xc = xc - xc.mean(0)
-    if basis is None:
-        _, _, vt = np.linalg.svd(xc, full_matrices=False)
-        basis = np.zeros((xc.shape[1], 2))
-        k = min(2, vt.shape[0])
-        basis[:, :k] = vt[:k].T
-    return xc @ basis, basis
 
 
 @contextlib.contextmanager
@@ -227,12 +195,16 @@ class Recorder:
         store: Folder of an on-disk store (created; a store of the same Recorder is
             resumed and appended to); None keeps records in RAM.
         methods: CAM methods (see `featviz.cam.METHODS`) recorded at each step.
-        projection: How features are projected in `plot_projection_timeline`: ``"pca"``.
+        projection: How features are projected in `plot_projection_timeline`: a method of
+            `featviz.projection.METHODS` (``"pca"``, ``"tsne"``, ``"umap"``).
         random_state: Seed of every random choice the views make.
         feature_layer: Layer whose output (flattened) is the projection's features;
             None: the spatially averaged activations of ``layers``.
         writer: A ``torch.utils.tensorboard.SummaryWriter``: each record also adds the
             timeline overlays and the accuracy/confidence scalars there.
+        project_kwargs: Further settings of `featviz.project` for that projection
+            (``perplexity``, ``pca_dims``, ``engine``, ...), checked here; the views set
+            ``method``, ``n_components=2`` and ``random_state`` themselves.
 
     Attributes:
         steps_: (R,) int64 recorded steps.
@@ -242,6 +214,8 @@ class Recorder:
         features_: (R, N, D) float32 features for the projection.
         layers_: Key of the recorded layer (None before the first record).
     """
+
+    project_kwargs: Mapping[str, Any] = MappingProxyType({})  # also of a store read back
 
     def __init__(
         self,
@@ -257,6 +231,7 @@ class Recorder:
         *,
         feature_layer: LayerSpec | None = None,
         writer: Any = None,
+        project_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(
@@ -276,8 +251,11 @@ class Recorder:
         self.layers = layers
         self.every = check_int(every, "every", "Recorder", 1)
         self.methods = _methods(methods)
-        self.projection = check_choice(projection, "projection", "Recorder", ("pca",))
+        self.projection = check_choice(
+            projection, "projection", "Recorder", tuple(PROJECTIONS), ignore_case=True
+        )
         self.random_state = check_int(random_state, "random_state", "Recorder", 0)
+        self.project_kwargs = _project_kwargs(self.projection, project_kwargs)
         self.feature_layer = feature_layer
         self.writer = writer
         self.store = None if store is None else Path(store)
@@ -553,30 +531,36 @@ class Recorder:
         return ax
 
     def projections(self, align: str = "procrustes") -> np.ndarray:
-        """2-D PCA coordinates of the features of every record, aligned across steps.
+        """2-D coordinates of the features of every record, aligned across steps.
+
+        Each record is projected with ``projection`` and ``project_kwargs`` by
+        `featviz.projection.project_steps`.
 
         Args:
-            align: ``"procrustes"``: each record's own PCA, rotated/reflected onto the
-                previous record's (no spinning or flipping); ``"fixed"``: every record in
-                the PCA basis fitted on the last record.
+            align: ``"procrustes"``: each record projected on its own, rotated/reflected
+                onto the previous record's (no spinning or flipping), for every method;
+                ``"fixed"``: every record in the PCA basis fitted on the last record
+                (``projection="pca"`` only: a method that cannot map new rows raises a
+                ValueError).
 
         Returns:
             (R, N, 2) float64.
         """
-        align = check_choice(align, "align", "Recorder.projections", _ALIGN)
-        feats = self.features_
-        if align == "fixed":
-            _, basis = _pca2(feats[-1])
-            return np.stack([_pca2(f, basis)[0] for f in feats])
-        out = [_pca2(feats[0])[0]]
-        for f in feats[1:]:
-            out.append(align_procrustes(_pca2(f)[0], out[-1]))
-        return np.stack(out)
+        align = check_choice(align, "align", "Recorder.projections", ALIGN)
+        return project_steps(
+            self.features_,
+            method=self.projection,
+            align=align,
+            random_state=self.random_state,
+            **self.project_kwargs,
+        )
 
     def plot_projection_timeline(
         self, fig: Figure | None = None, align: str = "procrustes"
     ) -> Figure:
         """One scatter per recorded step of the aligned projections, coloured by label.
+
+        The points are `projections` (``projection`` method, ``project_kwargs``).
 
         Args:
             fig: Figure to draw into (cleared first); None makes one.
@@ -705,3 +689,17 @@ def _methods(methods: Any) -> tuple[str, ...]:
     for m in names:
         check_choice(m, "methods", "Recorder", tuple(METHODS))
     return names
+
+
+def _project_kwargs(method: str, project_kwargs: Any) -> dict[str, Any]:
+    """``project_kwargs`` checked as `featviz.project` settings for ``method``."""
+    if project_kwargs is None:
+        return {}
+    if not isinstance(project_kwargs, Mapping):
+        raise TypeError(
+            "The 'project_kwargs' parameter of Recorder must be a mapping of featviz.project "
+            f"settings or None. Got {type(project_kwargs).__name__} instead."
+        )
+    fixed = {"method": method, "n_components": 2, "random_state": 0, "score": False}
+    _project_settings("Recorder", project_kwargs, fixed)
+    return dict(project_kwargs)

@@ -1,0 +1,530 @@
+"""Reading the features: arrays, memory maps and streamed datasets, their labels, the PCA step.
+
+Every input goes through one scan (`_Scan`): NaN/inf rows, identical rows and, for
+methods on float32 distances, a spread float32 cannot resolve are refused before any
+library runs. The PCA step (to k for PCA itself, to ``pca_dims`` before t-SNE/UMAP) runs
+here: scikit-learn ``PCA`` in memory, ``IncrementalPCA`` over row chunks of a memory map
+larger than the budget, or in two passes over a ``Dataset``/``DataLoader``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from featviz.hooks import to_numpy
+from featviz.projection._common import (
+    _as_float,
+    _chunks,
+    _first_rows,
+    _pca_errors,
+    _Reduced,
+    _release_pages,
+    _Settings,
+    _subsample,
+    _warn,
+)
+
+# t-SNE and UMAP square distances in float32. Measured with scikit-learn 1.9, openTSNE
+# 1.0 and umap-learn 0.5: sklearn's t-SNE collapses the map at column ranges of 1e-16
+# and distorts it from 1e15 on, and crashes the interpreter (segfault) at 1e-30 or when
+# the features differ by 1e-10 of their size; these bounds keep three decades of margin.
+_FLOAT32_RANGE = (1e-12, 1e12)
+_FLOAT32_MIN_RELATIVE = 1e-6  # float32 resolves 1.2e-7 of a value; ask for ~8 steps
+
+
+def _bad_rows(chunk: np.ndarray) -> np.ndarray:
+    """Indices of rows of a 2-D chunk holding NaN or inf."""
+    if chunk.dtype.kind not in "fc":
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(chunk).all(axis=1))
+
+
+class _Scan:
+    """What one read of the features learns about its rows, chunk by chunk.
+
+    Arrays, memory maps and streams all go through it, so one rule decides which rows a
+    projection can use: no NaN/inf, not all identical and, for methods on float32
+    distances, a spread float32 resolves.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.bad: list[np.ndarray] = []
+        self.lo: np.ndarray | None = None  # (D,) column minima over the finite chunks
+        self.hi: np.ndarray | None = None
+
+    def add(self, chunk: np.ndarray) -> None:
+        """Take the next (b, D) rows."""
+        bad = _bad_rows(chunk)
+        if bad.size:
+            self.bad.append(bad + self.n)
+        elif chunk.shape[0]:
+            lo, hi = chunk.min(axis=0), chunk.max(axis=0)
+            self.lo = lo if self.lo is None else np.minimum(self.lo, lo)
+            self.hi = hi if self.hi is None else np.maximum(self.hi, hi)
+        self.n += chunk.shape[0]
+
+    def check(self, s: _Settings) -> None:
+        """Raise the ValueError that says why these rows cannot be projected, if any."""
+        if self.bad:
+            rows = np.concatenate(self.bad)
+            raise ValueError(
+                f"The {s.name!r} parameter of {s.fn} has {rows.size} row(s) with NaN or inf "
+                f"values (rows {_first_rows(rows)}); drop or impute them first."
+            )
+        if self.lo is None or self.hi is None:
+            return
+        lo, hi = self.lo.astype(np.float64), self.hi.astype(np.float64)
+        spread = hi - lo
+        if not spread.any():
+            raise ValueError(
+                f"The {s.name!r} parameter of {s.fn} has {self.n} identical rows (zero "
+                "variance), so there is nothing to project. Check that the features vary "
+                "across rows (a constant or dead layer does not)."
+            )
+        if s.row.float32:
+            _check_float32_spread(spread, np.maximum(np.abs(lo), np.abs(hi)), s)
+
+
+def _check_float32_spread(spread: np.ndarray, size: np.ndarray, s: _Settings) -> None:
+    """Raise if float32 distances cannot resolve how the rows differ (t-SNE, UMAP)."""
+    low, high = _FLOAT32_RANGE
+    widest = float(spread.max())
+    if not low <= widest <= high:
+        raise ValueError(
+            f"The {s.name!r} parameter of {s.fn} spans {widest:.3g} across rows (its widest "
+            f"column range); method={s.method!r} needs a range in [{low:g}, {high:g}], as "
+            f"{s.row.title} squares distances in float32. Rescale the features (e.g. "
+            "standardise each column) or use method='pca'."
+        )
+    relative = float(np.max(spread / np.where(size > 0, size, 1.0)))
+    if relative < _FLOAT32_MIN_RELATIVE:
+        raise ValueError(
+            f"The {s.name!r} parameter of {s.fn} varies across rows by at most {relative:.2g} "
+            f"of its values' size; method={s.method!r} needs {_FLOAT32_MIN_RELATIVE:g} or "
+            f"more, as {s.row.title} computes in float32 (which resolves 1.2e-07). Subtract "
+            "the mean (or standardise the features) first, or use method='pca'."
+        )
+
+
+def _check_size(n: int, d: int, s: _Settings) -> None:
+    """Raise if N rows of D values are too few for the method or for k components."""
+    row = s.row
+    if n < row.min_rows:
+        raise ValueError(
+            f"The {s.name!r} parameter of {s.fn} must have at least {row.min_rows} rows "
+            f"(N >= {row.min_rows}) for method={s.method!r}{row.min_rows_why}. Got N={n}."
+        )
+    if s.k > min(n, d):
+        raise ValueError(
+            f"The 'n_components' parameter of {s.fn} must be <= min(N, D) = {min(n, d)} for "
+            f"method={s.method!r} (the features have N={n} rows of D={d} values). "
+            f"Got {s.k}."
+        )
+
+
+def _flatten_array(features: Any, fn: str = "project", name: str = "features") -> np.ndarray:
+    """(N, ...) tensor/array/memmap/array-like -> (N, D) array without copying when possible."""
+    if isinstance(features, torch.Tensor):
+        arr = to_numpy(features)
+    elif isinstance(features, np.ndarray):  # np.memmap included, kept as a memmap
+        arr = features
+    else:
+        try:
+            arr = np.asarray(features)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"The {name!r} parameter of {fn} must be a tensor, an array (N, ...), a "
+                f"Dataset or a DataLoader. Got {type(features).__name__}."
+            ) from exc
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"The {name!r} parameter of {fn} must hold numbers. Got dtype {arr.dtype}.")
+    if arr.ndim < 2:
+        raise ValueError(
+            f"The {name!r} parameter of {fn} must have shape (N, D) or (N, ...) with at least "
+            f"2 dimensions. Got shape {arr.shape}; for a single feature per row use "
+            "x.reshape(-1, 1)."
+        )
+    n = arr.shape[0]
+    if n < 2:
+        raise ValueError(
+            f"The {name!r} parameter of {fn} must have at least 2 rows (N >= 2). Got N={n}."
+        )
+    d = math.prod(arr.shape[1:])
+    if d < 1:
+        raise ValueError(
+            f"The {name!r} parameter of {fn} has no values per row. Got shape {arr.shape}."
+        )
+    return arr.reshape(n, d)
+
+
+def _missing_labels(lab: np.ndarray) -> np.ndarray:
+    """Rows whose label is None or NaN."""
+    if lab.dtype.kind in "fc":
+        return np.flatnonzero(np.isnan(lab))
+    if lab.dtype == object:
+        return np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in lab])
+    return np.empty(0, dtype=np.int64)
+
+
+def _labels_array(labels: Any, n: int, fn: str = "project") -> np.ndarray:
+    """(N,) labels, all present and of one sortable kind (they are grouped by np.unique)."""
+    lab = to_numpy(labels) if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.ndim != 1 or lab.shape[0] != n:
+        got = lab.shape[0] if lab.ndim == 1 else f"shape {lab.shape}"
+        raise ValueError(
+            f"The 'labels' parameter of {fn} must have one entry per row of the features "
+            f"(N={n}). Got {got}."
+        )
+    missing = _missing_labels(lab)
+    if missing.size:
+        raise ValueError(
+            f"The 'labels' parameter of {fn} must give every row a label. Got {missing.size} "
+            f"missing (None or NaN) at rows {_first_rows(missing)}; drop those rows or pass "
+            "labels=None."
+        )
+    if lab.dtype == object:
+        try:
+            np.unique(lab)
+        except TypeError as exc:
+            kinds = sorted({type(v).__name__ for v in lab})
+            raise ValueError(
+                f"The 'labels' parameter of {fn} must hold labels of one kind (all numbers or "
+                f"all strings). Got a mix of {kinds}; convert them, e.g. with labels.astype(str)."
+            ) from exc
+    return lab
+
+
+# -- sources: arrays, memory maps, streamed datasets -----------------------------------------
+
+# -- sources: arrays, memory maps, streamed datasets -----------------------------------------
+
+
+def _pca_target(n: int | None, d: int, s: _Settings) -> int | None:
+    """Dimensions of the PCA step: k for PCA itself, else pca_dims (None: no PCA step).
+
+    ``n=None`` (a stream before its end): the pre-step's dimensions before capping at N.
+    """
+    if not s.row.pre_step:
+        return s.k
+    if s.pca_dims is None or d <= s.pca_dims:
+        return None
+    return s.pca_dims if n is None else min(s.pca_dims, n)
+
+
+def _ipca_components(k: int, d: int) -> int:
+    # IncrementalPCA keeps only its components between chunks; tracking 20 more than
+    # asked makes the leading k accurate also when the spectrum has no gap after k.
+    return min(d, k + 20)
+
+
+def _ipca_rows(k: int) -> int:
+    # IncrementalPCA costs ~ N * D * (rows + k)^2 / rows (an SVD per chunk): chunks of a
+    # few times k are fastest; below ~256 rows the per-call overhead takes over.
+    return max(256, 4 * k)
+
+
+class _Rechunker:
+    """Regroup a stream of (b, D) batches into chunks of ``rows`` rows (last may be larger)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._buf: list[np.ndarray] = []
+        self._count = 0
+        self._pending: np.ndarray | None = None
+
+    def push(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        self._buf.append(x)
+        self._count += x.shape[0]
+        while self._count >= self.rows:
+            cat = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
+            out, rest = cat[: self.rows], cat[self.rows :]
+            self._buf = [rest] if rest.shape[0] else []
+            self._count = rest.shape[0]
+            if self._pending is not None:
+                yield self._pending
+            self._pending = out
+
+    def finish(self) -> Iterator[np.ndarray]:
+        tail = np.concatenate(self._buf) if self._buf else None
+        if self._pending is not None and tail is not None:
+            yield np.concatenate([self._pending, tail])  # never a too-small last chunk
+        elif self._pending is not None:
+            yield self._pending
+        elif tail is not None:
+            yield tail
+        self._buf, self._count, self._pending = [], 0, None
+
+
+def _reduce_memmap(x: np.ndarray, k: int, s: _Settings) -> _Reduced:
+    """IncrementalPCA over row chunks of a memory map larger than the budget."""
+    from sklearn.decomposition import IncrementalPCA
+    from tqdm.auto import tqdm
+
+    n, d = x.shape
+    k_fit = min(_ipca_components(k, d), n)
+    rows = min(_ipca_rows(k_fit), n)
+    ipca = IncrementalPCA(n_components=k_fit)
+    scan = _Scan()
+    spans = list(_chunks(n, rows))
+    if len(spans) > 1 and spans[-1].stop - spans[-1].start < k_fit:
+        last = spans.pop()  # keep every chunk at least k_fit rows
+        spans[-1] = slice(spans[-1].start, last.stop)
+    for sl in tqdm(spans, desc="IncrementalPCA fit", disable=not s.progress, leave=False):
+        chunk = _as_float(np.array(x[sl]))
+        _release_pages(x)
+        scan.add(chunk)
+        if not scan.bad:
+            with _pca_errors(s, "scikit-learn's IncrementalPCA"):
+                ipca.partial_fit(chunk)
+    scan.check(s)
+    z = np.empty((n, k), dtype=np.result_type(x.dtype, np.float32))
+    for sl in tqdm(spans, desc="IncrementalPCA transform", disable=not s.progress, leave=False):
+        with _pca_errors(s, "scikit-learn's IncrementalPCA"):
+            z[sl] = ipca.transform(_as_float(np.array(x[sl])))[:, :k]
+        _release_pages(x)
+    evr = ipca.explained_variance_ratio_[:k].copy()
+    return _Reduced(z, evr, True, x, n_features=d, rows_fit=False)
+
+
+def _split_batch(batch: Any, s: _Settings) -> tuple[Any, Any]:
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return batch, None
+    if isinstance(batch, Mapping):
+        for key in ("image", "images", "pixel_values", "x"):
+            if key in batch:
+                lab = next(
+                    (batch[k] for k in ("label", "labels", "target", "y") if k in batch), None
+                )
+                return batch[key], lab
+    elif isinstance(batch, (tuple, list)) and len(batch) >= 1:
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    raise TypeError(
+        f"The {s.name!r} parameter of {s.fn}: each batch of the Dataset/DataLoader must be a "
+        "tensor, a (image, label, ...) tuple or a dict with an 'image' key. "
+        f"Got {type(batch).__name__}."
+    )
+
+
+def _stream(source: Any, s: _Settings) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    if isinstance(source, DataLoader):
+        loader: Iterable[Any] = source
+    else:
+        loader = DataLoader(source, batch_size=s.batch_size, shuffle=False)
+    for batch in loader:
+        images, lab = _split_batch(batch, s)
+        x = to_numpy(images) if isinstance(images, torch.Tensor) else np.asarray(images)
+        if x.ndim < 2:
+            raise ValueError(
+                f"The {s.name!r} parameter of {s.fn}: batches of the Dataset/DataLoader must "
+                f"have shape (B, ...) with at least 2 dimensions. Got {x.shape}."
+            )
+        x = _as_float(x.reshape(x.shape[0], -1))
+        lab_np = None
+        if lab is not None:
+            lab_np = to_numpy(lab) if isinstance(lab, torch.Tensor) else np.asarray(lab)
+            lab_np = lab_np.reshape(x.shape[0], -1)[:, 0] if lab_np.ndim else None
+        yield x, lab_np
+
+
+def _stream_labels(source: Any, labels: np.ndarray | None) -> Any:
+    """Labels read from the items, as class names when the dataset has ``classes``."""
+    ds = source.dataset if isinstance(source, DataLoader) else source
+    names = getattr(ds, "classes", None)
+    named = isinstance(names, (list, tuple)) and bool(names)
+    if not named or not all(isinstance(c, str) for c in names):  # type: ignore[union-attr]
+        return labels
+    if labels is None or labels.dtype.kind not in "iu" or not labels.size:
+        return labels
+    if 0 <= labels.min() and labels.max() < len(names):  # type: ignore[arg-type]
+        return np.asarray(names, dtype=object)[labels]
+    return labels
+
+
+def _stack_labels(labs: list[np.ndarray | None]) -> np.ndarray | None:
+    if not labs or any(lab is None for lab in labs):
+        return None
+    return np.concatenate([lab for lab in labs if lab is not None])
+
+
+@dataclass
+class _StreamFit:
+    """What the first pass over a stream found: rows seen, D, and the PCA fitted (if any)."""
+
+    seen: int = 0
+    d: int = 0
+    k: int | None = None  # dimensions of the PCA step (None: no PCA, rows kept)
+    ipca: Any = None
+    kept: list[np.ndarray] = field(default_factory=list)  # the rows, when no PCA
+    labels: list[np.ndarray | None] = field(default_factory=list)
+
+
+def _reduce_stream(source: Any, s: _Settings) -> _Reduced:
+    """Two passes over a Dataset/DataLoader: IncrementalPCA fit, then transform.
+
+    Without a PCA step (a pre-step with D <= pca_dims, or pca_dims=None) one pass
+    collects the rows (they are small then).
+    """
+    if isinstance(source, DataLoader) and isinstance(source.sampler, RandomSampler):
+        _warn(
+            f"{s.fn}: the DataLoader shuffles; rows of the projection follow the order of its "
+            "last pass, not the dataset's. Use shuffle=False to keep the dataset's order."
+        )
+    fit = _stream_fit(source, s)
+    if fit.ipca is None:
+        rows = np.concatenate(fit.kept)
+        return _Reduced(rows, None, False, rows, _stack_labels(fit.labels), fit.d)
+    return _stream_transform(source, fit, s)
+
+
+def _stream_fit(source: Any, s: _Settings) -> _StreamFit:
+    """Pass 1: check every batch and fit IncrementalPCA in chunks (or keep the rows)."""
+    from sklearn.decomposition import IncrementalPCA
+    from tqdm.auto import tqdm
+
+    scan, fit = _Scan(), _StreamFit()
+    rechunk: _Rechunker | None = None
+    bar = tqdm(desc="reading (pass 1)", unit="row", disable=not s.progress, leave=False)
+    for x, lab in _stream(source, s):
+        if fit.seen == 0:  # first batch: now D is known
+            fit.d, fit.k = x.shape[1], _pca_target(None, x.shape[1], s)
+        scan.add(x)
+        fit.seen += x.shape[0]
+        bar.update(x.shape[0])
+        if fit.k is None:
+            fit.kept.append(x)
+            fit.labels.append(lab)
+            continue
+        if rechunk is None:
+            fit.ipca = IncrementalPCA(n_components=_ipca_components(fit.k, fit.d))
+            rechunk = _Rechunker(_ipca_rows(fit.ipca.n_components))
+        if not scan.bad:
+            for chunk in rechunk.push(x):
+                with _pca_errors(s, "scikit-learn's IncrementalPCA"):
+                    fit.ipca.partial_fit(chunk)
+    bar.close()
+    if fit.seen < 2:
+        raise ValueError(
+            f"The {s.name!r} parameter of {s.fn} must yield at least 2 rows (N >= 2). "
+            f"Got N={fit.seen}."
+        )
+    scan.check(s)
+    _check_size(fit.seen, fit.d, s)
+    if rechunk is not None:
+        _fit_tail(fit, list(rechunk.finish()), s)
+    return fit
+
+
+def _fit_tail(fit: _StreamFit, tail: list[np.ndarray], s: _Settings) -> None:
+    """Fit the chunk(s) left in the rechunker; a stream of one chunk may cap the dimensions."""
+    if fit.k is None:  # pragma: no cover - a rechunker exists only with a PCA step
+        return
+    if tail and not hasattr(fit.ipca, "components_"):  # everything fits in one chunk
+        fit.k = min(fit.k, fit.seen)  # a pre-step to more dims than rows keeps them all
+        fit.ipca.set_params(n_components=min(fit.ipca.n_components, fit.seen))
+    for chunk in tail:
+        with _pca_errors(s, "scikit-learn's IncrementalPCA"):
+            fit.ipca.partial_fit(chunk)
+
+
+def _stream_transform(source: Any, fit: _StreamFit, s: _Settings) -> _Reduced:
+    """Pass 2: apply the PCA batch by batch; keep the raw rows of the scoring subsample."""
+    from tqdm.auto import tqdm
+
+    out: list[np.ndarray] = []
+    labs: list[np.ndarray | None] = []
+    sub_idx = _subsample(fit.seen, s.random_state)
+    sub: list[np.ndarray] = []
+    pos = 0
+    bar = tqdm(
+        total=fit.seen, desc="projecting (pass 2)", unit="row", disable=not s.progress, leave=False
+    )
+    for x, lab in _stream(source, s):
+        with _pca_errors(s, "scikit-learn's IncrementalPCA"):
+            out.append(fit.ipca.transform(x)[:, : fit.k])
+        labs.append(lab)
+        lo, hi = np.searchsorted(sub_idx, [pos, pos + x.shape[0]])
+        sub.append(x[sub_idx[lo:hi] - pos])
+        pos += x.shape[0]
+        bar.update(x.shape[0])
+    bar.close()
+    if pos != fit.seen:
+        raise ValueError(
+            f"The {s.name!r} parameter of {s.fn} gave {fit.seen} rows in the first pass and "
+            f"{pos} in the second; a Dataset/DataLoader must give the same rows every time."
+        )
+    evr = fit.ipca.explained_variance_ratio_[: fit.k].copy()
+    n_features = int(fit.ipca.n_features_in_)
+    return _Reduced(
+        np.concatenate(out), evr, True, None, _stack_labels(labs), n_features, np.concatenate(sub)
+    )
+
+
+def _read_owned(x: np.ndarray, *, progress: bool) -> np.ndarray:
+    """Copy a memory map into an owned float array in row chunks, releasing mapped pages.
+
+    Peak RSS stays near the data size plus one chunk (not twice the data size).
+    """
+    from tqdm.auto import tqdm
+
+    n, d = x.shape
+    out = np.empty((n, d), dtype=_as_float(np.empty(0, x.dtype)).dtype)
+    step = max(1, (64 * 2**20) // max(1, d * x.itemsize))  # ~64 MiB per chunk
+    for sl in tqdm(list(_chunks(n, step)), desc="reading", disable=not progress, leave=False):
+        out[sl] = x[sl]
+        _release_pages(x)
+    return out
+
+
+def _reduce(x: np.ndarray, s: _Settings) -> _Reduced:
+    """PCA step of an (N, D) array (none for a small pre-step); chunked for big memory maps."""
+    n, d = x.shape
+    k = _pca_target(n, d, s)
+    if isinstance(x, np.memmap) and x.nbytes > s.budget and k is not None:
+        return _reduce_memmap(x, k, s)
+    if isinstance(x, np.memmap):
+        arr, owned = _read_owned(x, progress=s.progress), True
+    else:
+        arr = _as_float(np.asarray(x))
+        owned = not np.may_share_memory(arr, x)
+    rows_fit = not isinstance(x, np.memmap) or x.nbytes <= s.budget
+    scan = _Scan()
+    for sl in _chunks(n, max(1, (64 * 2**20) // max(1, d * arr.itemsize))):  # ~64 MiB each
+        scan.add(arr[sl])
+    scan.check(s)
+    if k is None:
+        return _Reduced(arr, None, False, x, n_features=d, rows_fit=rows_fit)
+    from sklearn.decomposition import PCA
+
+    # an array we own may be centred in place (copy=False): no second copy of the data;
+    # the results are the same as with copy=True
+    pca = PCA(n_components=k, random_state=s.random_state, copy=not owned)
+    with _pca_errors(s, "scikit-learn's PCA"):
+        z = pca.fit_transform(arr)
+    del arr
+    evr = pca.explained_variance_ratio_.copy()
+    return _Reduced(z, evr, False, x, n_features=d, rows_fit=rows_fit)
+
+
+def _read(features: Any, labels: Any, s: _Settings) -> tuple[_Reduced, np.ndarray | None]:
+    """Check the features and labels, and run the PCA step: stream, memory map or array."""
+    if isinstance(features, (Dataset, DataLoader)):
+        red = _reduce_stream(features, s)
+        if labels is None:
+            labels = _stream_labels(features, red.labels)
+        n = red.data.shape[0]
+        return red, None if labels is None else _labels_array(labels, n, s.fn)
+    x = _flatten_array(features, s.fn, s.name)
+    lab = None if labels is None else _labels_array(labels, x.shape[0], s.fn)
+    _check_size(x.shape[0], x.shape[1], s)
+    return _reduce(x, s), lab
+
+
+# -- methods: one row per method -------------------------------------------------------------
