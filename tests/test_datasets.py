@@ -57,7 +57,7 @@ def test_class_balance():
 
 
 def test_custom_classes_and_loader_collate():
-    ds = Shapes(8, random_state=0, classes=("ring", "diamond"))
+    ds = Shapes(8, random_state=0, class_names=("ring", "diamond"))
     assert ds.classes == ("ring", "diamond")
     batch = next(iter(DataLoader(ds, batch_size=4)))
     assert batch.image.shape == (4, 3, 64, 64) and batch.box.shape == (4, 4)
@@ -71,8 +71,8 @@ def test_custom_classes_and_loader_collate():
         ({"n": 4, "size": -1}, "'size'"),
         ({"n": 4, "size": 8}, "'size'"),
         ({"n": 4, "classes": ("circle", "hexagon")}, "hexagon"),
-        ({"n": 4, "classes": ("circle",)}, "'classes'"),
-        ({"n": 4, "classes": "circle"}, "'classes'"),
+        ({"n": 4, "class_names": ("circle",)}, "'class_names'"),
+        ({"n": 4, "class_names": "circle"}, "'class_names'"),
         ({"n": 4, "distractors": -1}, "'distractors'"),
     ],
 )
@@ -86,3 +86,11 @@ def test_sample_photos():
     assert set(photos) == {"china", "flower"}
     for img in photos.values():
         assert img.shape == (427, 640, 3) and img.dtype == np.uint8
+
+
+def test_class_names_old_name_classes_warns_and_gives_the_same_data():
+    with pytest.warns(FutureWarning, match="'classes' parameter of Shapes is renamed"):
+        old = Shapes(6, random_state=3, classes=("ring", "diamond"))
+    new = Shapes(6, random_state=3, class_names=("ring", "diamond"))
+    assert old.classes == new.classes == ("ring", "diamond")
+    assert torch.equal(old.images, new.images) and torch.equal(old.labels, new.labels)

@@ -89,7 +89,7 @@ class Shapes(Dataset[ShapesItem]):
         n: Number of images, >= 1.
         size: Image side in pixels, >= 16.
         random_state: Seed of the generator that draws everything (int >= 0).
-        classes: Shape names to draw, a subset of ``("circle", "square", "triangle",
+        class_names: Shape names to draw, a subset of ``("circle", "square", "triangle",
             "cross", "ring", "diamond")``; their order defines the labels.
         distractors: Maximum number of thin random lines drawn per image (0 for none).
         noise: Standard deviation of the per-pixel Gaussian noise added to each image.
@@ -112,13 +112,13 @@ class Shapes(Dataset[ShapesItem]):
         (torch.Size([3, 64, 64]), 'triangle')
     """
 
-    @renamed(seed="random_state")
+    @renamed(seed="random_state", classes="class_names")
     def __init__(
         self,
         n: int,
         size: int = 64,
         random_state: int = 0,
-        classes: Sequence[str] = SHAPE_CLASSES,
+        class_names: Sequence[str] = SHAPE_CLASSES,
         *,
         distractors: int = 3,
         noise: float = 0.04,
@@ -126,20 +126,21 @@ class Shapes(Dataset[ShapesItem]):
         n = check_int(n, "n", "Shapes", 1)
         size = check_int(size, "size", "Shapes", 16)
         seed = check_int(random_state, "random_state", "Shapes", 0)
-        if isinstance(classes, str):
+        if isinstance(class_names, str):
             raise ValueError(
-                f"The 'classes' parameter of Shapes must be a sequence of names. Got {classes!r}."
+                "The 'class_names' parameter of Shapes must be a sequence of names. "
+                f"Got {class_names!r}."
             )
-        classes = tuple(classes)
+        classes = tuple(class_names)
         unknown = [c for c in classes if c not in _ALL_CLASSES]
         if unknown:
             raise ValueError(
-                f"The 'classes' parameter of Shapes has unknown names {unknown}; "
+                f"The 'class_names' parameter of Shapes has unknown names {unknown}; "
                 f"choose from {list(_ALL_CLASSES)}."
             )
         if len(set(classes)) != len(classes) or len(classes) < 2:
             raise ValueError(
-                "The 'classes' parameter of Shapes needs at least two distinct names. "
+                "The 'class_names' parameter of Shapes needs at least two distinct names. "
                 f"Got {list(classes)}."
             )
         distractors = check_int(distractors, "distractors", "Shapes", 0)

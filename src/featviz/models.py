@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,13 @@ def _check_recipe(seed: Any, epochs: Any, n_train: Any, func: str) -> None:
     check_int(n_train, "n_train", func, 64)
 
 
-@renamed(seed="random_state")
+@renamed(seed="random_state", classes="class_names")
 def train_tiny_cnn(
     *,
     random_state: int = 0,
     epochs: int = 4,
     n_train: int = 4000,
-    classes: tuple[str, ...] = SHAPE_CLASSES,
+    class_names: Sequence[str] = SHAPE_CLASSES,
     progress: bool = False,
 ) -> TinyCNN:
     """Train a `TinyCNN` on `Shapes` from scratch (no cache involved).
@@ -132,7 +133,7 @@ def train_tiny_cnn(
             the weights.
         epochs: Passes over the training set, >= 1.
         n_train: Training images, >= 64.
-        classes: Shape classes, as in `Shapes`.
+        class_names: Shape class names, as in `Shapes`; their order defines the labels.
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -142,8 +143,9 @@ def train_tiny_cnn(
     _check_recipe(seed, epochs, n_train, "train_tiny_cnn")
     from tqdm.auto import tqdm
 
+    classes = tuple(class_names)
     recipe = _recipe(seed, epochs, n_train, classes)
-    data = Shapes(n_train, size=recipe["size"], random_state=seed, classes=classes)
+    data = Shapes(n_train, size=recipe["size"], random_state=seed, class_names=classes)
     images, labels = data.tensors()
     # training needs autograd also when called inside no_grad() or inference_mode()
     with grad_enabled(), torch.random.fork_rng(devices=[]):
@@ -187,13 +189,13 @@ def _atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-@renamed(seed="random_state", directory="cache_dir")
+@renamed(seed="random_state", directory="cache_dir", classes="class_names")
 def pretrained_tiny_cnn(
     *,
     random_state: int = 0,
     epochs: int = 4,
     n_train: int = 4000,
-    classes: tuple[str, ...] = SHAPE_CLASSES,
+    class_names: Sequence[str] = SHAPE_CLASSES,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -212,7 +214,7 @@ def pretrained_tiny_cnn(
         random_state: Seed of the training data and weights.
         epochs: Training epochs.
         n_train: Training images.
-        classes: Shape classes, as in `Shapes`.
+        class_names: Shape class names, as in `Shapes`; their order defines the labels.
         cache: Read and write the cache; ``False`` always trains and writes nothing.
         cache_dir: Cache folder; default: `featviz.models.cache_dir()`.
         progress: Show a progress bar while training.
@@ -222,7 +224,7 @@ def pretrained_tiny_cnn(
     """
     seed = random_state
     _check_recipe(seed, epochs, n_train, "pretrained_tiny_cnn")
-    classes = tuple(classes)
+    classes = tuple(class_names)
     recipe = _recipe(seed, epochs, n_train, classes)
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
@@ -243,7 +245,7 @@ def pretrained_tiny_cnn(
             logger.warning("ignoring unreadable cache file %s (%s); retraining", path, exc)
     start = time.perf_counter()
     model = train_tiny_cnn(
-        random_state=seed, epochs=epochs, n_train=n_train, classes=classes, progress=progress
+        random_state=seed, epochs=epochs, n_train=n_train, class_names=classes, progress=progress
     )
     logger.info("trained TinyCNN in %.1f s", time.perf_counter() - start)
     if cache:
