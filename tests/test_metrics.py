@@ -95,7 +95,7 @@ def test_blur_baseline_and_errors():
     flat = torch.full((1, 1, 2, 2), 0.25)
     res = insertion_auc(model, flat, SAL, 0, steps=4, probability=False)  # blur of constant
     torch.testing.assert_close(res.curve, torch.full((1, 5), 2.5))
-    from featviz.metrics import _gaussian_blur
+    from featviz.metrics._common import _gaussian_blur
 
     img = torch.zeros(1, 1, 21, 21)
     img[0, 0, 10, 10] = 1.0

@@ -36,7 +36,7 @@ import torch
 from featviz._outputs import Target, as_logits, call_target, target_classes
 from featviz.targets import ClassesTarget, ClassTarget, ProbabilityTarget
 
-__all__ = ["Scorer", "is_class_target", "predicted", "resolve"]
+__all__ = ["Scorer", "is_class_target", "needs_outputs", "predicted", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,15 @@ def is_class_target(target: Any) -> bool:
     if isinstance(target, (ClassTarget, ProbabilityTarget)):
         return True
     return not callable(target) or isinstance(target, torch.Tensor)
+
+
+def needs_outputs(target: Any) -> bool:
+    """Whether `resolve` reads the outputs for ``target`` (class targets), else None will do."""
+    if isinstance(target, (ClassTarget, ProbabilityTarget, ClassesTarget)):
+        return True
+    return not isinstance(target, Scorer) and (
+        not callable(target) or isinstance(target, torch.Tensor)
+    )
 
 
 def predicted(outputs: Any, n: int, probability: bool = False) -> Scorer:

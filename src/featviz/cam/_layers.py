@@ -21,6 +21,7 @@ from featviz.hooks import capture, unwrap_model
 
 __all__ = ["layout", "prefix_tokens", "probe_layer", "vit_grid"]
 
+
 def vit_grid(tokens: torch.Tensor) -> torch.Tensor:
     """ViT tokens (N, 1 + h*w, C) -> (N, C, h, w): drop the class token, square grid."""
     if tokens.ndim != 3:
@@ -234,9 +235,7 @@ def probe_layer(model: nn.Module, images: torch.Tensor) -> str:
     with torch.no_grad(), capture(model, nn.Module, detach=False) as cap:
         # two images (the first one twice for a batch of one), so that outputs with
         # a batch axis of their own (a detector's regions, position biases) stand out
-        outputs = model(
-            images[:2] if len(images) > 1 else images[:1].expand(2, -1, -1, -1)
-        )
+        outputs = model(images[:2] if len(images) > 1 else images[:1].expand(2, -1, -1, -1))
     size = (int(images.shape[-2]), int(images.shape[-1]))
     prefix = prefix_tokens(model)
     acts = cap.activations
