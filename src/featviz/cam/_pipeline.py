@@ -34,7 +34,7 @@ from featviz._ops import (
 )
 from featviz._outputs import Target, target_on
 from featviz._scoring import Scorer, is_class_target, resolve
-from featviz._validation import renamed
+from featviz._validation import check_int, renamed
 from featviz.cam._layers import layout, prefix_tokens, probe_layer, vit_grid
 from featviz.cam._methods import _HW, _METHODS, _SCORE_UNITS, _Job, _method_name, _principal_map
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
@@ -78,6 +78,17 @@ def _check_size(size: Any) -> Size:
     raise ValueError(
         "The 'size' parameter must be 'input', None or a pair (H, W) of ints >= 1. "
         f"Got {size!r} instead."
+    )
+
+
+def _check_reshape(reshape: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    if reshape == "vit":
+        return vit_grid
+    if reshape is None or callable(reshape):
+        return reshape
+    raise TypeError(
+        "The 'reshape_transform' parameter must be None, 'vit' or a callable. "
+        f"Got {reshape!r} instead."
     )
 
 
@@ -155,9 +166,12 @@ class CAM:
             images (horizontal flip or not, times intensity factors 0.9, 1.0, 1.1, the
             views of pytorch-grad-cam's ``aug_smooth``) are computed, flipped back and
             averaged (then normalised again with ``normalize``). Class targets are fixed
-            by the unaugmented view; a spatial target (`featviz.targets.BoxTarget`,
-            `featviz.targets.SegmentationTarget`) is refused because it would not
-            follow the flip. Six times the cost of one call.
+            by the unaugmented view (the predicted class of ``target=None`` is kept);
+            a spatial target (`featviz.targets.BoxTarget` with boxes,
+            `featviz.targets.SegmentationTarget` with a mask) is refused because it
+            would not follow the flip. A callable target is called on every view as it
+            is: it must not read fixed pixel positions (boxes, masks, crops of the
+            output), which a flipped view moves. Six times the cost of one call.
         eigen_smooth: Replace each map $\sum_k w_k A_k$ by the projection of the
             weighted activations $w_k A_k$ on their first principal direction (centred
             per channel; sign: positive correlation with $\sum_k w_k A_k$), which
@@ -170,8 +184,8 @@ class CAM:
         reshapes_: The reshape applied to each of those layers' outputs (None where the
             output was already (N, C, h, w)); its repr says what it does, such as
             ``tokens[:, 1:] -> (N, C, 14, 14)``.
-        classes_: (N,) int64 target classes of the latest call (None for a callable
-            target or a class-agnostic method).
+        classes_: (N,) int64 target classes of the latest call (None for a target that
+            is no single class per image, or a class-agnostic method).
         scores_: (N,) detached target scores of the latest call (None for ``eigencam``).
 
     Several layers are fused as follows: each layer's map is computed, ReLU-ed, resized
@@ -221,27 +235,13 @@ class CAM:
         )
         self.fc = fc
         self.average_classes = bool(average_classes)
-        if reshape_transform == "vit":
-            self.reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = vit_grid
-        elif reshape_transform is None or callable(reshape_transform):
-            self.reshape_transform = reshape_transform
-        else:
-            raise TypeError(
-                "The 'reshape_transform' parameter must be None, 'vit' or a callable. "
-                f"Got {reshape_transform!r} instead."
-            )
+        self.reshape_transform = _check_reshape(reshape_transform)
         self.size = _check_size(size)
         self.relu = bool(relu)
         self.normalize = bool(normalize)
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ValueError(
-                "The 'batch_size' parameter of CAM must be None or an int in the range "
-                "[1, inf). "
-                f"Got {batch_size!r} instead."
-            )
-        self.batch_size = batch_size
+        self.batch_size = (
+            None if batch_size is None else check_int(batch_size, "batch_size", "CAM", 1)
+        )
         self.eval_mode = bool(eval_mode)
         self.progress = bool(progress)
         self.aug_smooth = bool(aug_smooth)
@@ -300,10 +300,13 @@ class CAM:
             images: float tensor (N, C, H, W) on the model's device.
             target: None: each image's arg-max class. An int: that class for every
                 image. A sequence/tensor of ints: one class per image (its length must
-                equal N, else ValueError). A callable ``outputs -> (N,) scores``: any
-                differentiable score of the model outputs (segmentation, detection,
-                regression heads). Ignored by ``eigencam`` and by ``cam`` with
-                ``average_classes``.
+                equal N, else ValueError). A `featviz.targets` object (``ClassTarget(c)``
+                is the same as ``c``; ``BoxTarget``, ``SegmentationTarget``,
+                ``SimilarityTarget`` for detection, segmentation and embedding
+                models). A callable ``outputs -> (N,) scores``: any differentiable score
+                of the model outputs (regression heads, ...). Ignored by ``eigencam``
+                and by ``cam`` with ``average_classes``; ``cam`` needs one class per
+                image (None, ints, ``ClassTarget``, ``ProbabilityTarget``).
 
         Returns:
             float32 tensor (N, H', W') on the images' device, where (H', W') is set by
@@ -311,7 +314,7 @@ class CAM:
 
         Raises:
             TypeError: ``images`` is not a tensor, or ``target`` has a wrong type.
-            ValueError: ``images`` is not (N, C, H, W); ``target`` has another length
+            ValueError: ``images`` is not a float (N, C, H, W) batch; ``target`` has another length
                 than the batch or a class out of range; a layer does not run, returns
                 something other than a tensor, or is not (N, C, h, w) after
                 ``reshape_transform``; the target score does not depend on a layer.
@@ -656,11 +659,11 @@ def grad_cam(
 
     Args:
         model: The model.
-        images: float tensor (N, C, H, W).
+        images: float tensor (N, C, H, W) (integer images are refused: convert them).
         layers: Layer spec(s) as in `featviz.hooks.resolve_layers`; None picks the last
             layer with a spatial output and warns naming it.
-        target: None (arg-max class), an int, one int per image, or a callable
-            ``outputs -> (N,) scores``.
+        target: None (arg-max class), an int, one int per image, a `featviz.targets`
+            object, or a callable ``outputs -> (N,) scores`` (see `CAM.__call__`).
         size: ``"input"``, None (the layer's size) or ``(H, W)``.
         relu: Apply ReLU to the weighted sum.
         normalize: Min-max normalise each map to [0, 1] (constant maps -> zeros).
@@ -717,7 +720,8 @@ def class_activation_map(
         images: float tensor (N, C, H, W).
         layers: The layer feeding the global pooling; None picks the last spatial layer.
         fc: The final linear layer; None uses the model's last ``nn.Linear``.
-        target: None (arg-max class), an int, or one int per image.
+        target: None (arg-max class), an int, one int per image, ``ClassTarget`` or
+            ``ProbabilityTarget`` (one class per image).
         average_classes: Average the linear weights over all classes.
         size: ``"input"``, None (the layer's size) or ``(H, W)``.
         relu: Apply ReLU to the weighted sum.

@@ -15,6 +15,7 @@ from torch import nn
 
 from featviz._ops import user_stacklevel
 from featviz._outputs import Target
+from featviz._scoring import needs_outputs
 from featviz._validation import check_choice, check_int, renamed
 from featviz.metrics._common import (
     Baseline,
@@ -130,19 +131,27 @@ def deletion_auc(
     A faithful map makes the score drop fast, so the AUC is small.
 
     Args:
-        model: Classifier returning (N, K) logits.
+        model: The model: a classifier returning (N, K) logits, or any model the
+            ``target`` scores (a detector with ``BoxTarget``, a segmenter, ...).
         images: float tensor (N, C, H, W), as the model takes them.
         heatmaps: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
-        target: None (each image's arg-max class on the intact image), an int, or one
-            int per image (length must equal N).
+        target: What is scored, resolved once on the intact images: None (each image's
+            arg-max class there, kept for the perturbed copies), an int, one int per
+            image (length N), a `featviz.targets` object (``ClassTarget(c)`` scores
+            exactly as ``c``; ``BoxTarget`` for detectors, ``SegmentationTarget``,
+            ``SimilarityTarget``), or any callable ``outputs -> (B,) scores``. A callable
+            sees batches of perturbed copies of several images, so it must score each
+            output row on its own (the `featviz.targets` objects holding data per image
+            are restricted to the batch's images for it).
         steps: Number of steps $T$ (>= 1); N * (T + 1) forward passes in all.
         baseline: What replaces deleted pixels: ``"zeros"`` (zero in the model's input
             space), ``"blur"`` (Gaussian blur, kernel 11, sigma 5, as in RISE),
             ``"mean"`` (each image's channel means), a float, or a tensor broadcastable
             to (N, C, H, W).
         batch_size: Modified images per forward pass.
-        probability: Score with the softmax probability of the class (True) or the raw
-            logit (False).
+        probability: Score class targets (None, ints, ``ClassTarget``, ``ClassesTarget``)
+            by the softmax probability (True) or the raw logit (False). Other targets
+            are scored as they return (``ProbabilityTarget`` is always a probability).
         eval_mode: Evaluate the model in eval mode (flags restored after).
         progress: Show a progress bar.
 
@@ -187,15 +196,25 @@ def insertion_auc(
     $\mathrm{AUC} = \frac{1}{T} \sum_{t=1}^{T} (s_{t-1} + s_t) / 2$.
 
     Args:
-        model: Classifier returning (N, K) logits.
+        model: The model: a classifier returning (N, K) logits, or any model the
+            ``target`` scores (a detector with ``BoxTarget``, a segmenter, ...).
         images: float tensor (N, C, H, W).
         heatmaps: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
-        target: None (arg-max class on the intact image), an int, or one int per image.
+        target: What is scored, resolved once on the intact images: None (each image's
+            arg-max class there, kept for the perturbed copies), an int, one int per
+            image (length N), a `featviz.targets` object (``ClassTarget(c)`` scores
+            exactly as ``c``; ``BoxTarget`` for detectors, ``SegmentationTarget``,
+            ``SimilarityTarget``), or any callable ``outputs -> (B,) scores``. A callable
+            sees batches of perturbed copies of several images, so it must score each
+            output row on its own (the `featviz.targets` objects holding data per image
+            are restricted to the batch's images for it).
         steps: Number of steps $T$ (>= 1).
         baseline: The starting image: ``"blur"`` (default), ``"zeros"``, ``"mean"``, a
             float or a tensor broadcastable to (N, C, H, W).
         batch_size: Modified images per forward pass.
-        probability: Softmax probability (True) or raw logit (False).
+        probability: Score class targets (None, ints, ``ClassTarget``, ``ClassesTarget``)
+            by the softmax probability (True) or the raw logit (False). Other targets
+            are scored as they return (``ProbabilityTarget`` is always a probability).
         eval_mode: Evaluate the model in eval mode (flags restored after).
         progress: Show a progress bar.
 
@@ -256,27 +275,35 @@ def average_drop(
 ) -> float | torch.Tensor:
     r"""Average Drop % (Chattopadhay et al. 2018): lower is better.
 
-    With $Y_i$ the softmax probability of the target class on image $i$ and $O_i$ the
-    probability on the explanation map $E_i = X_i \odot L_i$ (the image multiplied by its
-    heatmap, which should lie in [0, 1]):
+    With $Y_i$ the confidence of the target on image $i$ and $O_i$ the confidence on the
+    explanation map $E_i = X_i \odot L_i$ (the image multiplied by its heatmap, which
+    should lie in [0, 1]):
 
     $$
     \mathrm{Average\ Drop} = \frac{100}{N} \sum_{i=1}^{N} \frac{\max(0, Y_i - O_i)}{Y_i}.
     $$
 
     Args:
-        model: Classifier returning (N, K) logits.
+        model: The model: a classifier returning (N, K) logits, or any model the
+            ``target`` scores (a detector with ``BoxTarget``, a segmenter, ...).
         images: float tensor (N, C, H, W).
         heatmaps: (N, h, w) maps in [0, 1]; resized bilinearly to (H, W) if needed.
-        target: None (arg-max class), an int, or one int per image.
+        target: What is scored, as in `deletion_auc`. Class targets (None, ints,
+            ``ClassTarget``, ``ClassesTarget``) are scored by their softmax probability.
         batch_size: Images per forward pass.
         reduce: ``"mean"``: the percentage as a float; ``"none"``: the per-image
             terms $100 \max(0, Y_i - O_i) / Y_i$ as a tensor (N,).
         eval_mode: Evaluate the model in eval mode (flags restored after).
 
-    An image whose confidence $Y_i$ is 0 (a probability that underflowed) has nothing
-    to drop: its term is 0, with a `RuntimeWarning` naming it (never NaN). NaN or inf in
-    ``heatmaps`` are set to 0 with a `RuntimeWarning`.
+    The confidence is the softmax probability of the target class for class targets
+    (None, ints, ``ClassTarget``, ``ClassesTarget``: the summed probability of its
+    classes) and for ``ProbabilityTarget``; for any other target (``BoxTarget``,
+    ``SegmentationTarget``, ``SimilarityTarget``, a callable) it is the target's score as
+    the target returns it: a ratio of scores is meaningful for positive scores, such as
+    a ``BoxTarget``'s detection scores. An image whose confidence $Y_i$ is 0 or less
+    (a probability that underflowed, or a negative score) has nothing to drop: its term
+    is 0, with a `RuntimeWarning` naming it (never NaN). NaN or inf in ``heatmaps`` are
+    set to 0 with a `RuntimeWarning`.
 
     Returns:
         A float percentage, or a float32 tensor (N,) with ``reduce="none"``.
@@ -289,10 +316,11 @@ def average_drop(
     zero = y <= 0
     if bool(zero.any()):
         idx = torch.nonzero(zero).flatten().tolist()
+        what = "class probability 0" if needs_outputs(target) else "score 0 or less"
         warnings.warn(
-            f"average_drop: the model gives the target class probability 0 on images "
+            f"average_drop: the model gives the target {what} on images "
             f"{idx[:20]}{' ...' if len(idx) > 20 else ''}, so nothing can drop; their terms "
-            "are 0 (not NaN). Check the 'target' classes.",
+            "are 0 (not NaN). Check the 'target'.",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )
@@ -313,17 +341,21 @@ def increase_in_confidence(
 ) -> float | torch.Tensor:
     r"""Increase in Confidence % (Chattopadhay et al. 2018): higher is better.
 
-    With $Y_i$ and $O_i$ as in `average_drop`:
+    With $Y_i$ and $O_i$ the target's confidence on the image and on the explanation
+    map, as in `average_drop` (the class probability for class targets, the target's
+    score for any other target):
 
     $$
     \mathrm{Increase\ in\ Confidence} = \frac{100}{N} \sum_{i=1}^{N} \mathbb{1}[O_i > Y_i].
     $$
 
     Args:
-        model: Classifier returning (N, K) logits.
+        model: The model: a classifier returning (N, K) logits, or any model the
+            ``target`` scores (a detector with ``BoxTarget``, a segmenter, ...).
         images: float tensor (N, C, H, W).
         heatmaps: (N, h, w) maps in [0, 1]; resized bilinearly to (H, W) if needed.
-        target: None (arg-max class), an int, or one int per image.
+        target: What is scored, as in `deletion_auc`. Class targets (None, ints,
+            ``ClassTarget``, ``ClassesTarget``) are scored by their softmax probability.
         batch_size: Images per forward pass.
         reduce: ``"mean"``: the percentage as a float; ``"none"``: per-image values
             100 or 0 as a float32 tensor (N,).

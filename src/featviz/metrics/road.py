@@ -296,19 +296,27 @@ def road(
     pytorch-grad-cam's ``ROADCombined``.
 
     Args:
-        model: Classifier returning (N, K) logits.
+        model: The model: a classifier returning (N, K) logits, or any model the
+            ``target`` scores (a detector with ``BoxTarget``, a segmenter, ...).
         images: float tensor (N, C, H, W), as the model takes them; the imputation and
             its noise work in these units.
         heatmaps: (N, h, w) tensor or array; resized bilinearly to (H, W) if needed.
-        target: None (each image's arg-max class on the intact image), an int, or one
-            int per image.
+        target: What is scored, resolved once on the intact images: None (each image's
+            arg-max class there, kept for the perturbed copies), an int, one int per
+            image (length N), a `featviz.targets` object (``ClassTarget(c)`` scores
+            exactly as ``c``; ``BoxTarget`` for detectors, ``SegmentationTarget``,
+            ``SimilarityTarget``), or any callable ``outputs -> (B,) scores``. A callable
+            sees batches of perturbed copies of several images, so it must score each
+            output row on its own (the `featviz.targets` objects holding data per image
+            are restricted to the batch's images for it).
         fractions: Fractions of pixels removed, each in (0, 1); the paper's are
             0.1, 0.2, ..., 0.9. Each must keep at least one pixel.
         order: ``"morf"``, ``"lerf"`` or ``"both"``.
         noise: Standard deviation of the imputation noise (>= 0), in the images' units.
         batch_size: Imputed images per forward pass.
-        probability: Score with the softmax probability of the class (True) or the raw
-            logit (False).
+        probability: Score class targets (None, ints, ``ClassTarget``, ``ClassesTarget``)
+            by the softmax probability (True) or the raw logit (False). Other targets
+            are scored as they return (``ProbabilityTarget`` is always a probability).
         eval_mode: Evaluate the model in eval mode (flags restored after).
         progress: Show a progress bar.
         random_state: Seed of the noise (int >= 0). Each imputed image draws its own
