@@ -642,7 +642,6 @@ def test_road_matches_pytorch_grad_cam():
 # --------------------------------------------------------------------------------------
 # targets: one scoring path (featviz._scoring) for every metric
 # --------------------------------------------------------------------------------------
-from featviz.metrics import road  # noqa: E402
 from featviz.targets import (  # noqa: E402
     BoxTarget,
     ClassesTarget,
