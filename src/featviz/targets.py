@@ -456,8 +456,8 @@ class BoxTarget:
         assert isinstance(self.boxes, (list, tuple))
         if len(self.boxes) != n:
             raise ValueError(
-                f"The 'boxes' parameter of BoxTarget must hold one entry per image when it "
-                f"is a list or tuple (entry i holds the (K_i, 4) boxes of image i; a nested "
+                f"The 'boxes' parameter of BoxTarget must hold one (K, 4) tensor per image "
+                f"when it is a list or tuple (entry i holds the boxes of image i; a nested "
                 f"list of boxes is read as one box per image): the batch has {n} images but "
                 f"'boxes' has {len(self.boxes)} entries. Pass a (K, 4) tensor or array for "
                 "boxes shared by every image."
@@ -627,8 +627,9 @@ class SimilarityTarget:
     """Cosine similarity of each image's embedding to a given embedding.
 
     Args:
-        embedding: (D,) reference embedding, or (N, D) one per image (a tensor or an
-            array).
+        embedding: (D,) reference embedding (also as (1, D), or (D, 1) as an unbatched
+            forward pass gives it), or (N, D) one per image (N, D > 1); a tensor or an
+            array.
     """
 
     embedding: torch.Tensor | np.ndarray
@@ -639,7 +640,7 @@ class SimilarityTarget:
     def select(self, rows: torch.Tensor) -> SimilarityTarget:
         """The same target for images ``rows`` (B,) int64: their embeddings if per image."""
         emb = _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2))
-        if emb.ndim == 1 or emb.shape[0] == 1:
+        if emb.ndim == 1 or min(emb.shape) == 1:  # one embedding for every image
             return self
         return replace(self, embedding=emb[rows.to(emb.device)])
 
@@ -654,10 +655,12 @@ class SimilarityTarget:
             )
         ref = _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2)).to(emb)
         n, d = emb.shape
-        if ref.shape[-1] != d or (ref.ndim == 2 and ref.shape[0] not in (1, n)):
+        if ref.numel() == d:
+            ref = ref.reshape(1, d)
+        if tuple(ref.shape) not in ((1, d), (n, d)):
             raise ValueError(
                 f"The 'embedding' parameter of SimilarityTarget must be (D,) or (N, D) with "
                 f"the model's embedding size D = {d} and N = {n} images (or 1). Got shape "
                 f"{tuple(ref.shape)} instead."
             )
-        return torch.nn.functional.cosine_similarity(emb, ref.reshape(-1, d), dim=1)
+        return torch.nn.functional.cosine_similarity(emb, ref, dim=1)

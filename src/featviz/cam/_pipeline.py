@@ -34,7 +34,7 @@ from featviz._ops import (
 )
 from featviz._outputs import Target, target_on
 from featviz._scoring import Scorer, is_class_target, resolve
-from featviz._validation import check_int, renamed
+from featviz._validation import renamed
 from featviz.cam._layers import layout, prefix_tokens, probe_layer, vit_grid
 from featviz.cam._methods import _HW, _METHODS, _SCORE_UNITS, _Job, _method_name, _principal_map
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
@@ -239,9 +239,14 @@ class CAM:
         self.size = _check_size(size)
         self.relu = bool(relu)
         self.normalize = bool(normalize)
-        self.batch_size = (
-            None if batch_size is None else check_int(batch_size, "batch_size", "CAM", 1)
-        )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(
+                "The 'batch_size' parameter of CAM must be None or an int in the range "
+                f"[1, inf). Got {batch_size!r} instead."
+            )
+        self.batch_size = batch_size
         self.eval_mode = bool(eval_mode)
         self.progress = bool(progress)
         self.aug_smooth = bool(aug_smooth)
