@@ -20,7 +20,7 @@ Accepted targets:
 - any other callable ``outputs -> (N,) scores``, including the other
   `featviz.targets` (`BoxTarget`, `SegmentationTarget`, `SimilarityTarget`): its
   scores as it returns them (``probability`` does not apply). Where only some images'
-  outputs are scored, a target with a ``select(rows)`` method (every `featviz.targets`
+  outputs are scored, a target with a ``select(index)`` method (every `featviz.targets`
   class) is first restricted to those images; any other callable must score each
   output row on its own.
 """

@@ -12,7 +12,7 @@ explain it:
 - `SegmentationTarget`: segmentation logits (N, K, H, W), or a dict with ``"out"``;
 - `SimilarityTarget`: embeddings (N, D), for CLIP-like or metric-learning models.
 
-Targets holding data per image (boxes, masks, embeddings) have ``select(rows)``: the
+Targets holding data per image (boxes, masks, embeddings) have ``select(index)``: the
 same target for some of the images, used where featviz scores part of a batch
 (Score-CAM's masked copies, the metrics' perturbed images).
 
@@ -438,15 +438,15 @@ class BoxTarget:
                 f"for all: 'boxes' has {len(boxes)} boxes{where}. Got {k} labels instead."
             )
 
-    def select(self, rows: torch.Tensor) -> BoxTarget:
-        """The same target for images ``rows`` (B,) int64 of the batch.
+    def select(self, index: torch.Tensor) -> BoxTarget:
+        """The same target for images ``index`` (B,) int64 of the batch.
 
         Boxes given per image are selected; anything else is the same for every image.
         """
         if not _per_image(self.boxes):
             return self
         assert isinstance(self.boxes, (list, tuple))
-        return replace(self, boxes=[self.boxes[int(i)] for i in rows])
+        return replace(self, boxes=[self.boxes[int(i)] for i in index])
 
     def _given(self, i: int, n: int) -> torch.Tensor | None:
         if self.boxes is None:
@@ -579,12 +579,12 @@ class SegmentationTarget:
         if self.mask is not None:
             _as_tensor(self.mask, "mask", "SegmentationTarget", (2, 3))
 
-    def select(self, rows: torch.Tensor) -> SegmentationTarget:
-        """The same target for images ``rows`` (B,) int64: their masks if given per image."""
+    def select(self, index: torch.Tensor) -> SegmentationTarget:
+        """The same target for images ``index`` (B,) int64: their masks if given per image."""
         if self.mask is None or np.ndim(self.mask) != 3:
             return self
         mask = _as_tensor(self.mask, "mask", "SegmentationTarget", (3,))
-        return replace(self, mask=mask[rows.to(mask.device)])
+        return replace(self, mask=mask[index.to(mask.device)])
 
     def __call__(self, outputs: Any) -> torch.Tensor:
         """Scores (N,): ``(out[:, classes] * mask).sum((1, 2))``."""
@@ -637,12 +637,12 @@ class SimilarityTarget:
     def __post_init__(self) -> None:
         _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2))
 
-    def select(self, rows: torch.Tensor) -> SimilarityTarget:
-        """The same target for images ``rows`` (B,) int64: their embeddings if per image."""
+    def select(self, index: torch.Tensor) -> SimilarityTarget:
+        """The same target for images ``index`` (B,) int64: their embeddings if per image."""
         emb = _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2))
         if emb.ndim == 1 or min(emb.shape) == 1:  # one embedding for every image
             return self
-        return replace(self, embedding=emb[rows.to(emb.device)])
+        return replace(self, embedding=emb[index.to(emb.device)])
 
     def __call__(self, outputs: Any) -> torch.Tensor:
         """Scores (N,) in [-1, 1]."""
