@@ -784,3 +784,42 @@ def test_auto_layer_skips_classifier_and_segmentation_heads(name):
     assert cam.layers_ == [expected]
     named = CAM(model, expected, method=cam.method)(x, target)
     assert torch.equal(maps, named)
+
+
+# --------------------------------------------------------------------------------------
+# targets through the one scoring path (featviz._scoring)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", METHODS)
+def test_class_target_gives_the_maps_of_its_classes(tiny, method):
+    from featviz.targets import ClassTarget
+
+    layer = "relu" if method == "cam" else "conv"
+    x = torch.cat([X, X * 0.5])
+    cam = CAM(tiny, layer, method=method, relu=False, normalize=False, size=None, progress=False)
+    ref = cam(x, target=[1, 0])
+    ref_classes = cam.classes_
+    out = cam(x, target=ClassTarget([1, 0]))  # Score-CAM scores chunks: rows follow
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    if method != "eigencam":
+        assert cam.classes_ is not None and ref_classes is not None
+        assert cam.classes_.tolist() == ref_classes.tolist() == [1, 0]
+
+
+def test_score_cam_callable_per_image_target_follows_rows(tiny):
+    # SegmentationTarget-like per-image data: SimilarityTarget with one embedding per image
+    from featviz.targets import SimilarityTarget
+
+    x = torch.cat([X, -X, X * 2])
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    cam = CAM(tiny, "conv", method="scorecam", relu=False, normalize=False, batch_size=2)
+    both = cam(x, SimilarityTarget(emb))
+    for i in range(3):
+        one = cam(x[i : i + 1], SimilarityTarget(emb[i]))
+        torch.testing.assert_close(both[i], one[0])
+
+
+def test_cam_refuses_integer_images_naming_images(tiny):
+    with pytest.raises(ValueError, match=r"'images' parameter must be a float.*torch.uint8"):
+        grad_cam(tiny, (X * 10).to(torch.uint8), "conv")
+    with pytest.raises(ValueError, match=r"'images' parameter"):
+        CAM(tiny, "conv", method="eigencam")(X.long())

@@ -95,7 +95,7 @@ def test_blur_baseline_and_errors():
     flat = torch.full((1, 1, 2, 2), 0.25)
     res = insertion_auc(model, flat, SAL, 0, steps=4, probability=False)  # blur of constant
     torch.testing.assert_close(res.curve, torch.full((1, 5), 2.5))
-    from featviz.metrics import _gaussian_blur
+    from featviz.metrics._common import _gaussian_blur
 
     img = torch.zeros(1, 1, 21, 21)
     img[0, 0, 10, 10] = 1.0
@@ -637,3 +637,138 @@ def test_road_matches_pytorch_grad_cam():
                 torch.testing.assert_close(ours.lerf[:, col] - intact, torch.from_numpy(lerf))
     finally:
         mp.undo()
+
+
+# --------------------------------------------------------------------------------------
+# targets: one scoring path (featviz._scoring) for every metric
+# --------------------------------------------------------------------------------------
+from featviz.targets import (  # noqa: E402
+    BoxTarget,
+    ClassesTarget,
+    ClassTarget,
+    ProbabilityTarget,
+    SegmentationTarget,
+)
+
+
+def _small() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
+
+
+def _results(name: str, model: nn.Module, x, sal, target, **kw) -> list[torch.Tensor]:
+    """The tensors a metric returns, for exact comparisons."""
+    if name in ("deletion_auc", "insertion_auc"):
+        fn = deletion_auc if name == "deletion_auc" else insertion_auc
+        res = fn(model, x, sal, target, steps=4, batch_size=3, **kw)
+        return [res.auc, res.curve]
+    if name == "road":
+        res = road(model, x, sal, target, fractions=(0.25, 0.5), batch_size=3, **kw)
+        return [res.score, res.morf, res.lerf]
+    fn = average_drop if name == "average_drop" else increase_in_confidence
+    return [fn(model, x, sal, target, batch_size=2, reduce="none")]
+
+
+MODEL_METRICS = ["deletion_auc", "insertion_auc", "road", "average_drop", "increase_in_confidence"]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("name", MODEL_METRICS)
+def test_class_target_and_callable_score_exactly_as_an_int(name):
+    model, x = _small(), torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    sal = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(2))
+    ref = _results(name, model, x, sal, 1)
+    assert _same(_results(name, model, x, sal, ClassTarget(1)), ref)
+    assert _same(_results(name, model, x, sal, ProbabilityTarget(1)), ref)
+    # a callable's scores are used as it returns them: the probability, by hand
+    assert _same(_results(name, model, x, sal, lambda o: o.softmax(1)[:, 1]), ref)
+    # the predicted class is fixed on the intact images, as the same classes given
+    classes = model(x).argmax(1).tolist()
+    assert _same(_results(name, model, x, sal, None), _results(name, model, x, sal, classes))
+    assert _same(
+        _results(name, model, x, sal, ClassTarget(classes)), _results(name, model, x, sal, None)
+    )
+    if name in ("deletion_auc", "insertion_auc", "road"):
+        logit = _results(name, model, x, sal, 1, probability=False)
+        assert not _same(logit, ref)
+        assert _same(_results(name, model, x, sal, ClassTarget(1), probability=False), logit)
+        assert _same(_results(name, model, x, sal, lambda o: o[:, 1], probability=False), logit)
+        # ProbabilityTarget is a probability whatever `probability` says
+        assert _same(_results(name, model, x, sal, ProbabilityTarget(1), probability=False), ref)
+        # ClassesTarget sums its classes' logits (probabilities with probability=True)
+        two = _results(name, model, x, sal, ClassesTarget([0, 2]), probability=False)
+        by_hand = _results(name, model, x, sal, lambda o: o[:, [0, 2]].sum(1), probability=False)
+        assert _same(two, by_hand)
+
+
+class FakeDetector(nn.Module):
+    """One detection per image, torchvision-style: box (0, 0, 2, 2), label 1, score =
+    the mean of the image's top-left 2x2 pixels."""
+
+    def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        return [
+            {
+                "boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]),
+                "labels": torch.tensor([1]),
+                "scores": img[:, :2, :2].mean()[None],
+            }
+            for img in x
+        ]
+
+
+def test_box_target_on_a_detector_scores_in_deletion_auc():
+    x = torch.ones(1, 1, 4, 4)
+    target = BoxTarget(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), classes=1)
+    inside = torch.zeros(1, 4, 4)
+    inside[0, :2, :2] = 1.0  # the box's pixels first: the score drops at once
+    res = deletion_auc(FakeDetector(), x, inside, target, steps=4)
+    # 0, 4, 8, 12, 16 pixels removed: the box's 4 go at the first step
+    torch.testing.assert_close(res.curve, torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(res.auc, torch.tensor([0.125]))
+    outside = 1.0 - inside  # the box's pixels last: the score stays until the end
+    res = deletion_auc(FakeDetector(), x, outside, target, steps=4)
+    torch.testing.assert_close(res.curve, torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(res.auc, torch.tensor([0.875]))
+    # a detector has no class logits: a class target says what to pass
+    with pytest.raises(ValueError, match="BoxTarget"):
+        deletion_auc(FakeDetector(), x, inside, 1)
+
+
+def test_box_target_confidence_in_average_drop_is_its_score():
+    x = torch.ones(2, 1, 4, 4)
+    target = BoxTarget(top_k=1)
+    half = torch.full((2, 4, 4), 0.5)
+    half[1, :2, :2] = 1.0  # image 1 keeps the box's pixels: its score stays 1
+    # image 0: Y = 1 (the detection's score), O = 0.5 -> a 50 % drop; image 1: no drop
+    per = average_drop(FakeDetector(), x, half, target, reduce="none")
+    torch.testing.assert_close(per, torch.tensor([50.0, 0.0]))
+    brighter = torch.ones(2, 4, 4)
+    inc = increase_in_confidence(FakeDetector(), x * 0.5, brighter * 2, target, reduce="none")
+    torch.testing.assert_close(inc, torch.tensor([100.0, 100.0]))
+    # a score <= 0 is no confidence to drop from: term 0, with a warning naming the score
+    with pytest.warns(RuntimeWarning, match=r"score 0 or less on images \[0, 1\]"):
+        per = average_drop(FakeDetector(), x * 0, half, target, reduce="none")
+    assert per.tolist() == [0.0, 0.0]
+
+
+def test_per_image_targets_follow_their_images_in_mixed_batches():
+    # a segmenter: class 1's logits are 2x the image; one mask per image
+    class Seg(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": torch.cat([x, 2 * x], 1)}
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 1, 4, 4, generator=gen)
+    sal = torch.rand(3, 4, 4, generator=gen)
+    masks = torch.rand(3, 4, 4, generator=gen) > 0.5
+    both = deletion_auc(Seg(), x, sal, SegmentationTarget(1, masks), steps=4, batch_size=4)
+    for i in range(3):  # batches of 4 mix the images' steps: each keeps its own mask
+        one = deletion_auc(
+            Seg(), x[i : i + 1], sal[i : i + 1], SegmentationTarget(1, masks[i]), steps=4
+        )
+        torch.testing.assert_close(both.curve[i], one.curve[0])
+    first = (2 * x[:, 0] * masks).sum((1, 2))
+    torch.testing.assert_close(both.curve[:, 0], first)

@@ -395,3 +395,111 @@ def test_detr_from_a_config_in_three_lines():
     torch.testing.assert_close(cam.scores_, best)
     with pytest.raises(ValueError, match=r"DETR-style outputs .*BoxTarget\(top_k=1\)"):
         cam(X, 0)  # a class index: no per-image logits to read
+
+
+# --------------------------------------------------------------------------------------
+# issue 22: inputs each target accepts or refuses, in house wording
+# --------------------------------------------------------------------------------------
+import numpy as np  # noqa: E402
+
+
+def test_box_target_reads_ultralytics_rows_by_their_first_four_columns():
+    dets = _detections()
+    boxes = torch.tensor([[0.0, 0, 10, 10]])
+    rows = torch.tensor([[0.0, 0, 10, 10, 0.95, 1.0]])  # x1, y1, x2, y2, score, class
+    assert BoxTarget(rows)(dets).tolist() == BoxTarget(boxes)(dets).tolist()
+    assert BoxTarget(rows)(dets).tolist() == pytest.approx([1.2, 0.0])  # both 0, 0, 10, 10 hits
+    assert BoxTarget(rows.numpy())(dets).tolist() == BoxTarget(boxes)(dets).tolist()
+    assert BoxTarget([0.0, 0, 10, 10])(dets).tolist() == BoxTarget(boxes)(dets).tolist()
+
+
+def test_box_target_refuses_bad_boxes_at_construction():
+    with pytest.raises(ValueError, match=r"'boxes' parameter of BoxTarget .*Got shape \(1, 5\)"):
+        BoxTarget(torch.ones(1, 5))
+    with pytest.raises(ValueError, match=r"'boxes' .*x1 <= x2 and y1 <= y2.*\[10\.0, 0\.0, 0\.0"):
+        BoxTarget(torch.tensor([[10.0, 0, 0, 10]]))
+    with pytest.raises(ValueError, match=r"'boxes' .*y1 <= y2 \(entry 1: the boxes of image 1\)"):
+        BoxTarget([torch.tensor([0.0, 0, 1, 1]), torch.tensor([0.0, 5, 1, 1])])
+    with pytest.raises(TypeError, match=r"'boxes' parameter of BoxTarget must hold numbers"):
+        BoxTarget("0 0 10 10")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"'boxes' parameter of BoxTarget must hold numbers"):
+        BoxTarget([["a", "b", "c", "d"]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"'classes' parameter of BoxTarget .*2 boxes.*Got 3"):
+        BoxTarget(torch.tensor([[0.0, 0, 1, 1], [0, 0, 2, 2]]), classes=[1, 2, 3])
+
+
+def test_box_target_nested_list_is_one_box_per_image():
+    dets = _detections()  # two images
+    two = BoxTarget([[0.0, 0, 10, 10], [20.0, 20, 30, 30]])
+    assert two(dets).tolist() == pytest.approx([0.9 + 0.3, 0.0])
+    three = BoxTarget([[0.0, 0, 10, 10], [20.0, 20, 30, 30], [0.0, 0, 1, 1]])
+    with pytest.raises(ValueError, match=r"nested list of boxes is read as one box per image"):
+        three(dets)
+
+
+def test_box_target_image_size_must_be_the_images_size():
+    class Detector(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 1)
+
+        def forward(self, x):
+            s = self.conv(x).mean((1, 2, 3))
+            return [
+                {
+                    "boxes": torch.tensor([[0.0, 0, 8, 8]]),
+                    "labels": torch.tensor([1]),
+                    "scores": v[None],
+                }
+                for v in s
+            ]
+
+    target = BoxTarget(torch.tensor([[0.0, 0, 8, 8]]), image_size=(32, 64))
+    x = torch.rand(2, 1, 32, 32)
+    with pytest.raises(
+        ValueError, match=r"'image_size' parameter of BoxTarget .*\(32, 32\).*\(32, 64\)"
+    ):
+        grad_cam(Detector(), x, "conv", target)
+    from featviz.metrics import deletion_auc
+
+    with pytest.raises(ValueError, match=r"'image_size' parameter of BoxTarget"):
+        deletion_auc(Detector(), x, torch.rand(2, 32, 32), target)
+    ok = BoxTarget(torch.tensor([[0.0, 0, 8, 8]]), image_size=(32, 32))
+    assert grad_cam(Detector(), x, "conv", ok, normalize=False).shape == (2, 32, 32)
+
+
+def test_segmentation_target_accepts_numpy_and_refuses_wrong_masks():
+    out = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    mask = np.array([[True, False], [False, True]])
+    assert SegmentationTarget(1, mask=mask)(out).tolist() == [4 + 7, 16 + 19]
+    assert SegmentationTarget(1, mask=np.ones((2, 2)))(out).tolist() == [22.0, 70.0]
+    target = SegmentationTarget(np.int64(1))
+    assert target.classes == 1 and type(target.classes) is int
+    assert target(out).tolist() == [22.0, 70.0]
+    with pytest.raises(
+        ValueError, match=r"'mask' parameter of SegmentationTarget .*2 images.*3 masks"
+    ):
+        SegmentationTarget(1, mask=torch.ones(3, 2, 2))(out)
+    with pytest.raises(ValueError, match=r"'mask' parameter of SegmentationTarget .*2 or 3 axes"):
+        SegmentationTarget(1, mask=torch.ones(2))
+    per_image = SegmentationTarget(1, mask=torch.tensor([[[1.0, 0], [0, 0]], [[0, 0], [0, 1]]]))
+    assert per_image(out).tolist() == [4.0, 19.0]
+    assert per_image.select(torch.tensor([1]))(out[1:]).tolist() == [19.0]
+
+
+def test_similarity_target_accepts_numpy_and_refuses_wrong_sizes():
+    emb = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert SimilarityTarget(np.array([2.0, 0.0]))(emb).tolist() == pytest.approx([1.0, 2**-0.5])
+    with pytest.raises(
+        ValueError, match=r"'embedding' parameter of SimilarityTarget .*D = 2.*\(5,\)"
+    ):
+        SimilarityTarget(np.ones(5))(emb)
+    with pytest.raises(
+        ValueError, match=r"'embedding' parameter of SimilarityTarget .*N = 2.*\(3, 2\)"
+    ):
+        SimilarityTarget(torch.ones(3, 2))(emb)
+    with pytest.raises(ValueError, match=r"'embedding' parameter of SimilarityTarget"):
+        SimilarityTarget(torch.ones(2, 2, 2))
+    per_image = SimilarityTarget(torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+    assert per_image(emb).tolist() == pytest.approx([0.0, 1.0])
+    assert per_image.select(torch.tensor([1]))(emb[1:]).tolist() == pytest.approx([1.0])

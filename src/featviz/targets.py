@@ -12,6 +12,10 @@ explain it:
 - `SegmentationTarget`: segmentation logits (N, K, H, W), or a dict with ``"out"``;
 - `SimilarityTarget`: embeddings (N, D), for CLIP-like or metric-learning models.
 
+Targets holding data per image (boxes, masks, embeddings) have ``select(index)``: the
+same target for some of the images, used where featviz scores part of a batch
+(Score-CAM's masked copies, the metrics' perturbed images).
+
 Example:
     >>> detector = fasterrcnn_resnet50_fpn(weights=None).eval()  # doctest: +SKIP
     >>> target = featviz.targets.BoxTarget(top_k=1)  # doctest: +SKIP
@@ -20,10 +24,13 @@ Example:
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from featviz._outputs import as_logits, target_classes
@@ -274,6 +281,53 @@ def _is_detections(outputs: Any) -> bool:
     )
 
 
+def _box_rows(value: Any, where: str) -> torch.Tensor:
+    """(K, 4) boxes of one ``boxes`` entry: (4,), (K, 4) or (K, 6) (first 4 columns)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"The 'boxes' parameter of BoxTarget must hold numbers (x1, y1, x2, y2){where}. "
+            f"Got {type(value).__name__} {value!r} instead."
+        )
+    try:
+        t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"The 'boxes' parameter of BoxTarget must hold numbers (x1, y1, x2, y2){where}. "
+            f"Got {type(value).__name__} instead."
+        ) from exc
+    if t.dtype == torch.bool or not (t.is_floating_point() or t.dtype in _INTS):
+        raise TypeError(
+            f"The 'boxes' parameter of BoxTarget must hold numbers (x1, y1, x2, y2){where}. "
+            f"Got dtype {t.dtype} instead."
+        )
+    if t.ndim == 1 and t.shape[0] in (4, 6):
+        t = t[None]
+    if t.ndim != 2 or t.shape[1] not in (4, 6):
+        raise ValueError(
+            f"The 'boxes' parameter of BoxTarget must hold boxes of shape (K, 4) as (x1, y1, "
+            f"x2, y2), or (K, 6) as ultralytics' results.boxes.data (x1, y1, x2, y2, score, "
+            f"class; the first 4 columns are read){where}. Got shape {tuple(t.shape)} instead."
+        )
+    t = t[:, :4]
+    bad = ((t[:, 2] < t[:, 0]) | (t[:, 3] < t[:, 1])).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"The 'boxes' parameter of BoxTarget must hold boxes (x1, y1, x2, y2) with "
+            f"x1 <= x2 and y1 <= y2{where}. Got {t[bad[0]].tolist()} (row {bad[0]}) instead."
+        )
+    return t
+
+
+_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _per_image(boxes: Any) -> bool:
+    """Whether ``boxes`` is a list/tuple of one entry per image (not one box of numbers)."""
+    return isinstance(boxes, (list, tuple)) and not all(
+        isinstance(v, numbers.Number) for v in boxes
+    )
+
+
 @dataclass(frozen=True)
 class BoxTarget:
     """The summed scores of detections, for torchvision and ultralytics YOLO detectors.
@@ -294,8 +348,12 @@ class BoxTarget:
     a detection's score is its best class probability, its label that class.
 
     Args:
-        boxes: (K, 4) boxes (x1, y1, x2, y2) in input pixels, the same for every image,
-            or a sequence of one (K_i, 4) tensor per image. None: use ``top_k``.
+        boxes: (K, 4) boxes (x1, y1, x2, y2) in input pixels, the same for every image
+            (a tensor or array; (4,) is one box), or a list/tuple of one (K_i, 4) entry
+            per image (so a nested list of N boxes is one box per image). (K, 6) rows,
+            as ultralytics' ``results.boxes.data`` (x1, y1, x2, y2, score, class), are
+            read by their first 4 columns. Boxes with x2 < x1 or y2 < y1 are refused.
+            None: use ``top_k``.
         classes: With ``boxes``: one label per box (K,), or one int for all; without:
             only detections with these labels count. None: any label.
         iou_threshold: Minimum IoU for a detection to match a given box.
@@ -307,7 +365,8 @@ class BoxTarget:
             scoring of two same-class boxes (ultralytics' default ``iou`` is 0.7).
         image_size: For DETR-style outputs with ``boxes``: the input images' (H, W), to
             turn the model's normalised boxes into pixels. None: refused with given
-            boxes (``top_k`` needs no size).
+            boxes (``top_k`` needs no size). featviz's CAMs and metrics refuse a size
+            other than their input images'.
     """
 
     boxes: torch.Tensor | Sequence[torch.Tensor] | None = None
@@ -327,6 +386,7 @@ class BoxTarget:
         return self.boxes is not None
 
     def __post_init__(self) -> None:
+        self._check_boxes()
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
             raise ValueError(
                 "The 'top_k' parameter of BoxTarget must be an int in the range [1, inf). "
@@ -358,17 +418,51 @@ class BoxTarget:
                 f"[0, 1] or None. Got {thr!r} instead."
             )
 
+    def _check_boxes(self) -> None:
+        if self.boxes is None:
+            return
+        if not _per_image(self.boxes):
+            self._check_labels(_box_rows(self.boxes, ""), "")
+            return
+        for i, entry in enumerate(self.boxes):
+            where = f" (entry {i}: the boxes of image {i})"
+            self._check_labels(_box_rows(entry, where), where)
+
+    def _check_labels(self, boxes: torch.Tensor, where: str) -> None:
+        if self.classes is None or isinstance(self.classes, int):
+            return
+        k = len(torch.as_tensor(self.classes).reshape(-1))
+        if k not in (1, len(boxes)):
+            raise ValueError(
+                f"The 'classes' parameter of BoxTarget must hold one label per box or one int "
+                f"for all: 'boxes' has {len(boxes)} boxes{where}. Got {k} labels instead."
+            )
+
+    def select(self, index: torch.Tensor) -> BoxTarget:
+        """The same target for images ``index`` (B,) int64 of the batch.
+
+        Boxes given per image are selected; anything else is the same for every image.
+        """
+        if not _per_image(self.boxes):
+            return self
+        assert isinstance(self.boxes, (list, tuple))
+        return replace(self, boxes=[self.boxes[int(i)] for i in index])
+
     def _given(self, i: int, n: int) -> torch.Tensor | None:
         if self.boxes is None:
             return None
-        if isinstance(self.boxes, torch.Tensor):
-            return self.boxes.reshape(-1, 4)
+        if not _per_image(self.boxes):
+            return _box_rows(self.boxes, "")
+        assert isinstance(self.boxes, (list, tuple))
         if len(self.boxes) != n:
             raise ValueError(
-                f"The 'boxes' parameter of BoxTarget must hold one (K, 4) tensor per image: "
-                f"the batch has {n} images but 'boxes' has {len(self.boxes)} entries."
+                f"The 'boxes' parameter of BoxTarget must hold one (K, 4) tensor per image "
+                f"when it is a list or tuple (entry i holds the boxes of image i; a nested "
+                f"list of boxes is read as one box per image): the batch has {n} images but "
+                f"'boxes' has {len(self.boxes)} entries. Pass a (K, 4) tensor or array for "
+                "boxes shared by every image."
             )
-        return torch.as_tensor(self.boxes[i]).reshape(-1, 4)
+        return _box_rows(self.boxes[i], f" (entry {i}: the boxes of image {i})")
 
     def _score(self, det: Mapping[str, torch.Tensor], given: torch.Tensor | None) -> torch.Tensor:
         scores, labels, found = det["scores"], det["labels"], det["boxes"]
@@ -432,18 +526,40 @@ class BoxTarget:
         return torch.stack([self._score(d, self._given(i, n)) for i, d in enumerate(detections)])
 
 
+def _as_tensor(value: Any, name: str, where: str, ndims: tuple[int, ...]) -> torch.Tensor:
+    """``value`` (tensor, array or nested numbers) as a tensor with one of ``ndims`` axes."""
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"The {name!r} parameter of {where} must be a tensor or array. "
+            f"Got {type(value).__name__} instead."
+        ) from exc
+    if (
+        isinstance(value, str)
+        or t.ndim not in ndims
+        or not (t.is_floating_point() or t.dtype == torch.bool or t.dtype in _INTS)
+    ):
+        raise ValueError(
+            f"The {name!r} parameter of {where} must be a numeric tensor or array with "
+            f"{' or '.join(map(str, ndims))} axes. Got {type(value).__name__} with shape "
+            f"{tuple(t.shape)} instead."
+        )
+    return t
+
+
 @dataclass(frozen=True)
 class SegmentationTarget:
     """The sum of one class's logits over a mask, for segmentation outputs.
 
     Args:
-        classes: The class whose logits are summed.
-        mask: (H, W) or (N, H, W) weights (bool or float) at the output's resolution;
-            None sums over every pixel.
+        classes: The class whose logits are summed (an int, or a numpy integer).
+        mask: (H, W) or (N, H, W) weights (bool or float; a tensor or an array) at the
+            output's resolution; None sums over every pixel.
     """
 
     classes: int
-    mask: torch.Tensor | None = None
+    mask: torch.Tensor | np.ndarray | None = None
 
     @property
     def spatial(self) -> bool:
@@ -454,11 +570,21 @@ class SegmentationTarget:
         return self.mask is not None
 
     def __post_init__(self) -> None:
-        if isinstance(self.classes, bool) or not isinstance(self.classes, int):
+        if isinstance(self.classes, bool) or not isinstance(self.classes, (int, np.integer)):
             raise TypeError(
                 "The 'classes' parameter of SegmentationTarget must be an int. "
                 f"Got {type(self.classes).__name__} instead."
             )
+        object.__setattr__(self, "classes", operator.index(self.classes))
+        if self.mask is not None:
+            _as_tensor(self.mask, "mask", "SegmentationTarget", (2, 3))
+
+    def select(self, index: torch.Tensor) -> SegmentationTarget:
+        """The same target for images ``index`` (B,) int64: their masks if given per image."""
+        if self.mask is None or np.ndim(self.mask) != 3:
+            return self
+        mask = _as_tensor(self.mask, "mask", "SegmentationTarget", (3,))
+        return replace(self, mask=mask[index.to(mask.device)])
 
     def __call__(self, outputs: Any) -> torch.Tensor:
         """Scores (N,): ``(out[:, classes] * mask).sum((1, 2))``."""
@@ -481,12 +607,19 @@ class SegmentationTarget:
         plane = out[:, self.classes]
         if self.mask is None:
             return plane.sum((1, 2))
-        if tuple(self.mask.shape[-2:]) != tuple(plane.shape[-2:]):
+        mask = _as_tensor(self.mask, "mask", "SegmentationTarget", (2, 3))
+        if tuple(mask.shape[-2:]) != tuple(plane.shape[-2:]):
             raise ValueError(
                 f"The 'mask' parameter of SegmentationTarget must have the output's size "
-                f"{tuple(plane.shape[-2:])}. Got shape {tuple(self.mask.shape)} instead."
+                f"{tuple(plane.shape[-2:])}. Got shape {tuple(mask.shape)} instead."
             )
-        return (plane * self.mask.to(plane)).sum((1, 2))
+        if mask.ndim == 3 and mask.shape[0] != plane.shape[0]:
+            raise ValueError(
+                f"The 'mask' parameter of SegmentationTarget must hold one (H, W) mask for "
+                f"every image, or one per image (N, H, W): the batch has {plane.shape[0]} "
+                f"images. Got {mask.shape[0]} masks, shape {tuple(mask.shape)}, instead."
+            )
+        return (plane * mask.to(plane)).sum((1, 2))
 
 
 @dataclass(frozen=True)
@@ -494,10 +627,22 @@ class SimilarityTarget:
     """Cosine similarity of each image's embedding to a given embedding.
 
     Args:
-        embedding: (D,) reference embedding, or (N, D) one per image.
+        embedding: (D,) reference embedding (also as (1, D), or (D, 1) as an unbatched
+            forward pass gives it), or (N, D) one per image (N, D > 1); a tensor or an
+            array.
     """
 
-    embedding: torch.Tensor
+    embedding: torch.Tensor | np.ndarray
+
+    def __post_init__(self) -> None:
+        _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2))
+
+    def select(self, index: torch.Tensor) -> SimilarityTarget:
+        """The same target for images ``index`` (B,) int64: their embeddings if per image."""
+        emb = _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2))
+        if emb.ndim == 1 or min(emb.shape) == 1:  # one embedding for every image
+            return self
+        return replace(self, embedding=emb[index.to(emb.device)])
 
     def __call__(self, outputs: Any) -> torch.Tensor:
         """Scores (N,) in [-1, 1]."""
@@ -508,5 +653,14 @@ class SimilarityTarget:
                 f"SimilarityTarget reads embeddings of shape (N, D). Got {got} instead; wrap "
                 "the model so it returns them."
             )
-        ref = self.embedding.to(emb).reshape(-1, emb.shape[1])
+        ref = _as_tensor(self.embedding, "embedding", "SimilarityTarget", (1, 2)).to(emb)
+        n, d = emb.shape
+        if ref.numel() == d:
+            ref = ref.reshape(1, d)
+        if tuple(ref.shape) not in ((1, d), (n, d)):
+            raise ValueError(
+                f"The 'embedding' parameter of SimilarityTarget must be (D,) or (N, D) with "
+                f"the model's embedding size D = {d} and N = {n} images (or 1). Got shape "
+                f"{tuple(ref.shape)} instead."
+            )
         return torch.nn.functional.cosine_similarity(emb, ref, dim=1)
