@@ -278,8 +278,8 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     (
         "insertion-callable",
         lambda c: insertion_auc(c.model, c.x, c.sal, target=lambda o: o),
-        TypeError,
-        r"'target'",
+        ValueError,
+        r"'target' callable must return a tensor of shape",
     ),
     (
         "drop-reduction",
