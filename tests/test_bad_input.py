@@ -340,9 +340,11 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     (
         "maps-fmt",
-        lambda c: plot_correlation_maps(np.ones((1, 3, 3)), None, c.tmp / "m", fmt="bmpx"),
+        lambda c: plot_correlation_maps(
+            np.ones((1, 3, 3)), None, c.tmp / "m", image_format="bmpx"
+        ),
         ValueError,
-        r"'fmt'",
+        r"'image_format'",
     ),
     (
         "maps-prefix",
@@ -481,7 +483,7 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
         "cli-method",
         lambda c: _cli(c, "cam", "{png}", "--method", "x", "--out", "{tmp}/o"),
         CliFailed,
-        r"rc=1: .*'method' parameter.*'x'",
+        r"rc=1: .*--method must be .*'x'",
     ),
     (
         "cli-layer",
