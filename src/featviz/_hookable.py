@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featviz._layers import _SELECTOR, _closest, _tensors
+from featviz._resolve import _SELECTOR, _closest, _tensors
 
 __all__ = ["hookable"]
 

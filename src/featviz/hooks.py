@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from featviz._hookable import hookable
-from featviz._layers import (
+from featviz._resolve import (
     LayerSpec,
     _map_tensors,
     _replace,
