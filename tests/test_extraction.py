@@ -340,7 +340,7 @@ def test_open_merges_finished_ranks_when_merge_was_interrupted(tmp_path, monkeyp
     loader = DataLoader(lin_data(5), batch_size=2)
     ref = extract(Lin(), loader, ["act"], progress=True)
 
-    def broken(root):
+    def broken(top, ranks):
         raise OSError(errno.EIO, "merge interrupted")
 
     with monkeypatch.context() as mp:
@@ -478,9 +478,10 @@ def _ddp_worker(rank: int, world: int, tmp: str, shuffle: bool) -> None:
         listing: dict[str, list[str]] = {}
         real_merge = fstore.merge_store
 
-        def spy(root: Path) -> dict:
+        def spy(top, ranks) -> dict:
+            root = top.path
             listing["files"] = sorted(str(p.relative_to(root)) for p in root.rglob("*.npy"))
-            return real_merge(root)
+            return real_merge(top, ranks)
 
         fstore.merge_store = spy
         ds = lin_data(7)  # 7 samples on 2 ranks: DistributedSampler pads one duplicate

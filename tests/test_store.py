@@ -331,7 +331,7 @@ def test_finished_store_with_added_files_still_opens_without_writing(tmp_path):
 def test_merge_deletes_only_the_shards_it_wrote(tmp_path, monkeypatch):
     store = tmp_path / "s"
 
-    def broken(root):
+    def broken(top, ranks):
         raise OSError(5, "merge interrupted")
 
     with monkeypatch.context() as mp:
@@ -528,7 +528,7 @@ def test_open_damaged_store_names_file_and_store(tmp_path, mmap, damage, error, 
 def test_open_damaged_shard_during_merge_names_it(tmp_path, monkeypatch):
     store = tmp_path / "s"
     with monkeypatch.context() as mp:
-        mp.setattr(fstore, "merge_store", lambda root: (_ for _ in ()).throw(OSError("x")))
+        mp.setattr(fstore, "merge_store", lambda top, ranks: (_ for _ in ()).throw(OSError("x")))
         with pytest.raises(OSError):
             extract(
                 Counting(), DataLoader(pairs(6), batch_size=2), ["fc"], store=store, progress=False
@@ -622,18 +622,18 @@ def test_symlinked_manifest_is_refused_not_decoded(tmp_path):
 
 # ------------------------------------------------------------------ the store interface
 def _backends(tmp_path: Path) -> list:
-    from featviz._store_base import MemoryStore
+    from featviz._store_base import MemoryStore, StoreSpec
     from featviz._store_disk import DiskStore
 
-    disk = DiskStore(
-        tmp_path / "d",
-        format="test.format",
-        version=1,
-        owner="Recorder",
+    spec = StoreSpec(
+        "test.format",
+        1,
+        "Recorder",
+        root=tmp_path / "d",
         manifest="m.json",
         owned=lambda name: name.endswith(".npy"),
     )
-    return [MemoryStore("test.format", 1, "Recorder"), disk]
+    return [MemoryStore(spec), DiskStore(spec)]
 
 
 def test_both_backends_keep_the_same_contract(tmp_path):
