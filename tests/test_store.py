@@ -656,6 +656,34 @@ def test_both_backends_keep_the_same_contract(tmp_path):
     assert sorted(os.listdir(tmp_path / "d")) == ["m.json", "x.npy"]  # lock released
 
 
+def test_every_backend_lists_deletes_texts_headers_and_gathers(tmp_path):
+    from featviz._store_base import MemoryStore, StoreSpec
+
+    spec = StoreSpec("t", 1, "extract", root=tmp_path / "g", owned=lambda name: True)
+    mem = MemoryStore(spec)
+    for cls in (*map(type, _backends(tmp_path)), _bytes_backend({}, [])):
+        store = cls(spec)
+        store.open({})
+        store.write("b.npy", np.arange(6, dtype=np.int16).reshape(3, 2))
+        mem.write("a.npy", np.full((2, 2), 9, dtype=np.int32))
+        store.write_text("p.txt", "fp\n")
+        assert store.names() == ["b.npy", "p.txt"] and store.read_text("p.txt") == "fp\n"
+        assert store.read_text("q.txt") is None
+        assert store.header("b.npy") == ((3, 2), np.dtype(np.int16))
+        # row j of source k goes to row rows[k][j]; -1 drops it (here: a's second row)
+        store.gather("data/c.npy", [(store, "b.npy"), (mem, "a.npy")], [np.array([3, 0, 1]),
+                     np.array([2, -1])], 4)  # fmt: skip
+        got = store.read("data/c.npy")
+        assert got.dtype == np.int32 and got.tolist() == [[2, 3], [4, 5], [9, 9], [0, 1]]
+        for name in ("b.npy", "p.txt", "data/c.npy", "b.npy"):  # twice: idempotent
+            store.delete(name)
+        store.save_manifest({"config": {}})
+        store.close()
+        store.remove()
+        assert store.names() == [] and store.load_manifest() is None
+    assert not (tmp_path / "g").exists()  # the disk store removed its emptied folders
+
+
 def test_fingerprints_tell_weights_and_code_apart():
     from featviz._fingerprints import code_fingerprint, model_fingerprint
 

@@ -438,9 +438,12 @@ class DiskStore(Store):
         return None if data is None else self._checked(data, str(self.manifest_path))
 
     def remove(self) -> None:
-        """Delete the manifest, then the folder if nothing else is left in it."""
+        """Delete the manifest, then the folder (and its empty folders) if nothing is left."""
         self.manifest_path.unlink(missing_ok=True)
         try:
+            for sub in self.root.iterdir():
+                if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
+                    sub.rmdir()
             self.root.rmdir()
         except FileNotFoundError:
             pass
