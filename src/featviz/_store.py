@@ -517,7 +517,8 @@ class ShardSink:
                 f"The store {str(self.root)!r} is incomplete (its merge failed on rank 0): "
                 "repeat the same extract call to resume."
             )
-        return parts_of(self.top, manifest)
+        # a run in RAM hands out writable arrays of its own (the store is dropped)
+        return parts_of(self.top, manifest, mmap=self.root is not None)
 
 
 # ---------------------------------------------------------------------------------------
