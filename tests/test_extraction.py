@@ -293,6 +293,8 @@ def test_store_matches_ram_and_is_memory_mapped(tmp_path):
     fs = extract(Lin(), loader, ["fc1", "act"], store=tmp_path / "s", progress=False)
     assert_same(ram, fs)
     assert isinstance(fs.layers["fc1"], np.memmap) and fs.path == tmp_path / "s"
+    in_ram = [ram.index, ram.outputs, ram.labels, *ram.layers.values()]
+    assert ram.path is None and all(a.flags.writeable and a.flags.owndata for a in in_ram)
     files = sorted(str(p.relative_to(tmp_path / "s")) for p in (tmp_path / "s").rglob("*"))
     assert files == [
         "data",
@@ -340,7 +342,7 @@ def test_open_merges_finished_ranks_when_merge_was_interrupted(tmp_path, monkeyp
     loader = DataLoader(lin_data(5), batch_size=2)
     ref = extract(Lin(), loader, ["act"], progress=True)
 
-    def broken(root):
+    def broken(top, ranks):
         raise OSError(errno.EIO, "merge interrupted")
 
     with monkeypatch.context() as mp:
@@ -468,6 +470,54 @@ def test_store_peak_memory_flat_in_n(tmp_path):
     assert large < 16 * row * 8, large  # a few shards' worth, not N rows
 
 
+_KILLED_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from torch.utils.data import DataLoader
+from test_extraction import Lin, extract, lin_data
+
+
+class Stalling(type(lin_data())):
+    def __getitem__(self, i):
+        if i == 4:  # batch 2: batches 0 and 1 are stored, then the process is killed
+            time.sleep(600)
+        return super().__getitem__(i)
+
+
+data = lin_data()
+data.__class__ = Stalling
+extract(Lin(), DataLoader(data, batch_size=2), ["fc1", "act"], store={store!r}, progress=False)
+"""
+
+
+def test_sigkill_mid_run_leaves_a_store_that_resumes_exactly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "s"
+    code = _KILLED_RUN.format(tests=str(Path(__file__).parent), store=str(store))
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        while not (store / "rank00000" / "000001-index.npy").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (store / "rank00000.lock").exists()  # left behind by the killed writer
+    assert not (store / "manifest.json").exists()
+    loader, model, runs = DataLoader(lin_data(), batch_size=2), Lin(), []
+    model.register_forward_hook(lambda *args: runs.append(1))
+    fs = extract(model, loader, ["fc1", "act"], store=store, progress=False)
+    assert len(runs) == 2  # batches 2 and 3 of 4: the two stored ones are kept
+    assert_same(fs, extract(Lin(), loader, ["fc1", "act"], progress=False))
+    assert sorted(p.name for p in store.iterdir()) == ["data", "manifest.json"]
+
+
 # ------------------------------------------------------------------ distributed
 def _ddp_worker(rank: int, world: int, tmp: str, shuffle: bool) -> None:
     import torch.distributed as dist
@@ -478,9 +528,10 @@ def _ddp_worker(rank: int, world: int, tmp: str, shuffle: bool) -> None:
         listing: dict[str, list[str]] = {}
         real_merge = fstore.merge_store
 
-        def spy(root: Path) -> dict:
+        def spy(top, ranks) -> dict:
+            root = top.path
             listing["files"] = sorted(str(p.relative_to(root)) for p in root.rglob("*.npy"))
-            return real_merge(root)
+            return real_merge(top, ranks)
 
         fstore.merge_store = spy
         ds = lin_data(7)  # 7 samples on 2 ranks: DistributedSampler pads one duplicate

@@ -331,7 +331,7 @@ def test_finished_store_with_added_files_still_opens_without_writing(tmp_path):
 def test_merge_deletes_only_the_shards_it_wrote(tmp_path, monkeypatch):
     store = tmp_path / "s"
 
-    def broken(root):
+    def broken(top, ranks):
         raise OSError(5, "merge interrupted")
 
     with monkeypatch.context() as mp:
@@ -528,7 +528,7 @@ def test_open_damaged_store_names_file_and_store(tmp_path, mmap, damage, error, 
 def test_open_damaged_shard_during_merge_names_it(tmp_path, monkeypatch):
     store = tmp_path / "s"
     with monkeypatch.context() as mp:
-        mp.setattr(fstore, "merge_store", lambda root: (_ for _ in ()).throw(OSError("x")))
+        mp.setattr(fstore, "merge_store", lambda top, ranks: (_ for _ in ()).throw(OSError("x")))
         with pytest.raises(OSError):
             extract(
                 Counting(), DataLoader(pairs(6), batch_size=2), ["fc"], store=store, progress=False
@@ -622,18 +622,18 @@ def test_symlinked_manifest_is_refused_not_decoded(tmp_path):
 
 # ------------------------------------------------------------------ the store interface
 def _backends(tmp_path: Path) -> list:
-    from featviz._store_base import MemoryStore
+    from featviz._store_base import MemoryStore, StoreSpec
     from featviz._store_disk import DiskStore
 
-    disk = DiskStore(
-        tmp_path / "d",
-        format="test.format",
-        version=1,
-        owner="Recorder",
+    spec = StoreSpec(
+        "test.format",
+        1,
+        "Recorder",
+        root=tmp_path / "d",
         manifest="m.json",
         owned=lambda name: name.endswith(".npy"),
     )
-    return [MemoryStore("test.format", 1, "Recorder"), disk]
+    return [MemoryStore(spec), DiskStore(spec)]
 
 
 def test_both_backends_keep_the_same_contract(tmp_path):
@@ -656,6 +656,34 @@ def test_both_backends_keep_the_same_contract(tmp_path):
     assert sorted(os.listdir(tmp_path / "d")) == ["m.json", "x.npy"]  # lock released
 
 
+def test_every_backend_lists_deletes_texts_headers_and_gathers(tmp_path):
+    from featviz._store_base import MemoryStore, StoreSpec
+
+    spec = StoreSpec("t", 1, "extract", root=tmp_path / "g", owned=lambda name: True)
+    mem = MemoryStore(spec)
+    for cls in (*map(type, _backends(tmp_path)), _bytes_backend({}, [])):
+        store = cls(spec)
+        store.open({})
+        store.write("b.npy", np.arange(6, dtype=np.int16).reshape(3, 2))
+        mem.write("a.npy", np.full((2, 2), 9, dtype=np.int32))
+        store.write_text("p.txt", "fp\n")
+        assert store.names() == ["b.npy", "p.txt"] and store.read_text("p.txt") == "fp\n"
+        assert store.read_text("q.txt") is None
+        assert store.header("b.npy") == ((3, 2), np.dtype(np.int16))
+        # row j of source k goes to row rows[k][j]; -1 drops it (here: a's second row)
+        store.gather("data/c.npy", [(store, "b.npy"), (mem, "a.npy")], [np.array([3, 0, 1]),
+                     np.array([2, -1])], 4)  # fmt: skip
+        got = store.read("data/c.npy")
+        assert got.dtype == np.int32 and got.tolist() == [[2, 3], [4, 5], [9, 9], [0, 1]]
+        for name in ("b.npy", "p.txt", "data/c.npy", "b.npy"):  # twice: idempotent
+            store.delete(name)
+        store.save_manifest({"config": {}})
+        store.close()
+        store.remove()
+        assert store.names() == [] and store.load_manifest() is None
+    assert not (tmp_path / "g").exists()  # the disk store removed its emptied folders
+
+
 def test_fingerprints_tell_weights_and_code_apart():
     from featviz._fingerprints import code_fingerprint, model_fingerprint
 
@@ -669,3 +697,147 @@ def test_fingerprints_tell_weights_and_code_apart():
     other = [lambda o: o * 3, lambda o: o + 2, lambda o: o * k]
     digests = {code_fingerprint(f) for f in other} | {code_fingerprint(same[0])}
     assert code_fingerprint(same[0]) == code_fingerprint(same[1]) and len(digests) == 4
+
+
+# ------------------------------------------------------------------ any backend
+def _bytes_backend(files: dict[tuple[str, str], bytes], calls: list[str]) -> type:
+    """A third backend, written here from the `Store` contract alone: every array, text
+    and manifest is a ``bytes`` value of ``files`` (keyed by the spec's root and the
+    name), so a store outlives its object as a folder does, and nothing touches the disk.
+    ``calls`` records the methods used."""
+    import io
+
+    from featviz._store_base import Store, compare_config
+
+    class BytesStore(Store):
+        def _key(self, name: str) -> tuple[str, str]:
+            calls.append(name)
+            return (str(self.spec.root), name)
+
+        def open(self, config):
+            calls.append("open")
+            found = self.load_manifest()
+            if found is not None:
+                compare_config(
+                    found["config"], config, where="bytes", owner=self.owner,
+                    optional=self.spec.optional,
+                )  # fmt: skip
+            return found
+
+        def close(self):
+            calls.append("close")
+
+        def write(self, name, arr):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
+            files[self._key(name)] = buf.getvalue()
+
+        def read(self, name):
+            arr = np.lib.format.read_array(io.BytesIO(files[self._key(name)]))
+            arr.flags.writeable = False
+            return arr
+
+        def has(self, name):
+            return self._key(name) in files
+
+        def names(self):
+            return sorted(n for r, n in files if r == str(self.spec.root) and n != "/manifest")
+
+        def delete(self, name):
+            files.pop(self._key(name), None)
+
+        def write_text(self, name, text):
+            files[self._key(name)] = text.encode()
+
+        def read_text(self, name):
+            data = files.get(self._key(name))
+            return None if data is None else data.decode()
+
+        def save_manifest(self, data):
+            files[self._key("/manifest")] = json.dumps(self._stamp(data)).encode()
+
+        def load_manifest(self):
+            data = files.get(self._key("/manifest"))
+            return None if data is None else self._checked(json.loads(data), "bytes")
+
+        def remove(self):
+            files.pop(self._key("/manifest"), None)
+
+    return BytesStore
+
+
+def _record_through(store: Path) -> tuple[np.ndarray, ...]:
+    """Two Recorder records of the reference model (its last layer changed in between)."""
+    from featviz.recorder import Recorder
+
+    model = reference_model()
+    images = reference_loader().dataset.tensors[0][:3]
+    rec = Recorder(model, images, labels=[0, 1, 2], layers="0", every=1, store=store)
+    for step in (0, 1):
+        rec.step(step)
+        with torch.no_grad():
+            model[4].weight.add_(0.5)
+    rec.close()
+    return rec.outputs_, rec.features_, rec.heatmaps_["gradcam"], rec.steps_
+
+
+def test_extract_and_recorder_accept_any_backend(tmp_path, monkeypatch):
+    """A backend is one class: through the disk store, the memory store and a backend
+    written in this test, extract (fresh, interrupted and resumed, finished and reopened)
+    and the Recorder give the same rows."""
+    from featviz import _store_base
+
+    files: dict[tuple[str, str], bytes] = {}
+    calls: list[str] = []
+    backends = {
+        "disk": _store_base.backend("disk"),
+        "memory": _store_base.MemoryStore,
+        "bytes": _bytes_backend(files, calls),
+    }
+    got, recorded = {}, {}
+    for name, cls in backends.items():
+        monkeypatch.setitem(_store_base.BACKENDS, "disk", cls)  # the class store=PATH uses
+        store = tmp_path / name
+        if name == "bytes":  # stopped in batch 3 of 3: batches 0 and 1 are kept
+            with pytest.raises(OSError, match="interrupted"):
+                write_reference(store, broken=8)
+            kept = {n for r, n in files if r == str(store / "rank00000")}
+            assert {"000000-index.npy", "000001-index.npy", "/manifest"} <= kept
+            assert "000002-index.npy" not in kept
+        model, runs = reference_model(), []
+        model.register_forward_hook(lambda *args, runs=runs: runs.append(1))
+        fs = extract(
+            model, reference_loader(), ["0", "1"], dtype=torch.float16, store=store, progress=False
+        )
+        assert len(runs) == (1 if name == "bytes" else 3)  # resumed: only batch 2 ran
+        if name != "memory":  # a finished store is reopened, the model does not run
+            again = extract(
+                model, reference_loader(), ["0", "1"], dtype=torch.float16, store=store,
+                progress=False,
+            )  # fmt: skip
+            assert len(runs) == (1 if name == "bytes" else 3)
+            np.testing.assert_array_equal(again.outputs, fs.outputs)
+        got[name] = fs
+        recorded[name] = _record_through(tmp_path / f"rec-{name}")
+    assert not (tmp_path / "bytes").exists() and not (tmp_path / "rec-bytes").exists()
+    ref = got["disk"]
+    assert ref.path == tmp_path / "disk" and ref.index.tolist() == list(range(10))
+    for name in ("memory", "bytes"):
+        fs = got[name]
+        assert fs.path is None and list(fs.layers) == list(ref.layers) == ["0", "1"]
+        np.testing.assert_array_equal(fs.index, ref.index)
+        np.testing.assert_array_equal(fs.labels, ref.labels)
+        np.testing.assert_array_equal(fs.outputs, ref.outputs)
+        for key in ref.layers:
+            assert fs[key].dtype == ref[key].dtype == np.float16
+            np.testing.assert_array_equal(fs[key], ref[key])
+        assert fs.metadata == ref.metadata
+        for a, b in zip(recorded[name], recorded["disk"], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert recorded["disk"][3].tolist() == [0, 1]
+    # the bytes store keeps the merged result only: the shards and rank manifest are gone
+    top = sorted(n for r, n in files if r == str(tmp_path / "bytes"))
+    fields = ["data/index.npy", "data/labels.npy", "data/layer0.npy", "data/layer1.npy"]
+    assert top == ["/manifest", *fields, "data/outputs.npy"]
+    assert not any(r == str(tmp_path / "bytes" / "rank00000") for r, _ in files)
+    assert {"open", "close", "000000001-outputs.npy", "probe-images.npy"} <= set(calls)

@@ -1,60 +1,50 @@
-"""Where `extract` puts its rows: in RAM, or a folder of ``.npy`` shards (a store).
+"""Where `extract` puts its rows: stores of the one store interface (`featviz._store_base`).
 
-Both sinks share one small interface (`Sink`): ``open()`` (the finished result when a
-finished store is already there), ``skip(b, ...)`` (rows already stored for batch ``b``, checked),
-``write(b, arrays, inputs)`` and ``finish(expected) -> Parts``; ``close()`` releases
-what ``open()`` took. `ShardStore` writes one ``.npy`` per field per batch under
-``rank<r>/``, merges all ranks into ``data/<field>.npy`` and writes ``manifest.json``;
-`read_store` opens that folder again. A store only writes, replaces or deletes files
-whose names its manifests define (see `survey`), and one lock file per rank keeps two
-runs out of one store.
+`ShardSink` is `extract`'s only sink (`Sink`: ``open()`` -> the finished result when a
+finished store is already there, ``skip(b, ...)`` -> rows already stored for batch ``b``,
+checked, ``write(b, arrays, inputs)``, ``finish(expected) -> Parts``, ``close()``). It
+stands on two `Store` objects of one backend: one per rank for the shards (``<batch>-
+<field>.npy``, ``<batch>-fingerprint.txt`` and a manifest, under ``rank<r>/`` on disk), and
+one for the merged result (``data/<field>.npy`` and ``manifest.json``), so any backend
+that implements `Store` serves `extract`. With ``store=PATH`` the backend is ``"disk"``
+and a run is resumable; with ``store=None`` it is ``"memory"``, and each rank finishes
+alone. `merge_store` merges the ranks' shards through ``Store.gather``; `read_store` opens
+a folder again (merging finished ranks first). On disk a store only writes, replaces or
+deletes files whose names its manifests define (see `survey`), and one lock file per
+rank keeps two runs out of one store.
 """
 
 from __future__ import annotations
 
-import collections
-import errno
 import logging
-import os
 import re
 import warnings
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from featviz._fingerprints import fingerprint
 from featviz._ops import user_stacklevel
-from featviz._store_base import check_version, compare_config
-from featviz._store_disk import (
-    StoreLock,
-    base_name,
-    damaged,
-    load_npy,
-    missing,
-    read_json,
-    write_json,
-    write_npy,
-    writing,
-)
+from featviz._store_base import Store, StoreSpec, backend, check_version
+from featviz._store_disk import DiskStore, StoreLock, base_name, read_json
 from featviz._version import __version__
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "MemorySink",
     "Parts",
-    "ShardStore",
+    "ShardSink",
     "Sink",
-    "StoreLock",
     "Survey",
     "barrier",
     "dist_info",
     "fingerprint",
     "merge_store",
     "metadata_for",
+    "open_sink",
     "read_store",
     "survey",
 ]
@@ -67,6 +57,7 @@ FORMAT_VERSION = 1
 UNCHECKED_BEFORE_V1_1 = ("weights", "outputs_code")
 _RANK_DIR = re.compile(r"rank(\d{5})")
 _SHARD = re.compile(r"\d{6}-(.+)\.npy")
+_INDEX = re.compile(r"(\d{6})-index\.npy")
 _CHECK = re.compile(r"\d{6}-fingerprint\.txt")
 _LOCK = re.compile(r"rank\d{5}\.lock")
 _FIELD = re.compile(r"index|outputs|labels|layer\d+")
@@ -159,114 +150,6 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-# ---------------------------------------------------------------------------------------
-# in RAM
-# ---------------------------------------------------------------------------------------
-class MemorySink:
-    """Keeps each batch's arrays in lists; concatenates once at the end."""
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.config = config
-        self.parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
-        self.batches = 0
-
-    def open(self) -> Parts | None:
-        """Nothing to prepare."""
-        return None
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def skip(self, b: int, idx: np.ndarray | None, inputs: torch.Tensor | None) -> int | None:
-        """Every batch runs."""
-        return None
-
-    def write(self, b: int, arrays: Mapping[str, np.ndarray], inputs: torch.Tensor) -> None:
-        """Keep the arrays (outputs copied: they may share memory with a tensor)."""
-        for name, arr in arrays.items():
-            self.parts[name].append(np.array(arr) if name == "outputs" else arr)
-        self.batches += 1
-
-    def finish(self, expected: int | None) -> Parts:
-        """Concatenate; sort by dataset index and drop repeats when needed."""
-        if not self.batches:
-            raise ValueError("The 'loader' parameter of extract yielded no batches.")
-        fields = {name: _concat(name, parts) for name, parts in self.parts.items()}
-        index = fields["index"]
-        order = np.argsort(index, kind="stable")
-        duplicates = 0
-        if not np.array_equal(order, np.arange(order.shape[0])) or np.any(np.diff(index) == 0):
-            uniq, first = _first_of_each(index)
-            duplicates = int(index.shape[0] - uniq.shape[0])
-            fields = {name: arr[first] for name, arr in fields.items()}
-        keys = list(self.config["layers"])
-        return Parts(fields, keys, metadata_for(self.config, duplicates), None)
-
-
-def _concat(name: str, parts: list[np.ndarray]) -> np.ndarray:
-    rows = {p.shape[1:] for p in parts}
-    if len(rows) > 1 and name != "labels":
-        raise _rows_mismatch(name, rows)
-    return np.concatenate(parts, axis=0)
-
-
-# ---------------------------------------------------------------------------------------
-# files
-# ---------------------------------------------------------------------------------------
-def _shard_name(b: int, field: str) -> str:
-    return f"{b:06d}-{field}.npy"
-
-
-def _npy_header(path: Path, root: Path) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """Shape, dtype and data offset of a C-ordered ``.npy`` shard (-1: not C-ordered)."""
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            offset = f.tell()
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError as exc:
-        raise missing(path, root) from exc
-    except (OSError, ValueError, EOFError) as exc:
-        raise damaged(path, root, exc) from exc
-    if dtype.hasobject:
-        raise damaged(path, root, ValueError("it holds Python objects"))
-    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if size < need:
-        raise damaged(path, root, ValueError(f"{size} bytes where {need} are needed"))
-    if fortran and len(shape) > 1:
-        offset = -1  # not our own shard layout: take the slow path
-    return tuple(shape), dtype, offset
-
-
-def _copy_bytes(src: Path, src_off: int, dst: Any, dst_off: int, count: int) -> None:
-    """Copy ``count`` bytes from ``src`` at ``src_off`` into open file ``dst`` at ``dst_off``.
-
-    Uses ``os.copy_file_range`` (in-kernel, no user-space buffer) where available.
-    """
-    dst.flush()
-    with open(src, "rb") as s:
-        done = 0
-        copy = getattr(os, "copy_file_range", None)
-        while copy is not None and done < count:
-            try:
-                k = copy(s.fileno(), dst.fileno(), count - done, src_off + done, dst_off + done)
-            except OSError as exc:
-                if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    break
-                raise
-            if k == 0:
-                break
-            done += k
-        if done < count:
-            s.seek(src_off + done)
-            dst.seek(dst_off + done)
-            dst.write(s.read(count - done))
 
 
 # ---------------------------------------------------------------------------------------
@@ -376,80 +259,145 @@ def _refuse_foreign(root: Path, foreign: list[str], what: str) -> ValueError:
 
 
 # ---------------------------------------------------------------------------------------
-# on disk
+# the stores of one run
 # ---------------------------------------------------------------------------------------
-class ShardStore:
-    """One rank's side of a store: checks, lock, shards, manifest, merge, reopening."""
+def _shard_name(b: int, field: str) -> str:
+    return f"{b:06d}-{field}.npy"
 
-    def __init__(self, root: Path, config: Mapping[str, Any], rank: int) -> None:
+
+def _print_name(b: int) -> str:
+    return f"{b:06d}-fingerprint.txt"
+
+
+def _shard_owned(name: str) -> bool:
+    shard = _SHARD.fullmatch(name)
+    return bool(shard and _FIELD.fullmatch(shard.group(1))) or bool(_CHECK.fullmatch(name))
+
+
+def _surveyed_by_top(root: Path) -> None:
+    """A rank folder is surveyed with the whole store, by the result's store (`survey`)."""
+
+
+def _survey_folder(root: Path) -> None:
+    """The result store's survey: refuse a folder holding what featviz did not write.
+
+    A finished store is only read: files added to it since are left alone.
+    """
+    if not root.is_dir():
+        return
+    found = survey(root)
+    if found.foreign and not (found.top and found.top.get("complete")):
+        what = (
+            "a featviz store that also holds files featviz did not write"
+            if found.top is not None or found.ranks
+            else "a non-empty folder that is not a featviz store"
+        )
+        raise _refuse_foreign(root, found.foreign, what)
+
+
+def _top_spec(root: Path | None) -> StoreSpec:
+    """The merged result: ``manifest.json`` and ``data/<field>.npy`` (rank 0's lock)."""
+    return StoreSpec(
+        FORMAT,
+        FORMAT_VERSION,
+        "extract",
+        root=root,
+        owned=lambda name: name.startswith("data/"),
+        versioned="config",
+        optional=UNCHECKED_BEFORE_V1_1,
+        lock=None,  # written by rank 0 holding its own lock
+        survey=_survey_folder,
+    )
+
+
+def _rank_spec(root: Path | None, rank: int) -> StoreSpec:
+    """One rank's shards: ``rank<r>/`` on disk, locked by ``rank<r>.lock`` beside it."""
+    return StoreSpec(
+        FORMAT,
+        FORMAT_VERSION,
+        "extract",
+        root=None if root is None else root / f"rank{rank:05d}",
+        owned=_shard_owned,
+        versioned="config",
+        optional=UNCHECKED_BEFORE_V1_1,
+        lock=rank,
+        lock_dir=root,
+        home=root,
+        survey=_surveyed_by_top,
+    )
+
+
+def open_sink(root: Path | None, config: Mapping[str, Any], rank: int) -> ShardSink:
+    """`extract`'s sink: the ``"disk"`` backend for a folder, ``"memory"`` for None."""
+    return ShardSink(backend("memory" if root is None else "disk"), root, config, rank)
+
+
+class ShardSink:
+    """`extract`'s sink over a backend: one `Store` for this rank's shards, one for the result.
+
+    Args:
+        cls: The backend (a `featviz._store_base.Store` subclass).
+        root: The ``store=`` folder; None for a run in RAM (no input fingerprints, no
+            resume, each rank finishes its own rows).
+        config: The run's description (the manifests' ``config``).
+        rank: This process's rank.
+    """
+
+    def __init__(
+        self, cls: type[Store], root: Path | None, config: Mapping[str, Any], rank: int
+    ) -> None:
+        self.cls = cls
         self.root = root
         self.config = dict(config)
         self.rank = rank
-        self.dir = root / f"rank{rank:05d}"
+        self.top = cls(_top_spec(root))
+        self.store = cls(_rank_spec(root, rank))
         self.fields: dict[str, Any] = {}
-        self.lock = StoreLock(root, rank)
         self.unverified: list[int] = []
         self.warned_unchecked = False
 
     def open(self) -> Parts | None:
-        """Check the folder (nothing written before); lock; the result if finished."""
-        if self.root.exists() and not self.root.is_dir():
-            raise ValueError(
-                f"The 'store' parameter names a file, not a folder: {str(self.root)!r}."
-            )
-        if self._check():
+        """Check the store (nothing written before); lock; the result if finished."""
+        top = self.top.open(self.config)
+        if top is not None and top.get("complete"):
+            self._warn_lacking(top)
             logger.info("extract: %s is already complete; opening it", self.root)
-            return read_store(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.lock.acquire()
+            return self._result()
+        self._check_other_ranks()
+        mine = self.store.open(self.config)
         try:
-            if self._check():  # another run finished it meanwhile
-                self.lock.release()
-                return read_store(self.root)
-            self.dir.mkdir(exist_ok=True)
-            mine = read_json(self.dir / "manifest.json")
+            again = self.top.load_manifest()
+            if again is not None and again.get("complete"):  # finished by another run
+                self.store.close()
+                return self._result()
             if mine is not None:
+                self._warn_lacking(mine)
                 self.fields = dict(mine.get("fields") or {})
-            for stale in self.dir.iterdir():  # temp files of a killed run (all ours: checked)
-                if base_name(stale.name)[1]:
-                    stale.unlink(missing_ok=True)
             self._save(complete=False)
         except BaseException:
-            self.lock.release()
+            self.store.close()
             raise
         return None
 
     def close(self) -> None:
         """Release the lock (idempotent)."""
-        self.lock.release()
+        self.store.close()
 
-    def _check(self) -> bool:
-        if not self.root.is_dir():
-            return False
-        found = survey(self.root)
-        if found.top is not None:
-            self._compare(found.top.get("config", {}), self.root / "manifest.json")
-            if found.top.get("complete"):
-                return True
-        if found.foreign:
-            what = (
-                "a featviz store that also holds files featviz did not write"
-                if found.top is not None or found.ranks
-                else "a non-empty folder that is not a featviz store"
-            )
-            raise _refuse_foreign(self.root, found.foreign, what)
-        for d, part in found.ranks.items():
-            self._compare(part.get("config", {}), d / "manifest.json")
-        return False
+    def _check_other_ranks(self) -> None:
+        """Compare the configs of the other ranks' manifests (refuse another run's)."""
+        if self.root is None:
+            return
+        for r in range(int(self.config["world_size"])):
+            other = self.cls(_rank_spec(self.root, r))
+            found = other.load_manifest() if r != self.rank else None
+            if found is not None:
+                where = f"{str(self.root)!r} (rank{r:05d}/manifest.json)"
+                other._compare(found, self.config, where)
+                self._warn_lacking(found)
 
-    def _compare(self, stored: Mapping[str, Any], where: Path) -> None:
-        lacking = compare_config(
-            stored,
-            self.config,
-            where=f"{str(self.root)!r}, whose manifest ({where.name})",
-            owner="extract",
-            optional=UNCHECKED_BEFORE_V1_1,
-        )
+    def _warn_lacking(self, manifest: Mapping[str, Any]) -> None:
+        stored = manifest.get("config") or {}
+        lacking = [k for k in UNCHECKED_BEFORE_V1_1 if k in self.config and k not in stored]
         if lacking and not self.warned_unchecked:
             self.warned_unchecked = True
             warnings.warn(
@@ -468,7 +416,7 @@ class ShardStore:
         }
         if num_shards is not None:
             data["num_shards"] = num_shards
-        write_json(self.dir / "manifest.json", data)
+        self.store.save_manifest(data)
 
     def skip(self, b: int, idx: np.ndarray | None, inputs: torch.Tensor | None) -> int | None:
         """Rows of batch ``b`` if it is stored and holds the same samples, else None.
@@ -477,10 +425,10 @@ class ShardStore:
             ValueError: The stored batch holds other dataset indices (``idx``) or other
                 inputs (``inputs``, compared by `fingerprint`) than this one.
         """
-        path = self.dir / _shard_name(b, "index")
-        if not path.is_file():
+        name = _shard_name(b, "index")
+        if not self.store.has(name):
             return None
-        stored = load_npy(path, self.root)
+        stored = np.array(self.store.read(name))
         same = idx is None or np.array_equal(stored, np.asarray(idx, dtype=stored.dtype))
         if same and inputs is not None:
             same = self._same_inputs(b, inputs)
@@ -495,10 +443,8 @@ class ShardStore:
         return int(stored.shape[0])
 
     def _same_inputs(self, b: int, inputs: torch.Tensor) -> bool:
-        path = self.dir / f"{b:06d}-fingerprint.txt"
-        try:
-            stored = path.read_text(encoding="ascii").strip()
-        except FileNotFoundError:  # written by a featviz that kept no fingerprints
+        stored = self.store.read_text(_print_name(b))
+        if stored is None:  # written by a featviz that kept no fingerprints
             if not self.unverified:
                 warnings.warn(
                     f"extract: the store {str(self.root)!r} keeps no input fingerprints "
@@ -507,7 +453,7 @@ class ShardStore:
                 )
             self.unverified.append(b)
             return True
-        return stored == fingerprint(inputs)
+        return stored.strip() == fingerprint(inputs)
 
     def write(self, b: int, arrays: Mapping[str, np.ndarray], inputs: torch.Tensor) -> None:
         """Write batch ``b``: the manifest names every file before it is written."""
@@ -525,23 +471,25 @@ class ShardStore:
             if old is not None and old["shape"] != info["shape"] and name != "labels":
                 raise ValueError(
                     f"extract: batch {b} gives {name!r} rows of shape {tuple(info['shape'])}, "
-                    f"but the store holds rows of shape {tuple(old['shape'])}; pool them "
+                    f"but earlier batches gave rows of shape {tuple(old['shape'])}; pool them "
                     "with reduce='mean' (or 'max'), or use inputs of one size."
                 )
         if not self.fields:
             self.fields = new
             self._save(complete=False)
-        if self.config["index_source"] == "count":  # no dataset index: recognise inputs
-            with writing(self.dir / f"{b:06d}-fingerprint.txt") as tmp:
-                tmp.write_text(fingerprint(inputs) + "\n", encoding="ascii")
+        if self.root is not None and self.config["index_source"] == "count":
+            self.store.write_text(_print_name(b), fingerprint(inputs) + "\n")
         # the index shard goes last: its presence marks the whole shard as finished
         for name in sorted(arrays, key=lambda k: k == "index"):
-            write_npy(self.dir / _shard_name(b, name), arrays[name])
+            self.store.write(_shard_name(b, name), arrays[name])
 
     def finish(self, expected: int | None) -> Parts:
         """Mark this rank complete, merge every rank (rank 0, between barriers), reopen."""
-        present = sorted(int(p.name[:6]) for p in self.dir.glob("[0-9]*-index.npy"))
-        expected = len(present) if expected is None else expected
+        names = self.store.names()
+        present = sorted(int(m.group(1)) for n in names if (m := _INDEX.fullmatch(n)))
+        if not present and self.root is None:
+            raise ValueError("The 'loader' parameter of extract yielded no batches.")
+        expected = len(present) if expected is None or self.root is None else expected
         if not present or present != list(range(expected)):
             raise ValueError(
                 f"extract: the store {str(self.root)!r} holds {len(present)} finished "
@@ -550,48 +498,61 @@ class ShardStore:
                 "over."
             )
         self._save(complete=True, num_shards=len(present))
-        if self.config["world_size"] > 1:
+        if self.config["world_size"] > 1 and self.root is not None:
             barrier()  # every rank's shards are final
             try:
                 if self.rank == 0:
-                    merge_store(self.root)
+                    ranks = range(int(self.config["world_size"]))
+                    merge_store(self.top, [self.cls(_rank_spec(self.root, r)) for r in ranks])
             finally:
                 barrier()  # the merged files exist (or rank 0 failed and reading says so)
         else:
-            merge_store(self.root)
-        return read_store(self.root)
+            merge_store(self.top, [self.store])
+        return self._result()
+
+    def _result(self) -> Parts:
+        manifest = self.top.load_manifest()
+        if manifest is None:
+            raise ValueError(
+                f"The store {str(self.root)!r} is incomplete (its merge failed on rank 0): "
+                "repeat the same extract call to resume."
+            )
+        # a run in RAM hands out writable arrays of its own (the store is dropped)
+        return parts_of(self.top, manifest, mmap=self.root is not None)
 
 
-def _rank_parts(root: Path) -> list[tuple[Path, dict[str, Any]]]:
-    dirs = sorted(p for p in root.glob("rank*") if _RANK_DIR.fullmatch(p.name) and p.is_dir())
-    return [(d, m) for d in dirs if (m := _featviz_manifest(d / "manifest.json"))]
+# ---------------------------------------------------------------------------------------
+# merging and reading
+# ---------------------------------------------------------------------------------------
+def merge_store(top: Store, ranks: Sequence[Store]) -> dict[str, Any]:
+    """Merge the finished ``ranks``' shards into ``top``: one array per field, dataset order.
 
+    Each dataset index is kept once (its first occurrence); ``top`` gets ``data/<field>``
+    arrays (`Store.gather`: streamed on disk, so memory stays flat) and, last, its
+    manifest; then the shards are deleted. The caller holds rank 0's lock.
 
-def merge_store(root: Path) -> dict[str, Any]:
-    """Merge all ranks' shards into one ``.npy`` per field, in dataset order; return manifest.
+    Args:
+        top: The result's store.
+        ranks: Every rank's store (each with a complete manifest).
 
-    Memory stays flat: shards are read one at a time and their rows written with plain
-    file writes at their final offsets (no memory map, so no resident file pages). The
-    caller holds rank 0's lock.
+    Returns:
+        The result's manifest.
     """
-    parts = _rank_parts(root)
+    parts = [(s, m) for s in ranks if (m := s.load_manifest())]
     config = parts[0][1]["config"]
-    shards = [(d, b) for d, part in parts for b in range(int(part["num_shards"]))]
-    indices = [load_npy(d / _shard_name(b, "index"), root) for d, b in shards]
+    shards = [(s, b) for s, part in parts for b in range(int(part["num_shards"]))]
+    indices = [np.array(s.read(_shard_name(b, "index"))) for s, b in shards]
     all_idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
     uniq, first = _first_of_each(all_idx)
     dest = np.full(all_idx.shape[0], -1, dtype=np.int64)
     dest[first] = np.arange(uniq.shape[0])
     n = int(uniq.shape[0])
     bounds = np.cumsum([0] + [len(i) for i in indices])
-    (root / "data").mkdir(exist_ok=True)
-    for stale in (root / "data").iterdir():  # temp files of an interrupted merge
-        if _temp_of(stale.name, {f"{f}.npy" for f in parts[0][1]["fields"]}):
-            stale.unlink(missing_ok=True)
+    rows = [dest[bounds[k] : bounds[k + 1]] for k in range(len(shards))]
     fields_info = {}
     for field in parts[0][1]["fields"]:
-        files = [d / _shard_name(b, field) for d, b in shards]
-        fields_info[field] = _merge_field(root, field, files, dest, bounds, n)
+        sources = [(s, _shard_name(b, field)) for s, b in shards]
+        fields_info[field] = _merge_field(top, field, sources, rows, n)
     duplicates = int(all_idx.shape[0] - n)
     manifest = {
         "config": config,
@@ -600,93 +561,51 @@ def merge_store(root: Path) -> dict[str, Any]:
         "fields": fields_info,
         "metadata": metadata_for(config, duplicates),
     }
-    write_json(root / "manifest.json", manifest)
-    for d, part in parts:  # shards are merged and the manifest is safe: free the disk space
-        _remove_shards(d, part)
+    top.save_manifest(manifest)
+    for store, part in parts:  # shards are merged and the manifest is safe: free the space
+        _remove_shards(store, part)
     logger.info(
         "extract: merged %d shard(s) into %s (%d duplicate(s) dropped)",
         len(shards),
-        root,
+        top.path or "RAM",
         duplicates,
     )
     return manifest
 
 
 def _merge_field(
-    root: Path, field: str, files: list[Path], dest: np.ndarray, bounds: np.ndarray, n: int
+    top: Store,
+    field: str,
+    sources: list[tuple[Store, str]],
+    rows: list[np.ndarray],
+    n: int,
 ) -> dict[str, Any]:
-    """Write ``data/<field>.npy`` from the shards ``files``; return its manifest entry."""
-    heads = [_npy_header(f, root) for f in files]
-    rows = {h[0][1:] for h in heads}
-    if len(rows) != 1:
-        raise _rows_mismatch(field, rows)
-    row = rows.pop()
-    dtype = np.result_type(*[h[1] for h in heads])
-    rowbytes = int(np.prod(row, dtype=np.int64)) * dtype.itemsize
-    out = root / "data" / f"{field}.npy"
-    with writing(out) as tmp, open(tmp, "wb") as f:
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
-        np.lib.format.write_array_header_2_0(f, {**header, "shape": (n, *row)})
-        start = f.tell()
-        for k, path in enumerate(files):
-            where = dest[bounds[k] : bounds[k + 1]]
-            _place_rows(f, path, heads[k], where, dtype, start, rowbytes)
-        f.seek(start + n * rowbytes)
-        f.truncate()
-    return {"file": f"data/{field}.npy", "shape": [n, *row], "dtype": header["descr"]}
+    """Write ``data/<field>.npy`` from the shards ``sources``; return its manifest entry."""
+    heads = [store.header(name) for store, name in sources]
+    shapes = {h[0][1:] for h in heads}
+    if len(shapes) != 1:
+        raise _rows_mismatch(field, shapes)
+    name = f"data/{field}.npy"
+    top.gather(name, sources, rows, n)
+    descr = np.lib.format.dtype_to_descr(np.result_type(*[h[1] for h in heads]))
+    return {"file": name, "shape": [n, *shapes.pop()], "dtype": descr}
 
 
-def _place_rows(
-    f: Any,
-    path: Path,
-    head: tuple[tuple[int, ...], np.dtype[Any], int],
-    where: np.ndarray,
-    dtype: np.dtype[Any],
-    start: int,
-    rowbytes: int,
-) -> None:
-    """Write shard ``path``'s rows at rows ``where`` (-1: dropped) of the open file ``f``."""
-    m = int(where.shape[0])
-    shard_shape, shard_dtype, shard_off = head
-    if (
-        m
-        and shard_off >= 0
-        and shard_dtype == dtype
-        and shard_shape[0] == m
-        and where[0] >= 0
-        and np.array_equal(where, where[0] + np.arange(m))
-    ):  # the common case: a whole shard lands in one block, copy as is
-        _copy_bytes(path, shard_off, f, start + int(where[0]) * rowbytes, m * rowbytes)
-        return
-    arr = np.load(path, allow_pickle=False).astype(dtype, copy=False)
-    keep = where >= 0
-    pos, arr = where[keep], arr[keep]
-    order = np.argsort(pos, kind="stable")
-    pos, arr = pos[order], np.ascontiguousarray(arr[order])
-    cuts = np.flatnonzero(np.diff(pos) != 1) + 1
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, pos.shape[0]], strict=True):
-        if hi > lo:
-            f.seek(start + int(pos[lo]) * rowbytes)
-            f.write(arr[lo:hi].data)
-
-
-def _remove_shards(folder: Path, part: Mapping[str, Any]) -> None:
-    """Delete the files ``part`` (a rank manifest) names, then the folder if empty."""
+def _remove_shards(store: Store, part: Mapping[str, Any]) -> None:
+    """Delete the shards ``part`` (a rank manifest) names, then the rank's store."""
     fields = list(part.get("fields") or {})
     for b in range(int(part.get("num_shards", 0))):
         for field in fields:
-            (folder / _shard_name(b, field)).unlink(missing_ok=True)
-        (folder / f"{b:06d}-fingerprint.txt").unlink(missing_ok=True)
-    (folder / "manifest.json").unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        logger.warning("extract: kept %s, which holds files featviz did not write", folder)
+            store.delete(_shard_name(b, field))
+        store.delete(_print_name(b))
+    store.remove()
 
 
-# ---------------------------------------------------------------------------------------
-# reading
-# ---------------------------------------------------------------------------------------
+def _rank_parts(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    dirs = sorted(p for p in root.glob("rank*") if _RANK_DIR.fullmatch(p.name) and p.is_dir())
+    return [(d, m) for d in dirs if (m := _featviz_manifest(d / "manifest.json"))]
+
+
 def read_store(root: Path, *, mmap: bool = True) -> Parts:
     """Open a store folder (merging finished ranks first when needed).
 
@@ -701,17 +620,7 @@ def read_store(root: Path, *, mmap: bool = True) -> Parts:
     if manifest is None:
         manifest = _merge_finished(root)
     _check_format(manifest, root)
-    if not manifest.get("complete"):
-        raise ValueError(
-            f"The store {str(root)!r} is incomplete: repeat the same extract call to resume."
-        )
-    mode: Literal["r"] | None = "r" if mmap else None
-    fields = {
-        name: _open_field(root, name, info, mode) for name, info in manifest["fields"].items()
-    }
-    fields["index"] = np.array(fields["index"])
-    keys = list(manifest["config"]["layers"])
-    return Parts(fields, keys, dict(manifest.get("metadata") or {}), root)
+    return parts_of(DiskStore(_top_spec(root)), manifest, mmap=mmap)
 
 
 def _merge_finished(root: Path) -> dict[str, Any]:
@@ -732,7 +641,8 @@ def _merge_finished(root: Path) -> dict[str, Any]:
     lock = StoreLock(root, 0)
     lock.acquire()
     try:
-        return read_json(root / "manifest.json") or merge_store(root)
+        ranks = [DiskStore(_rank_spec(root, int(d.name[4:]))) for d, _ in parts]
+        return read_json(root / "manifest.json") or merge_store(DiskStore(_top_spec(root)), ranks)
     finally:
         lock.release()
 
@@ -744,23 +654,47 @@ def _check_format(manifest: Mapping[str, Any], root: Path) -> None:
     check_version(cfg.get("version"), str(root / "manifest.json"), FORMAT, FORMAT_VERSION)
 
 
-def _open_field(root: Path, name: str, info: Any, mode: Literal["r"] | None) -> np.ndarray:
-    """Load the file the manifest names for ``name``, checked against its record."""
-    rel = info.get("file") if isinstance(info, dict) else None
-    path = root / rel if isinstance(rel, str) else root
-    inside = isinstance(rel, str) and not os.path.isabs(rel)
-    if inside and not path.resolve().is_relative_to(root.resolve()):
-        inside = False
-    if not inside or path.resolve() == root.resolve():
+def parts_of(top: Store, manifest: Mapping[str, Any], *, mmap: bool = True) -> Parts:
+    """The `Parts` of a result store ``top`` with the (checked) ``manifest``.
+
+    Args:
+        top: The result's store.
+        manifest: Its manifest.
+        mmap: Keep the arrays as ``top`` reads them (memory-mapped on disk), else copy
+            them into RAM.
+
+    Raises:
+        ValueError: Incomplete, a damaged array, or a manifest naming a file outside.
+    """
+    where = repr(str(top.path)) if top.path is not None else "in RAM"
+    if not manifest.get("complete"):
         raise ValueError(
-            f"The store {str(root)!r} has a manifest.json whose field {name!r} names the "
+            f"The store {where} is incomplete: repeat the same extract call to resume."
+        )
+    fields = {
+        name: _open_field(top, where, name, info, mmap) for name, info in manifest["fields"].items()
+    }
+    fields["index"] = np.array(fields["index"])
+    keys = list(manifest["config"]["layers"])
+    return Parts(fields, keys, dict(manifest.get("metadata") or {}), top.path)
+
+
+def _open_field(top: Store, where: str, name: str, info: Any, mmap: bool) -> np.ndarray:
+    """Read the array the manifest names for ``name``, checked against its record."""
+    rel = info.get("file") if isinstance(info, dict) else None
+    path = PurePosixPath(rel if isinstance(rel, str) else "/")
+    if not isinstance(rel, str) or not path.parts or path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"The store {where} has a manifest.json whose field {name!r} names the "
             f"file {rel!r}, which is not inside the store; refusing to read it."
         )
-    arr = load_npy(path, root, mode)
+    arr = top.read(rel) if mmap else np.array(top.read(rel))
     want = (info.get("shape"), info.get("dtype"))
     got = (list(arr.shape), np.lib.format.dtype_to_descr(arr.dtype))
     if got != want:
-        raise damaged(
-            path, root, ValueError(f"shape/dtype {tuple(got)} where manifest.json says {want}")
+        raise ValueError(
+            f"The store {where} has a damaged file {rel!r} (ValueError: shape/dtype "
+            f"{tuple(got)} where manifest.json says {want}). Delete the folder and run "
+            "extract again."
         )
     return arr

@@ -34,7 +34,7 @@ from torch import nn
 from featviz._fingerprints import code_fingerprint, model_fingerprint
 from featviz._ops import eval_mode, user_stacklevel
 from featviz._outputs import find_logits
-from featviz._store import FORMAT, FORMAT_VERSION, MemorySink, ShardStore, Sink, dist_info
+from featviz._store import FORMAT, FORMAT_VERSION, Sink, dist_info, open_sink
 from featviz.featureset import FeatureSet
 from featviz.hooks import capture, to_numpy, unwrap_model
 
@@ -472,15 +472,13 @@ def _config(
 
 
 def _sink(store: str | os.PathLike[str] | None, config: dict[str, Any], rank: int) -> Sink:
-    if store is not None:
-        return ShardStore(Path(store), config, rank)
-    if config["world_size"] > 1:
+    if store is None and config["world_size"] > 1:
         warnings.warn(
             "extract: under torch.distributed with store=None each rank returns only its own "
             "samples; pass store=PATH to merge all ranks in dataset order.",
             stacklevel=user_stacklevel(),
         )
-    return MemorySink(config)
+    return open_sink(None if store is None else Path(store), config, rank)
 
 
 @dataclass

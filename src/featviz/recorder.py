@@ -30,8 +30,7 @@ from featviz._fingerprints import fingerprint
 from featviz._io import atomic_path
 from featviz._ops import eval_mode, kept_buffers
 from featviz._store import dist_info
-from featviz._store_base import MemoryStore, Store
-from featviz._store_disk import DiskStore
+from featviz._store_base import Store, StoreSpec, backend
 from featviz._validation import check_choice, check_int
 from featviz.projection import ALIGN, align_procrustes, project_steps
 from featviz.projection import METHODS as PROJECTIONS
@@ -81,17 +80,11 @@ def _owned(name: str) -> bool:
 
 
 def _backend(root: Path | None) -> Store:
-    """The store records go to: a folder (`DiskStore`), or RAM (`MemoryStore`)."""
-    if root is None:
-        return MemoryStore(FORMAT, FORMAT_VERSION, "Recorder")
-    return DiskStore(
-        root,
-        format=FORMAT,
-        version=FORMAT_VERSION,
-        owner="Recorder",
-        manifest=_MANIFEST,
-        owned=_owned,
+    """The store records go to: the ``"disk"`` backend for a folder, ``"memory"`` for None."""
+    spec = StoreSpec(
+        FORMAT, FORMAT_VERSION, "Recorder", root=root, manifest=_MANIFEST, owned=_owned
     )
+    return backend("memory" if root is None else "disk")(spec)
 
 
 class _Records:
