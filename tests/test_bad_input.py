@@ -248,7 +248,13 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
         r"'reduce'",
     ),
     ("pg-saliency-type", lambda c: pointing_game("x", BOXES), TypeError, r"'heatmaps'.*str"),
-    ("pg-saliency-2d", lambda c: pointing_game(c.sal[0], BOXES), ValueError, r"'heatmaps'"),
+    # one (H, W) map is one map, as in overlay; the boxes then do not match it
+    (
+        "pg-saliency-2d",
+        lambda c: pointing_game(c.sal[0], BOXES),
+        ValueError,
+        r"'boxes' .* 1 maps but 2 boxes",
+    ),
     (
         "energy-empty",
         lambda c: energy_in_box(torch.zeros(0, 8, 8), torch.zeros(0, 4, dtype=torch.long)),

@@ -107,7 +107,7 @@ def test_blur_baseline_and_errors():
         deletion_auc(model, ONES, SAL, 0, steps=0)
     with pytest.raises(ValueError, match="'baseline' parameter"):
         deletion_auc(model, ONES, SAL, 0, baseline="noise")
-    with pytest.raises(ValueError, match="one map per image"):
+    with pytest.raises(ValueError, match=r"maps with N=\d+ \(one per image\)"):
         deletion_auc(model, torch.cat([ONES, ONES]), SAL, 0)
     with pytest.raises(ValueError, match="one entry per image"):
         deletion_auc(model, torch.cat([ONES, ONES]), SAL.expand(2, -1, -1), [0, 1, 0])
@@ -247,7 +247,7 @@ def test_pointing_game_all_non_finite_or_constant_finite_is_a_miss():
     ],
 )
 def test_metrics_refuse_no_maps(call):
-    with pytest.raises(ValueError, match=r"'heatmaps' parameter of \w+ must hold at least one"):
+    with pytest.raises(ValueError, match=r"'heatmaps' parameter of \w+ must be non-empty"):
         call(torch.zeros(0, 4, 4))
 
 
@@ -589,7 +589,7 @@ def test_road_errors():
         road(model, X3, HEAT3, batch_size=0)
     with pytest.raises(ValueError, match=r"'random_state' parameter of road"):
         road(model, X3, HEAT3, random_state=1.5)
-    with pytest.raises(ValueError, match="one map per image"):
+    with pytest.raises(ValueError, match=r"maps with N=\d+ \(one per image\)"):
         road(model, X3.expand(2, -1, -1, -1), HEAT3)
     with pytest.raises(TypeError, match=r"'model' parameter"):
         road(lambda t: t, X3, HEAT3)
@@ -772,3 +772,21 @@ def test_per_image_targets_follow_their_images_in_mixed_batches():
         torch.testing.assert_close(both.curve[i], one.curve[0])
     first = (2 * x[:, 0] * masks).sum((1, 2))
     torch.testing.assert_close(both.curve[:, 0], first)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda m: m,  # (N, H, W) tensor
+        lambda m: m[:, None],  # (N, 1, H, W), as overlay and explore take it
+        lambda m: m.numpy(),
+        lambda m: m[:, None].numpy().astype(np.float16),
+        lambda m: m.bfloat16(),
+    ],
+)
+def test_localisation_metrics_take_every_heatmap_form_alike(form):
+    maps = torch.tensor([[[0.0, 1.0], [0.2, 0.0]], [[0.5, 0.0], [0.0, 0.25]]])
+    boxes = torch.tensor([[1, 0, 2, 1], [1, 1, 2, 2]])  # (x0, y0, x1, y1), exclusive ends
+    assert pointing_game(form(maps), boxes) == 0.5  # image 0 hits, image 1 misses
+    # float16/bfloat16 hold 0.2 to 3 significant digits
+    assert energy_in_box(form(maps), boxes) == pytest.approx((1 / 1.2 + 0.25 / 0.75) / 2, rel=1e-3)

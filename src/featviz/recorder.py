@@ -14,6 +14,7 @@ RNG state (torch, numpy, python) restored. Records live in RAM, or in a store fo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from featviz._fingerprints import fingerprint
+from featviz._images import label_array, model_batch
 from featviz._io import atomic_path
 from featviz._ops import eval_mode, kept_buffers
 from featviz._store import dist_info
@@ -79,10 +81,20 @@ def _owned(name: str) -> bool:
     return name in _PROBE or bool(_RECORD.fullmatch(name))
 
 
+#: config keys newer than the first Recorder stores: not compared when a store lacks them
+_ADDED_CONFIG = ("project_kwargs", "random_state")
+
+
 def _backend(root: Path | None) -> Store:
     """The store records go to: the ``"disk"`` backend for a folder, ``"memory"`` for None."""
     spec = StoreSpec(
-        FORMAT, FORMAT_VERSION, "Recorder", root=root, manifest=_MANIFEST, owned=_owned
+        FORMAT,
+        FORMAT_VERSION,
+        "Recorder",
+        root=root,
+        manifest=_MANIFEST,
+        owned=_owned,
+        optional=_ADDED_CONFIG,  # stores written before these keys still resume
     )
     return backend("memory" if root is None else "disk")(spec)
 
@@ -231,7 +243,7 @@ class Recorder:
                 f"The 'model' parameter of Recorder must be a torch.nn.Module. Got "
                 f"{type(model).__name__} instead."
             )
-        _check_probe(probe_images)
+        probe_images = model_batch(probe_images, func="Recorder", param="probe_images")
         _check_writer(writer)
         if store is not None and not isinstance(store, (str, os.PathLike)):
             raise TypeError(
@@ -292,7 +304,8 @@ class Recorder:
         rec.labels = None if labels.size == 0 else torch.from_numpy(labels)
         rec.layers, rec.layers_ = cfg["layers"], cfg["layers"]
         rec.every, rec.methods = int(cfg["every"]), tuple(cfg["methods"])
-        rec.projection, rec.random_state = cfg["projection"], 0
+        rec.projection, rec.random_state = cfg["projection"], int(cfg.get("random_state", 0))
+        rec.project_kwargs = MappingProxyType(dict(cfg.get("project_kwargs", {})))
         rec.feature_layer, rec.writer, rec.store = cfg["feature_layer"], None, root
         rec._records = _Records(store_)
         rec._records.load(manifest)
@@ -305,6 +318,9 @@ class Recorder:
             "every": self.every,
             "methods": list(self.methods),
             "projection": self.projection,
+            # as the manifest will hold them (tuples read back as lists)
+            "project_kwargs": json.loads(json.dumps(dict(self.project_kwargs), default=str)),
+            "random_state": self.random_state,
             "probe": fingerprint(self.probe_images),
             "labels": None if self.labels is None else fingerprint(self.labels),
         }
@@ -629,19 +645,6 @@ class Recorder:
         )
 
 
-def _check_probe(probe_images: Any) -> None:
-    if not isinstance(probe_images, torch.Tensor):
-        raise TypeError(
-            "The 'probe_images' parameter of Recorder must be a (N, C, H, W) float tensor. "
-            f"Got {type(probe_images).__name__} instead."
-        )
-    if probe_images.ndim != 4 or not probe_images.is_floating_point():
-        raise ValueError(
-            "The 'probe_images' parameter of Recorder must be a (N, C, H, W) float tensor. "
-            f"Got shape {tuple(probe_images.shape)} ({probe_images.dtype}) instead."
-        )
-
-
 def _check_writer(writer: Any) -> None:
     if writer is not None and not all(
         callable(getattr(writer, m, None)) for m in ("add_images", "add_scalar")
@@ -654,23 +657,16 @@ def _check_writer(writer: Any) -> None:
 
 
 def _labels(labels: Any, n: int) -> torch.Tensor | None:
+    """Probe labels through the one label rule: ``n`` class indices, or None."""
     if labels is None:
         return None
-    try:
-        if isinstance(labels, (str, bytes)):
-            raise TypeError
-        t = torch.as_tensor(labels).detach().cpu()
-    except (TypeError, ValueError, RuntimeError):
+    arr = label_array(labels, n, func="Recorder")
+    if arr.dtype.kind not in "iu":
         raise TypeError(
-            f"The 'labels' parameter of Recorder must hold {n} ints, one per probe image "
-            f"(a sequence or tensor), or be None. Got {type(labels).__name__} instead."
-        ) from None
-    if t.shape != (n,) or t.is_floating_point():
-        raise ValueError(
-            f"The 'labels' parameter of Recorder must hold {n} ints, one per probe image. "
-            f"Got shape {tuple(t.shape)} ({t.dtype}) instead."
+            f"The 'labels' parameter of Recorder must hold {n} class indices (ints), one per "
+            f"probe image. Got {arr.dtype} labels such as {arr[:3].tolist()} instead."
         )
-    return t.long()
+    return torch.from_numpy(arr.astype(np.int64))
 
 
 def _methods(methods: Any) -> tuple[str, ...]:

@@ -68,7 +68,7 @@ def _curve(
     insert: bool,
     func: str,
 ) -> CurveScores:
-    images = _check_images(images)
+    images = _check_images(images, func)
     steps = check_int(steps, "steps", func, 1)
     batch_size = check_int(batch_size, "batch_size", func, 1)
     maps = _maps_for(images, heatmaps, func)
@@ -246,7 +246,7 @@ def _confidences(
     eval_mode: bool,
     func: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    images = _check_images(images)
+    images = _check_images(images, func)
     batch_size = check_int(batch_size, "batch_size", func, 1)
     x = images.detach()
     maps = _maps_for(x, heatmaps, func)

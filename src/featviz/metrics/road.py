@@ -194,7 +194,7 @@ def noisy_linear_imputation(
             image with every pixel removed; ``noise`` negative or not finite.
     """
     func = "noisy_linear_imputation"
-    images = _check_images(images)
+    images = _check_images(images, func)
     noise = _check_noise(noise, func)
     seed = check_int(random_state, "random_state", func, 0)
     removed = _check_removed(masks, images, func)
@@ -334,7 +334,7 @@ def road(
             unknown ``order``, a negative ``noise``, or mismatched images and maps.
     """
     func = "road"
-    images = _check_images(images)
+    images = _check_images(images, func)
     frac = _check_fractions(fractions, func)
     order = cast(Order, check_choice(order, "order", func, ("morf", "lerf", "both")))
     noise = _check_noise(noise, func)
