@@ -106,7 +106,7 @@ def test_data_loss_explorer_save_replaces_only_files_the_page_owns(tmp_path):
         (folder / name / "keep.txt").unlink()
         (folder / name).rmdir()
     os.symlink(tmp_path / "elsewhere.webp", folder / "detail0_1.webp")
-    with pytest.raises(FileExistsError, match="detail0_1.webp"):
+    with pytest.raises(FileExistsError, match=r"detail0_1\.webp"):
         view.save(page, assets="folder", overwrite=True)
     (folder / "detail0_1.webp").unlink()
     # the page's own sheets are replaced; nothing else is left behind

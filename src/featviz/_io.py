@@ -89,11 +89,12 @@ def _translated(exc: BaseException, final: Path, param: str) -> BaseException:
     if not _names_temp(exc, temp):
         return exc
     if isinstance(exc, FileExistsError) and exc.filename2 is not None:  # os.link's race
-        return DestinationAppeared(
-            exc.errno,
+        appeared = DestinationAppeared(
             f"The {param!r} parameter names an existing file {str(final)!r} (it appeared "
-            "while writing); it was left as it is. Pass overwrite=True to replace it.",
+            "while writing); it was left as it is. Pass overwrite=True to replace it."
         )
+        appeared.errno = exc.errno
+        return appeared
     if isinstance(exc, OSError):
         return write_error(exc, final)
     # another error (a writer's ValueError quoting its file): the name replaced in place

@@ -200,7 +200,7 @@ def _encode_tag(tag: str) -> str:
 
 def _read_config(logdir: Path) -> Any:
     """The run's projector config (empty when there is none); a damaged one is refused."""
-    from google.protobuf import text_format
+    from google.protobuf import text_format  # type: ignore[import-untyped,unused-ignore]
     from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
     config = ProjectorConfig()
@@ -245,7 +245,7 @@ def _write_embedding(
     Earlier embeddings of the run (other steps, other calls at the same step, other
     writers) stay listed; every file is written atomically. Returns the tensor name.
     """
-    from google.protobuf import text_format
+    from google.protobuf import text_format  # type: ignore[import-untyped,unused-ignore]
 
     from featviz._io import atomic_path
 
