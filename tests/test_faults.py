@@ -306,12 +306,12 @@ def test_unclear_error_unwritable_model_cache_fails_before_training(tmp_path, mo
     monkeypatch.setattr(models, "train_tiny_cnn", no_training)
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    with pytest.raises(OSError, match=r"cache_dir parameter.*'.*file/c'.*cache=False"):
+    with pytest.raises(OSError, match=r"'cache_dir' parameter.*'.*file/c'.*cache=False"):
         models.pretrained_tiny_cnn(random_state=9, n_train=64, cache_dir=blocked / "c")
     monkeypatch.setenv("FEATVIZ_CACHE", str(tmp_path))
     with monkeypatch.context() as m:
         _deny_mkstemp(m)
-        with pytest.raises(PermissionError, match=r"FEATVIZ_CACHE.*Permission denied.*nothing was"):
+        with pytest.raises(PermissionError, match=r"FEATVIZ_CACHE.*\(Permission denied\); nothing was"):
             models.pretrained_tiny_cnn(random_state=9, n_train=64)
     assert list(tmp_path.iterdir()) == [blocked]
 

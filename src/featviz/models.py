@@ -196,12 +196,20 @@ def _check_writable(folder: Path, given: bool) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        where = "cache_dir parameter" if given else "model cache (FEATVIZ_CACHE)"
-        new = type(exc)(
-            f"The {where} of pretrained_tiny_cnn names {str(folder)!r}, which cannot be "
-            f"written ({exc.strerror or type(exc).__name__}); nothing was trained. Point it "
-            "at a folder you can write, or pass cache=False to train without caching."
-        )
+        why = exc.strerror or type(exc).__name__
+        if given:
+            text = (
+                f"The 'cache_dir' parameter of pretrained_tiny_cnn names {str(folder)!r}, "
+                f"which cannot be written ({why}); nothing was trained. Pass a folder you "
+                "can write, or cache=False to train without caching."
+            )
+        else:
+            text = (
+                f"The model cache {str(folder)!r} (FEATVIZ_CACHE, else the user cache "
+                f"folder) cannot be written ({why}); nothing was trained. Set FEATVIZ_CACHE "
+                "to a folder you can write, or pass cache_dir=... or cache=False."
+            )
+        new = type(exc)(text)
         new.errno = exc.errno
         raise new from None
 
