@@ -371,4 +371,8 @@ def test_minor_to_tensorboard_refuses_arguments_it_would_ignore(tmp_path):
         to_tensorboard(tmp_path, heatmaps=maps, predictions=[0, 1])
     with pytest.raises(ValueError, match=r"'class_names'.*'labels' or 'predictions'"):
         to_tensorboard(tmp_path, features=torch.zeros(2, 2), class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"'sprite_size'.*'features' and 'images'"):
+        to_tensorboard(tmp_path, features=torch.zeros(2, 2), sprite_size=16)
+    with pytest.raises(ValueError, match=r"'mean'.*together with 'images'.*leave mean out"):
+        to_tensorboard(tmp_path, features=torch.zeros(2, 2), mean=[0.5] * 3, std=[0.2] * 3)
     assert list(tmp_path.iterdir()) == []

@@ -366,11 +366,17 @@ def to_tensorboard(
     Raises:
         ImportError: TensorBoard is not installed.
         TypeError: Unsupported argument types.
-        ValueError: Shapes that do not match N, values out of range.
+        ValueError: Shapes that do not match N, values out of range, NaN or inf in
+            ``features`` or in logits, an argument that would be ignored (``labels``,
+            ``predictions`` without ``features``; ``class_names`` without either;
+            ``sprite_size`` without ``features`` and ``images``; ``mean``/``std``
+            without ``images``), or a run folder whose ``projector_config.pbtxt``
+            cannot be read. Nothing is written then.
     """
     _check_counts(step, max_points, max_images, sprite_size)
     check_pair(mean, std, func=_FN)
-    _check_used(features, labels, predictions, class_names)
+    used = {"labels": labels, "predictions": predictions, "class_names": class_names}
+    _check_used(features, images, used | {"sprite_size": sprite_size, "mean": mean, "std": std})
     n = _count(features, heatmaps)
     imgs = None if images is None else _images(images, n, mean, std)
     opts = {"max_images": max_images, "alpha": alpha, "cmap": cmap, "tag": tag, "step": step}
@@ -426,27 +432,34 @@ def _embedding(
     return _Embedding(feats[rows], meta, sprite, rows, size)
 
 
-def _check_used(features: Any, labels: Any, predictions: Any, class_names: Any) -> None:
-    """Refuse arguments that would be ignored: metadata without an embedding to label."""
-    if features is None:
-        for name, value in (("labels", labels), ("predictions", predictions)):
-            if value is not None:
-                raise param_error(
-                    ValueError,
-                    name,
-                    _FN,
-                    "given together with 'features' (it labels the embedding's points)",
-                    f"{name} without features",
-                    "Pass features=..., or leave it out.",
-                )
-    if class_names is not None and labels is None and predictions is None:
-        raise param_error(
-            ValueError,
+def _check_used(features: Any, images: Any, opts: dict[str, Any]) -> None:
+    """Refuse arguments that would be ignored (metadata with no points to label, ...)."""
+    needs = [
+        ("labels", "'features' (it labels the embedding's points)", features is None),
+        ("predictions", "'features' (it labels the embedding's points)", features is None),
+        (
             "class_names",
-            _FN,
-            "given together with 'labels' or 'predictions' (it names their classes)",
-            "class_names alone",
-        )
+            "'labels' or 'predictions' (it names their classes)",
+            opts["labels"] is None and opts["predictions"] is None,
+        ),
+        (
+            "sprite_size",
+            "'features' and 'images' (it sizes the sprite's thumbnails)",
+            features is None or images is None,
+        ),
+        ("mean", "'images' (they were normalised with it)", images is None),
+        ("std", "'images' (they were normalised with it)", images is None),
+    ]
+    for name, partner, missing in needs:
+        if missing and opts[name] is not None:
+            raise param_error(
+                ValueError,
+                name,
+                _FN,
+                f"given together with {partner}",
+                f"{name} without {partner.split(' (')[0]}",
+                f"Pass {partner.split(' (')[0]} too, or leave {name} out.",
+            )
 
 
 def _check_counts(step: Any, max_points: Any, max_images: Any, sprite_size: Any) -> None:
