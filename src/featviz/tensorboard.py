@@ -5,6 +5,11 @@ must be installed: ``pip install featviz[tensorboard]``): the features with thei
 as an embedding, with a sprite of thumbnails sized to stay inside the projector's
 8192 x 8192 pixel limit, and each heatmap overlaid on its image (`featviz.overlay`) as
 an image summary at a step.
+
+Each embedding goes into its own folder and is added to the run's
+``projector_config.pbtxt``, so earlier exports (other steps, other calls at the same
+step) stay listed; a tab, newline or carriage return in a label becomes a space
+(`TSV_SEPARATOR_REPLACEMENT`), so ``metadata.tsv`` keeps one line per point.
 """
 
 from __future__ import annotations
@@ -330,7 +335,9 @@ def to_tensorboard(
 
     The embedding goes to the projector plugin: ``features`` as the points, ``labels``
     (and ``predictions``) as metadata columns, and ``images`` as a sprite of square
-    thumbnails. The thumbnail side is the largest that keeps the sprite within
+    thumbnails. It is added to the run's ``projector_config.pbtxt`` in a folder of its
+    own (``{step:05d}/{tag}``, then ``-2``, ``-3``... for the same step and tag), so
+    earlier exports stay visible; tabs and line breaks in labels become spaces. The thumbnail side is the largest that keeps the sprite within
     `SPRITE_LIMIT` pixels (at most the image size); above ``max_points`` points, or more
     than the sprite holds at an explicit ``sprite_size``, a seeded random subsample is
     embedded and a warning says so. Each heatmap is blended over its image with
