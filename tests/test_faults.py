@@ -311,7 +311,8 @@ def test_unclear_error_unwritable_model_cache_fails_before_training(tmp_path, mo
     monkeypatch.setenv("FEATVIZ_CACHE", str(tmp_path))
     with monkeypatch.context() as m:
         _deny_mkstemp(m)
-        with pytest.raises(PermissionError, match=r"FEATVIZ_CACHE.*\(Permission denied\); nothing was"):
+        cold = r"FEATVIZ_CACHE.*\(Permission denied\); nothing was"
+        with pytest.raises(PermissionError, match=cold):
             models.pretrained_tiny_cnn(random_state=9, n_train=64)
     assert list(tmp_path.iterdir()) == [blocked]
 

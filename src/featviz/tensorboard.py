@@ -337,7 +337,8 @@ def to_tensorboard(
     (and ``predictions``) as metadata columns, and ``images`` as a sprite of square
     thumbnails. It is added to the run's ``projector_config.pbtxt`` in a folder of its
     own (``{step:05d}/{tag}``, then ``-2``, ``-3``... for the same step and tag), so
-    earlier exports stay visible; tabs and line breaks in labels become spaces. The thumbnail side is the largest that keeps the sprite within
+    earlier exports stay visible; tabs and line breaks in labels become spaces. The
+    thumbnail side is the largest that keeps the sprite within
     `SPRITE_LIMIT` pixels (at most the image size); above ``max_points`` points, or more
     than the sprite holds at an explicit ``sprite_size``, a seeded random subsample is
     embedded and a warning says so. Each heatmap is blended over its image with
