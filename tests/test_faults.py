@@ -290,6 +290,7 @@ def test_unclear_error_cli_cam_into_an_unwritable_folder(tmp_path, monkeypatch, 
     Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(png)
     out = tmp_path / "out"
     out.mkdir()
+    featviz.models.pretrained_tiny_cnn()  # in the cache before writes are denied
     _deny_mkstemp(monkeypatch)
     assert main(["cam", str(png), "--out", str(out)]) == 1
     err = capsys.readouterr().err
