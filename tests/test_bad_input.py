@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+import featviz
 from featviz import (
     CAM,
     FeatureSet,
@@ -27,6 +28,7 @@ from featviz import (
     class_activation_map,
     convert_image,
     correlation,
+    explore,
     extract,
     grad_cam,
     hookable,
@@ -503,7 +505,102 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
         CliFailed,
         r"rc=1: .*--device",
     ),
+    # -- the new surfaces under bad input (issue 22): TensorBoard, explorer, files ---------
+    (
+        "tensorboard-labels-without-features",
+        lambda c: _tb(c, heatmaps={"m": c.sal}, labels=[0, 1]),
+        ValueError,
+        r"'labels'.*together with 'features'",
+    ),
+    (
+        "tensorboard-predictions-without-features",
+        lambda c: _tb(c, heatmaps={"m": c.sal}, predictions=[0, 1]),
+        ValueError,
+        r"'predictions'.*together with 'features'",
+    ),
+    (
+        "tensorboard-class-names-alone",
+        lambda c: _tb(c, features=c.sal, class_names=["a", "b"]),
+        ValueError,
+        r"'class_names'.*'labels' or 'predictions'",
+    ),
+    (
+        "tensorboard-nan-features",
+        lambda c: _tb(c, features=torch.tensor([[0.0, 1.0], [float("nan"), 0.0]])),
+        ValueError,
+        r"'features'.*finite.*rows \[1\]",
+    ),
+    (
+        "tensorboard-nan-logits",
+        lambda c: _tb(c, features=c.sal, predictions=torch.tensor([[0.0, 1], [float("nan"), 0]])),
+        ValueError,
+        r"'predictions'.*finite.*rows \[1\]",
+    ),
+    (
+        "explore-nan-logits",
+        lambda c: explore(np.zeros((2, 2)), predictions=torch.tensor([[float("inf"), 0], [0, 1]])),
+        ValueError,
+        r"'predictions' parameter of explore must be finite.*rows \[0\]",
+    ),
+    (
+        "explore-nan-confidence",
+        lambda c: explore(np.zeros((2, 2)), confidence=[float("nan"), 0.5]),
+        ValueError,
+        r"'confidence' parameter of explore must be finite.*rows \[0\]",
+    ),
+    (
+        "explore-assets-folder-is-a-file",
+        lambda c: _save_over_file(c),
+        NotADirectoryError,
+        r"'assets'.*page_files.*is a file",
+    ),
+    (
+        "save-image-dangling-symlink",
+        lambda c: _save_onto_dangling_link(c),
+        FileExistsError,
+        r"'path'.*existing file.*dangling\.png.*overwrite=True",
+    ),
+    (
+        "projection-old-and-new-name",
+        lambda c: featviz.Projection(
+            embedding=M,
+            embedding_=M,
+            frame=None,
+            method="pca",
+            engine="x",
+            seconds=0.0,
+            explained_variance_ratio=None,
+        ),
+        TypeError,
+        r"'embedding_' \(its old name\) and 'embedding'",
+    ),
+    (
+        "pretrained-cache-dir-not-writable",
+        lambda c: pretrained_tiny_cnn(random_state=7, n_train=64, cache_dir=c.png / "sub"),
+        OSError,
+        r"'cache_dir' parameter.*cannot be written.*nothing was trained",
+    ),
 ]
+
+
+def _tb(c: SimpleNamespace, **kwargs: Any) -> Any:
+    pytest.importorskip("tensorboard")
+    from featviz import to_tensorboard
+
+    return to_tensorboard(c.tmp / "tb", **kwargs)
+
+
+def _save_over_file(c: SimpleNamespace) -> None:
+    (c.tmp / "page_files").write_text("a file")
+    explore(np.zeros((2, 2)), images=torch.zeros(2, 3, 4, 4)).save(
+        c.tmp / "page.html", assets="folder"
+    )
+
+
+def _save_onto_dangling_link(c: SimpleNamespace) -> None:
+    link = c.tmp / "dangling.png"
+    link.symlink_to(c.tmp / "missing" / "x.png")
+    save_image(np.zeros((2, 2), np.uint8), link)
 
 
 class _Branchy(nn.Module):

@@ -489,10 +489,10 @@ def _labels_explore(labels: Any, tmp: Path) -> list[str]:
 def _labels_to_tensorboard(labels: Any, tmp: Path) -> list[str]:
     from featviz.tensorboard import to_tensorboard
 
-    writer = _recording_writer(tmp)
-    with writer:
-        to_tensorboard(writer, features=np.zeros((N, 2)), labels=labels)
-    return list(writer.metadata)
+    # the metadata as written (to_tensorboard writes the embedding files itself)
+    out = to_tensorboard(tmp / "run", features=np.zeros((N, 2)), labels=labels)
+    metadata = out.logdir / "00000" / "featviz" / "metadata.tsv"  # step 0, tag "featviz"
+    return metadata.read_text(encoding="utf-8").splitlines()
 
 
 LABEL_USERS: dict[str, Callable[[Any, Path], list[str]]] = {

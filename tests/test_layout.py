@@ -226,7 +226,7 @@ def test_no_function_is_over_60_code_lines():
 
 
 def test_function_size_counter_counts_code_not_docstrings():
-    src = "def f():\n    \"\"\"Doc.\n\n    More.\n    \"\"\"\n" + "".join(
+    src = 'def f():\n    """Doc.\n\n    More.\n    """\n' + "".join(
         f"    x{i} = {i}\n" for i in range(61)
     )
     assert _long_functions(ast.parse(src)) == [("f", 61)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ __all__ = [
     "FORMATS",
     "SHEET_PX",
     "Sprites",
+    "assets_folder",
     "file_names",
     "layout",
     "make_sprites",
+    "remove_folder",
     "sprite_sets",
     "write_folder",
 ]
@@ -208,39 +211,103 @@ def file_names(view: ExploreView, key: str) -> list[str]:
     return [f"{stem}_{j}.{ext}" for j in range(len(sprites.sheets))]
 
 
+def assets_folder(page: Path) -> Path:
+    """``<page stem>_files`` beside the page: where its sheets go with ``assets="folder"``."""
+    return page.with_name(page.stem + "_files")
+
+
+def _owned(entry: Path) -> bool:
+    """Whether ``entry`` is a sheet a page wrote: a regular file (no link) named like one."""
+    return bool(_FILE.match(entry.name)) and entry.is_file() and not entry.is_symlink()
+
+
+def _survey(folder: Path) -> list[Path]:
+    """The sheets in an existing image folder; anything else there is refused.
+
+    Raises:
+        NotADirectoryError: ``folder`` is a file, not a folder.
+        FileExistsError: It holds entries the page did not write (files, sub-folders, links).
+    """
+    if not folder.is_dir():
+        raise NotADirectoryError(
+            f"The 'assets' parameter of ExploreView.save puts the images in {str(folder)!r}, "
+            "which is a file. Move that file, save the page under another name, or pass "
+            "assets='inline'."
+        )
+    entries = list(folder.iterdir())
+    foreign = sorted(e.name for e in entries if not _owned(e))
+    if foreign:
+        raise FileExistsError(
+            f"{str(folder)!r} holds files featviz did not write ({foreign[:3]}); "
+            "move them or save the page under another name."
+        )
+    return entries
+
+
+def _remove_owned(folder: Path) -> None:
+    """Delete the sheets a page wrote in ``folder``, then the folder if nothing else is left."""
+    for entry in folder.iterdir():
+        if _owned(entry):
+            entry.unlink()
+    try:
+        folder.rmdir()
+    except OSError:  # something else appeared there: it stays, with the folder
+        pass
+
+
 def write_folder(view: ExploreView, page: Path, overwrite: bool) -> dict[str, list[str]]:
-    """Write the sheets to ``<page stem>_files`` (all or nothing); return their URLs."""
-    import shutil
+    """Write the sheets to ``<page stem>_files`` (all or nothing); return their URLs.
+
+    An existing folder is replaced only with ``overwrite`` and only when it holds nothing
+    but sheets (`_owned`); just those are deleted. Errors name the folder, never the
+    temporary one the sheets are written into first.
+    """
+    import secrets
     import tempfile
     from urllib.parse import quote
 
-    folder = page.with_name(page.stem + "_files")
-    if folder.exists():
-        if not overwrite:
+    from featviz._io import write_error
+
+    folder = assets_folder(page)
+    if os.path.lexists(folder):
+        if folder.is_dir() and not overwrite:
             raise FileExistsError(
                 f"The image folder {str(folder)!r} of the page exists; pass overwrite=True "
                 "to replace it."
             )
-        foreign = [p.name for p in folder.iterdir() if not _FILE.match(p.name)]
-        if foreign or not folder.is_dir():
-            raise FileExistsError(
-                f"{str(folder)!r} holds files featviz did not write ({foreign[:3]}); "
-                "move them or save the page under another name."
-            )
-    tmp = Path(tempfile.mkdtemp(dir=page.parent, prefix=f".{folder.name}."))
+        _survey(folder)
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(dir=page.parent, prefix=f".{folder.name}."))
         for key, sprites in sprite_sets(view).items():
             for name, data in zip(file_names(view, key), sprites.sheets, strict=True):
                 (tmp / name).write_bytes(data)
-        old = folder.with_name(f".{folder.name}.old") if folder.exists() else None
-        if old is not None:
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.old")
             folder.rename(old)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if old is not None:
+                old.rename(folder)  # the earlier sheets back in place
+            raise
+        tmp = None
         if old is not None:
-            shutil.rmtree(old)
+            _remove_owned(old)
+    except OSError as exc:
+        raise write_error(exc, folder) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            _remove_owned(tmp)
     return view._urls(quote(folder.name))
+
+
+def remove_folder(page: Path) -> None:
+    """After an inline save over ``page``: delete its old image folder's sheets (only those)."""
+    folder = assets_folder(page)
+    if folder.is_dir() and not folder.is_symlink():
+        _remove_owned(folder)
 
 
 # -- the bokeh page ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from featviz._explorer_page import (
     file_names,
     layout,
     make_sprites,
+    remove_folder,
     sprite_sets,
     write_folder,
 )
@@ -169,6 +170,7 @@ def _predictions(
     """Predicted names and, for (N, C) logits, the softmax probability of the top class."""
     arr = _array(predictions, "predictions")
     if arr.ndim == 2 and arr.shape[0] == n and np.issubdtype(arr.dtype, np.floating):
+        _check_finite(arr, "predictions")  # a NaN logit has no argmax and no confidence
         logits = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
         conf, top = torch.softmax(logits, dim=1).max(dim=1)
         return _names(top.numpy(), n, "predictions", class_names), conf.numpy()
@@ -177,12 +179,27 @@ def _predictions(
     return _names(arr, n, "predictions", class_names), None
 
 
+def _check_finite(arr: np.ndarray, param: str) -> None:
+    """Refuse NaN and inf in logits and confidences alike, naming the rows."""
+    bad = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))
+    if bad.size:
+        raise param_error(
+            ValueError,
+            param,
+            "explore",
+            "finite (no NaN or inf)",
+            f"{bad.size} row(s) with NaN or inf (rows {bad[:5].tolist()})",
+            "Drop or impute them first.",
+        )
+
+
 def _confidence(confidence: Any, n: int) -> np.ndarray:
     arr = _array(confidence, "confidence")
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.number):
         raise _error("confidence", f"numbers of shape ({n},)", arr)
     arr = arr.astype(np.float64)
-    if not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+    _check_finite(arr, "confidence")
+    if not (arr.min() >= 0 and arr.max() <= 1):
         raise _error("confidence", "probabilities in [0, 1]", arr)
     return arr
 
@@ -285,7 +302,10 @@ class ExploreView:
 
         Args:
             path: Destination ``.html`` file.
-            overwrite: Replace an existing page (and image folder written by featviz).
+            overwrite: Replace an existing page and the sheets of its image folder (only
+                files featviz names like sheets; a folder holding anything else is
+                refused). An inline page saved over one with a folder deletes those
+                sheets, and the folder when nothing else is left in it.
             assets: ``"inline"``: the images are data URIs inside the page (one file);
                 ``"folder"``: they are sheet files in ``<page name>_files/`` beside the
                 page, which then stays small and opens fast (keep the two together);
@@ -298,6 +318,9 @@ class ExploreView:
             FileExistsError: ``path`` or its folder exists and ``overwrite`` is False, or
                 the folder holds files featviz did not write.
             FileNotFoundError: The folder of ``path`` does not exist.
+            NotADirectoryError: With a folder, ``<page name>_files`` is a file.
+            OSError: Writing failed; the message names the page or its folder, never a
+                temporary file.
             ValueError: ``assets`` is not one of the above.
         """
         if assets not in ("auto", "inline", "folder"):
@@ -311,6 +334,8 @@ class ExploreView:
         page = self.html(urls)
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.write_text(page, encoding="utf-8")
+        if not folder and overwrite:
+            remove_folder(path)  # the replaced page's sheets, nothing else
         return path
 
     def _urls(self, prefix: str | None) -> dict[str, list[str]]:

@@ -182,6 +182,40 @@ def train_tiny_cnn(
     return model
 
 
+def _check_writable(folder: Path, given: bool) -> None:
+    """Fail before training, not after, when the cache folder cannot take the weights.
+
+    Creates ``folder`` (and its parents) and a probe file in it, removed at once.
+
+    Raises:
+        OSError: Of the failure's class and errno, naming the folder and what to do.
+    """
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".featviz-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        if given:
+            text = (
+                f"The 'cache_dir' parameter of pretrained_tiny_cnn names {str(folder)!r}, "
+                f"which cannot be written ({why}); nothing was trained. Pass a folder you "
+                "can write, or cache=False to train without caching."
+            )
+        else:
+            text = (
+                f"The model cache {str(folder)!r} (FEATVIZ_CACHE, else the user cache "
+                f"folder) cannot be written ({why}); nothing was trained. Set FEATVIZ_CACHE "
+                "to a folder you can write, or pass cache_dir=... or cache=False."
+            )
+        new = type(exc)(text)
+        new.errno = exc.errno
+        raise new from None
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # umask mode, not mkstemp's 0600: a shared cache stays readable by its other users
@@ -206,7 +240,9 @@ def pretrained_tiny_cnn(
     atomically to ``cache_dir`` (default: `featviz.models.cache_dir()`), under a name
     that hashes the training recipe, so changing any argument trains a new model and never reuses a
     stale file. Later calls load in well under a second. A corrupt cache file is
-    retrained and replaced, with a warning in the log.
+    retrained and replaced, with a warning in the log. A cache folder that cannot be
+    written is reported before training starts (a read-only cache that already holds the
+    model is fine).
 
     Held-out accuracy on ``Shapes(1000, random_state=random_state + 1)`` is >= 95% for the defaults.
 
@@ -221,6 +257,10 @@ def pretrained_tiny_cnn(
 
     Returns:
         The model in eval mode on the CPU; ``model.classes`` holds the class names.
+
+    Raises:
+        OSError: The model is not cached and the cache folder cannot be written
+            (raised before training).
     """
     seed = random_state
     _check_recipe(seed, epochs, n_train, "pretrained_tiny_cnn")
@@ -243,6 +283,8 @@ def pretrained_tiny_cnn(
             return model
         except Exception as exc:  # corrupt or foreign file: retrain below
             logger.warning("ignoring unreadable cache file %s (%s); retraining", path, exc)
+    if cache:
+        _check_writable(path.parent, given=cache_dir is not None)
     start = time.perf_counter()
     model = train_tiny_cnn(
         random_state=seed, epochs=epochs, n_train=n_train, class_names=classes, progress=progress

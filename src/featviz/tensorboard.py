@@ -5,6 +5,11 @@ must be installed: ``pip install featviz[tensorboard]``): the features with thei
 as an embedding, with a sprite of thumbnails sized to stay inside the projector's
 8192 x 8192 pixel limit, and each heatmap overlaid on its image (`featviz.overlay`) as
 an image summary at a step.
+
+Each embedding goes into its own folder and is added to the run's
+``projector_config.pbtxt``, so earlier exports (other steps, other calls at the same
+step) stay listed; a tab, newline or carriage return in a label becomes a space
+(`TSV_SEPARATOR_REPLACEMENT`), so ``metadata.tsv`` keeps one line per point.
 """
 
 from __future__ import annotations
@@ -58,12 +63,16 @@ class TensorBoardExport:
             seeded subsample, in increasing order); empty without ``features``.
         sprite_size: Side of each sprite thumbnail in pixels, or None without a sprite.
         image_tags: Tags of the image summaries written.
+        embedding: The embedding's name in the projector (``"{tag}:{step:05d}"``, with
+            ``"-2"``, ``"-3"``... when that step and tag were exported before), or None
+            without ``features``.
     """
 
     logdir: Path
     rows: np.ndarray
     sprite_size: int | None = None
     image_tags: list[str] = field(default_factory=list)
+    embedding: str | None = None
 
 
 def _error(name: str, expected: str, value: Any) -> Exception:
@@ -139,9 +148,21 @@ def _square_thumbnails(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(out, pad, value=1.0).clamp(0, 1)
 
 
+#: What `to_tensorboard` writes instead of a tab, newline or carriage return in a label:
+#: metadata.tsv is tab-separated with one point per line.
+TSV_SEPARATOR_REPLACEMENT = " "
+_TSV_BREAKS = str.maketrans(dict.fromkeys("\t\n\r", TSV_SEPARATOR_REPLACEMENT))
+
+
+def _tsv_cell(text: str) -> str:
+    """``text`` safe as one metadata.tsv cell: each tab, LF and CR becomes a space."""
+    return text.translate(_TSV_BREAKS)
+
+
 def _metadata(
     labels: Any, predictions: Any, rows: np.ndarray, n: int, class_names: Sequence[str] | None
-) -> tuple[list[Any] | None, list[str] | None]:
+) -> list[str] | None:
+    """The lines of metadata.tsv: one column without a header, or a header and two."""
     columns: dict[str, list[str]] = {}
     for name, values in (("label", labels), ("prediction", predictions)):
         if values is None:
@@ -150,14 +171,119 @@ def _metadata(
         if name == "prediction" and np.ndim(values) == 2:
             arr = _array(values, param)
             if np.issubdtype(arr.dtype, np.floating):
+                _check_finite(arr, param)
                 values = arr.argmax(1)  # logits
         classes = label_array(values, n, func=_FN, param=param)
-        columns[name] = label_names(classes[rows], class_names, func=_FN, param=param)
+        names = label_names(classes[rows], class_names, func=_FN, param=param)
+        columns[name] = [_tsv_cell(v) for v in names]
     if not columns:
-        return None, None
+        return None
     if len(columns) == 1:
-        return next(iter(columns.values())), None
-    return [list(r) for r in zip(*columns.values(), strict=True)], list(columns)
+        return next(iter(columns.values()))
+    table = zip(*columns.values(), strict=True)
+    return ["\t".join(columns), *("\t".join(r) for r in table)]
+
+
+def _check_finite(arr: np.ndarray, param: str) -> None:
+    """Refuse rows with NaN or inf: the projector cannot place them (nor argmax name them)."""
+    bad = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))
+    if bad.size:
+        raise param_error(
+            ValueError,
+            param,
+            _FN,
+            "finite (no NaN or inf)",
+            f"{bad.size} row(s) with NaN or inf (rows {bad[:5].tolist()})",
+            "Drop or impute them first.",
+        )
+
+
+def _encode_tag(tag: str) -> str:
+    """``tag`` as one folder name (as SummaryWriter spells it: %, / and backslash escaped)."""
+    return tag.replace("%", "%25").replace("/", "%2f").replace("\\", "%5c")
+
+
+def _read_config(logdir: Path) -> Any:
+    """The run's projector config (empty when there is none); a damaged one is refused."""
+    from google.protobuf import text_format  # type: ignore[import-untyped,unused-ignore]
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    config = ProjectorConfig()
+    path = logdir / "projector_config.pbtxt"
+    if not path.exists():
+        return config
+    try:
+        text_format.Parse(path.read_text(encoding="utf-8"), config)
+    except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
+        raise ValueError(
+            f"The 'writer_or_logdir' parameter of {_FN} names a run whose "
+            f"{str(path)!r} cannot be read ({exc}); move it away or choose another folder. "
+            "Nothing was written."
+        ) from exc
+    return config
+
+
+def _new_folder(logdir: Path, step: int, tag: str) -> tuple[Path, str]:
+    """A fresh embedding folder ``{step:05d}/{tag}`` (``-2``, ``-3``... if taken), its name."""
+    base = logdir / f"{step:05d}"
+    base.mkdir(parents=True, exist_ok=True)
+    name, k = f"{tag}:{step:05d}", 1
+    while True:
+        suffix = "" if k == 1 else f"-{k}"
+        folder = base / (_encode_tag(tag) + suffix)
+        try:
+            folder.mkdir()  # atomic: two exports never share a folder
+            return folder, name + suffix
+        except FileExistsError:
+            k += 1
+
+
+def _write_embedding(
+    logdir: Path,
+    feats: np.ndarray,
+    meta: list[str] | None,
+    sprite: torch.Tensor | None,
+    opts: dict[str, Any],
+) -> str:
+    """Write one embedding into its own folder and add it to the run's projector config.
+
+    Earlier embeddings of the run (other steps, other calls at the same step, other
+    writers) stay listed; every file is written atomically. Returns the tensor name.
+    """
+    from google.protobuf import text_format  # type: ignore[import-untyped,unused-ignore]
+
+    from featviz._io import atomic_path
+
+    config = _read_config(logdir)
+    folder, name = _new_folder(logdir, opts["step"], opts["tag"])
+    rel = folder.relative_to(logdir).as_posix()
+    info = config.embeddings.add(tensor_name=name, tensor_path=f"{rel}/tensors.tsv")
+    with atomic_path(folder / "tensors.tsv") as tmp:
+        np.savetxt(tmp, feats, fmt="%.9g", delimiter="\t")
+    if meta is not None:
+        info.metadata_path = f"{rel}/metadata.tsv"
+        with atomic_path(folder / "metadata.tsv") as tmp:
+            tmp.write_text("\n".join(meta) + "\n", encoding="utf-8")
+    if sprite is not None:
+        info.sprite.image_path = f"{rel}/sprite.png"
+        info.sprite.single_image_dim.extend([int(sprite.shape[3]), int(sprite.shape[2])])
+        with atomic_path(folder / "sprite.png") as tmp:
+            _sprite_image(sprite).save(tmp, format="PNG")
+    with atomic_path(logdir / "projector_config.pbtxt", overwrite=True) as tmp:
+        tmp.write_text(text_format.MessageToString(config), encoding="utf-8")
+    return name
+
+
+def _sprite_image(thumbs: torch.Tensor) -> Any:
+    """(M, 3, s, s) in [0, 1] as one square PIL sprite, row by row, black after the last."""
+    from PIL import Image
+
+    m, _, s, _ = thumbs.shape
+    cols = math.ceil(math.sqrt(m))
+    grid = torch.zeros(cols * cols, 3, s, s)
+    grid[:m] = thumbs
+    grid = grid.view(cols, cols, 3, s, s).permute(0, 3, 1, 4, 2).reshape(cols * s, cols * s, 3)
+    return Image.fromarray((grid * 255).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
 def _write_heatmaps(
@@ -209,7 +335,10 @@ def to_tensorboard(
 
     The embedding goes to the projector plugin: ``features`` as the points, ``labels``
     (and ``predictions``) as metadata columns, and ``images`` as a sprite of square
-    thumbnails. The thumbnail side is the largest that keeps the sprite within
+    thumbnails. It is added to the run's ``projector_config.pbtxt`` in a folder of its
+    own (``{step:05d}/{tag}``, then ``-2``, ``-3``... for the same step and tag), so
+    earlier exports stay visible; tabs and line breaks in labels become spaces. The
+    thumbnail side is the largest that keeps the sprite within
     `SPRITE_LIMIT` pixels (at most the image size); above ``max_points`` points, or more
     than the sprite holds at an explicit ``sprite_size``, a seeded random subsample is
     embedded and a warning says so. Each heatmap is blended over its image with
@@ -245,37 +374,100 @@ def to_tensorboard(
     Raises:
         ImportError: TensorBoard is not installed.
         TypeError: Unsupported argument types.
-        ValueError: Shapes that do not match N, values out of range.
+        ValueError: Shapes that do not match N, values out of range, NaN or inf in
+            ``features`` or in logits, an argument that would be ignored (``labels``,
+            ``predictions`` without ``features``; ``class_names`` without either;
+            ``sprite_size`` without ``features`` and ``images``; ``mean``/``std``
+            without ``images``), or a run folder whose ``projector_config.pbtxt``
+            cannot be read. Nothing is written then.
     """
     _check_counts(step, max_points, max_images, sprite_size)
     check_pair(mean, std, func=_FN)
+    used = {"labels": labels, "predictions": predictions, "class_names": class_names}
+    _check_used(features, images, used | {"sprite_size": sprite_size, "mean": mean, "std": std})
     n = _count(features, heatmaps)
     imgs = None if images is None else _images(images, n, mean, std)
+    opts = {"max_images": max_images, "alpha": alpha, "cmap": cmap, "tag": tag, "step": step}
+    emb = None
+    if features is not None:  # everything checked before anything is written
+        opts |= {"sprite_size": sprite_size, "max_points": max_points}
+        emb = _embedding(
+            features, labels, predictions, imgs, class_names, opts | {"seed": random_state}
+        )
     writer, owned = _writer(writer_or_logdir)
     try:
-        opts = {"max_images": max_images, "alpha": alpha, "cmap": cmap, "tag": tag, "step": step}
         tags = _write_heatmaps(writer, heatmaps or {}, imgs, n, opts)
-        rows, size = np.zeros(0, dtype=np.int64), None
-        if features is not None:
-            feats = torch.from_numpy(_array(features, "features")).float().reshape(n, -1)
-            hw = None if imgs is None else (int(imgs.shape[2]), int(imgs.shape[3]))
-            size = None if hw is None else _sprite_size(n, hw, sprite_size)
-            rows = _rows(n, size, max_points, random_state)
-            meta, header = _metadata(labels, predictions, rows, n, class_names)
-            sprite = None if imgs is None or size is None else _square_thumbnails(imgs[rows], size)
-            writer.add_embedding(
-                feats[rows],
-                metadata=meta,
-                label_img=sprite,
-                global_step=step,
-                tag=tag,
-                metadata_header=header,
-            )
+        logdir = Path(writer.get_logdir())
+        name = (
+            None if emb is None else _write_embedding(logdir, emb.feats, emb.meta, emb.sprite, opts)
+        )
         writer.flush()
-        return TensorBoardExport(Path(writer.get_logdir()), rows, size, tags)
+        if emb is None:
+            return TensorBoardExport(logdir, np.zeros(0, dtype=np.int64), None, tags)
+        return TensorBoardExport(logdir, emb.rows, emb.size, tags, name)
     finally:
         if owned:
             writer.close()
+
+
+@dataclass
+class _Embedding:
+    feats: np.ndarray
+    meta: list[str] | None
+    sprite: torch.Tensor | None
+    rows: np.ndarray
+    size: int | None
+
+
+def _embedding(
+    features: Any,
+    labels: Any,
+    predictions: Any,
+    imgs: torch.Tensor | None,
+    class_names: Sequence[str] | None,
+    opts: dict[str, Any],
+) -> _Embedding:
+    """The points (finite, flattened), metadata lines and sprite of the embedding."""
+    arr = _array(features, "features")
+    n = arr.shape[0]
+    feats = arr.astype(np.float32).reshape(n, -1)
+    _check_finite(feats, "features")
+    hw = None if imgs is None else (int(imgs.shape[2]), int(imgs.shape[3]))
+    size = None if hw is None else _sprite_size(n, hw, opts["sprite_size"])
+    rows = _rows(n, size, opts["max_points"], opts["seed"])
+    meta = _metadata(labels, predictions, rows, n, class_names)
+    sprite = None if imgs is None or size is None else _square_thumbnails(imgs[rows], size)
+    return _Embedding(feats[rows], meta, sprite, rows, size)
+
+
+def _check_used(features: Any, images: Any, opts: dict[str, Any]) -> None:
+    """Refuse arguments that would be ignored (metadata with no points to label, ...)."""
+    needs = [
+        ("labels", "'features' (it labels the embedding's points)", features is None),
+        ("predictions", "'features' (it labels the embedding's points)", features is None),
+        (
+            "class_names",
+            "'labels' or 'predictions' (it names their classes)",
+            opts["labels"] is None and opts["predictions"] is None,
+        ),
+        (
+            "sprite_size",
+            "'features' and 'images' (it sizes the sprite's thumbnails)",
+            features is None or images is None,
+        ),
+        ("mean", "'images' (they were normalised with it)", images is None),
+        ("std", "'images' (they were normalised with it)", images is None),
+    ]
+    for name, partner, missing in needs:
+        if missing and opts[name] is not None:
+            raise param_error(
+                ValueError,
+                name,
+                _FN,
+                f"given together with {partner}",
+                f"{name} without {partner.split(' (')[0]}",
+                f"Pass {partner.split(' (')[0]} too, or leave {name} out.",
+            )
 
 
 def _check_counts(step: Any, max_points: Any, max_images: Any, sprite_size: Any) -> None:

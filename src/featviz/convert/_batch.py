@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -180,9 +181,9 @@ def _gather(inputs: list[Path], recursive: bool, out_path: Path | None) -> list[
         if not _is_folder(item):
             found.append(_Input(item))
             continue
-        try:
+        try:  # every entry but folders: a pipe or a broken link is reported, not dropped
             files = sorted(
-                p for p in (item.rglob("*") if recursive else item.iterdir()) if p.is_file()
+                p for p in (item.rglob("*") if recursive else item.iterdir()) if not _is_folder(p)
             )
         except OSError as exc:
             found.append(
@@ -210,15 +211,23 @@ def _destination(src: Path, root: Path | None, out_path: Path | None, suffix: st
 
 
 def _screen(src: Path, fmt: str) -> _Outcome | None:
-    """Why ``src`` is not converted (missing, hidden, not an image, already ``fmt``), or None."""
+    """Why ``src`` is not converted (missing, hidden, not an image, already ``fmt``), or None.
+
+    Every input gets an outcome here or later: a named pipe, a device or a socket
+    (also behind a symbolic link) is skipped unread, a broken link fails.
+    """
     try:
-        src.stat()
+        mode = src.stat().st_mode
     except FileNotFoundError:
+        if src.is_symlink():
+            return _Outcome("failed", f"a symbolic link to a missing file: {str(src)!r}")
         return _Outcome("failed", f"no such file or folder: {str(src)!r}")
     except (OSError, ValueError) as exc:
         return _Outcome(
             "failed", f"cannot access {str(src)!r}: {getattr(exc, 'strerror', None) or exc}"
         )
+    if not stat.S_ISREG(mode):
+        return _Outcome("skipped", f"not a regular file ({_kind(mode)}); never read")
     if src.name.startswith("."):
         return _Outcome("skipped", "hidden file")
     if src.suffix.lower() not in _INPUT_SUFFIXES:
@@ -226,6 +235,12 @@ def _screen(src: Path, fmt: str) -> _Outcome | None:
     if _sniff_format(src) in (fmt, "MPO" if fmt == "JPEG" else fmt):
         return _Outcome("skipped", f"already {fmt}")
     return None
+
+
+def _kind(mode: int) -> str:
+    kinds = [(stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device")]
+    kinds += [(stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _screen_all(found: list[_Input], fmt: str) -> tuple[dict[int, _Outcome], list[int]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featviz._images import bomb_error
-from featviz._io import atomic_path, check_destination
+from featviz._io import DestinationAppeared, atomic_path, check_destination
 from featviz._ops import user_stacklevel
 from featviz.convert._rules import (
     _INPUT_FORMATS,
@@ -131,18 +131,13 @@ def _write(data: bytes, src: Path, dst: Path, opts: _Options, size: tuple[int, i
                     raise _VerifyError(str(exc).replace(str(tmp), str(dst))) from exc
     except _VerifyError as exc:
         raise OSError(f"{exc} The source {str(src)!r} was kept; nothing was written.") from exc
-    except FileExistsError as exc:
-        if exc.filename is None:
-            raise  # check_destination's own message
+    except DestinationAppeared as exc:  # check_destination's own message passes as it is
         raise _os_error(
             exc,
             f"The 'dst' parameter names an existing file {str(dst)!r} (it appeared while "
             "converting); it was left as it is. Pass overwrite=True to replace it.",
         ) from exc
-    except OSError as exc:
-        if exc.filename is None:
-            raise
-        raise _os_error(exc, f"Cannot write {str(dst)!r}: {exc.strerror or exc}.") from exc
+    # any other OSError comes from atomic_path already naming dst ("Cannot write ...")
 
 
 def _accept_existing(

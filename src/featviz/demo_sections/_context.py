@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from featviz._io import atomic_path
+from featviz._validation import renamed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,6 +43,7 @@ class DemoContext:
         full: Full-size scores (more images and steps).
         device: Device to run models on.
         overwrite: Whether files may be replaced (``--overwrite`` on the command line).
+            The old keywords ``out`` and ``force`` still work, with a ``FutureWarning``.
         progress: Show progress bars (training the model on a cold cache).
         items: ``(section title, file name, caption)`` of every file written so far.
     """
@@ -111,3 +113,9 @@ class DemoContext:
     def note(self, name: str, caption: str) -> Path:
         """Record a file the section wrote by other means; returns ``out_dir/name``."""
         return self._record(name, caption)
+
+
+# the names of earlier releases, as keywords of the constructor (one release, FutureWarning)
+DemoContext.__init__ = renamed(out="out_dir", force="overwrite")(  # type: ignore[method-assign]
+    DemoContext.__init__
+)

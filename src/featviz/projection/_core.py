@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from featviz._ops import user_stacklevel
+from featviz._validation import renamed
 from featviz.projection._common import _Embedding, _Reduced, _Settings
 from featviz.projection._methods import _embed, _settings
 from featviz.projection._quality import _score
@@ -31,7 +32,8 @@ class Projection:
 
     Nothing is fitted on a `Projection` (it is not an estimator), so its fields have plain
     names; the scikit-learn style names ``embedding_`` and ``explained_variance_ratio_``
-    of earlier releases still work but give a ``FutureWarning``.
+    of earlier releases still work, as attributes and as keywords of the constructor,
+    but give a ``FutureWarning``.
 
     Attributes:
         embedding: (N, k) array, one row per input row (float32 or float64).
@@ -110,6 +112,12 @@ class Projection:
             + (f", {q}" if q else "")
             + ")"
         )
+
+
+# the old field names, as keywords of the constructor too (one release, FutureWarning)
+Projection.__init__ = renamed(  # type: ignore[method-assign]
+    embedding_="embedding", explained_variance_ratio_="explained_variance_ratio"
+)(Projection.__init__)
 
 
 def _warn_renamed(old: str, new: str) -> None:
