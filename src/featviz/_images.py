@@ -38,6 +38,7 @@ __all__ = [
     "ImageBatch",
     "as_tensor",
     "bomb_error",
+    "check_finite_rows",
     "check_pair",
     "display_mean_std",
     "heatmap_batch",
@@ -47,8 +48,10 @@ __all__ = [
     "label_names",
     "mean_std",
     "model_batch",
+    "number_array",
     "pil_to_float",
     "pil_to_rgb",
+    "prediction_array",
     "rgb_float",
     "size2",
 ]
@@ -595,6 +598,80 @@ def model_batch(
             ValueError, param, func, f"a non-empty float tensor {shape}", describe(images)
         )
     return t
+
+
+# -- numbers: points, features, logits, confidences -----------------------------------------
+def number_array(values: Any, *, func: str, param: str) -> np.ndarray:
+    """Numbers (not images or labels) as a numpy array: points, features, logits.
+
+    Tensors are detached and moved to the CPU (float16/bfloat16 become float32); lists
+    and tuples go through ``np.asarray``.
+
+    Raises:
+        TypeError: Not an array, tensor or sequence of numbers.
+    """
+    if isinstance(values, (list, tuple)):
+        values = np.asarray(values)
+    t, _ = as_tensor(values, func=func, param=param)
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).cpu().numpy()
+
+
+def check_finite_rows(arr: np.ndarray, *, func: str, param: str) -> None:
+    """Refuse rows holding NaN or inf (no place in a plot, no argmax, no confidence).
+
+    Args:
+        arr: (N, ...) numbers.
+        func: The public function, for error messages.
+        param: Its parameter name.
+
+    Raises:
+        ValueError: Some rows are not finite; the message names how many and the first.
+    """
+    bad = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))
+    if bad.size:
+        raise param_error(
+            ValueError,
+            param,
+            func,
+            "finite (no NaN or inf)",
+            f"{bad.size} row(s) with NaN or inf (rows {bad[:5].tolist()})",
+            "Drop or impute them first.",
+        )
+
+
+def prediction_array(
+    predictions: Any, n: int, *, func: str, param: str = "predictions"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted classes (N,) and, for (N, C) float logits, the top class's probability.
+
+    Args:
+        predictions: (N,) class indices or names, or (N, C) float logits (argmax taken).
+        n: The number of samples.
+        func: The public function, for error messages.
+        param: Its parameter name.
+
+    Returns:
+        ``(classes, confidence)``: classes by the one label rule (`label_array`), and the
+        softmax probability of the top class (float64 (N,)) for logits, else None.
+
+    Raises:
+        ValueError: Logits with NaN or inf rows, or another shape.
+    """
+    if np.ndim(predictions) == 2:
+        arr = number_array(predictions, func=func, param=param)
+        if arr.shape[0] == n and np.issubdtype(arr.dtype, np.floating):
+            check_finite_rows(arr, func=func, param=param)
+            logits = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+            conf, top = torch.softmax(logits, dim=1).max(dim=1)
+            return top.numpy(), conf.numpy()
+        raise param_error(
+            ValueError,
+            param,
+            func,
+            f"(N,) classes or (N, C) float logits with N={n}",
+            describe(predictions),
+        )
+    return label_array(predictions, n, func=func, param=param), None
 
 
 # -- labels ------------------------------------------------------------------------------------

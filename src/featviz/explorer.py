@@ -39,12 +39,15 @@ from featviz._explorer_page import (
     write_folder,
 )
 from featviz._images import (
+    check_finite_rows,
     check_pair,
     display_mean_std,
     heatmap_batch,
     image_batch,
     label_array,
     label_names,
+    number_array,
+    prediction_array,
 )
 from featviz._io import atomic_path, check_destination
 from featviz._ops import user_stacklevel
@@ -70,18 +73,6 @@ def _error(name: str, expected: str, value: Any, fix: str = "") -> Exception:
 
 def _type_error(name: str, expected: str, value: Any) -> Exception:
     return param_error(TypeError, name, "explore", expected, type(value).__name__)
-
-
-def _array(value: Any, name: str) -> np.ndarray:
-    """Points, logits or confidences (numbers, not images or labels) as a numpy array."""
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    if isinstance(value, (list, tuple)):
-        return np.asarray(value)
-    raise _type_error(name, "a tensor, numpy array, list or tuple", value)
 
 
 # -- points --------------------------------------------------------------------------------
@@ -141,7 +132,7 @@ def _points(
             points, layers, method, random_state, project_kwargs
         )
     elif isinstance(points, (torch.Tensor, np.ndarray, list, tuple)):
-        xy = _array(points, "points")
+        xy = number_array(points, func="explore", param="points")
     else:
         raise _type_error(
             "points", "a Projection, a FeatureSet or an (N, 2) tensor or array", points
@@ -168,37 +159,16 @@ def _predictions(
     predictions: Any, n: int, class_names: Sequence[str] | None
 ) -> tuple[list[str], np.ndarray | None]:
     """Predicted names and, for (N, C) logits, the softmax probability of the top class."""
-    arr = _array(predictions, "predictions")
-    if arr.ndim == 2 and arr.shape[0] == n and np.issubdtype(arr.dtype, np.floating):
-        _check_finite(arr, "predictions")  # a NaN logit has no argmax and no confidence
-        logits = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-        conf, top = torch.softmax(logits, dim=1).max(dim=1)
-        return _names(top.numpy(), n, "predictions", class_names), conf.numpy()
-    if arr.ndim != 1:
-        raise _error("predictions", f"(N,) classes or (N, C) float logits with N={n}", arr)
-    return _names(arr, n, "predictions", class_names), None
-
-
-def _check_finite(arr: np.ndarray, param: str) -> None:
-    """Refuse NaN and inf in logits and confidences alike, naming the rows."""
-    bad = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))
-    if bad.size:
-        raise param_error(
-            ValueError,
-            param,
-            "explore",
-            "finite (no NaN or inf)",
-            f"{bad.size} row(s) with NaN or inf (rows {bad[:5].tolist()})",
-            "Drop or impute them first.",
-        )
+    classes, conf = prediction_array(predictions, n, func="explore")
+    return label_names(classes, class_names, func="explore", param="predictions"), conf
 
 
 def _confidence(confidence: Any, n: int) -> np.ndarray:
-    arr = _array(confidence, "confidence")
+    arr = number_array(confidence, func="explore", param="confidence")
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.number):
         raise _error("confidence", f"numbers of shape ({n},)", arr)
     arr = arr.astype(np.float64)
-    _check_finite(arr, "confidence")
+    check_finite_rows(arr, func="explore", param="confidence")
     if not (arr.min() >= 0 and arr.max() <= 1):
         raise _error("confidence", "probabilities in [0, 1]", arr)
     return arr

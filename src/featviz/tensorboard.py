@@ -28,13 +28,15 @@ import torch.nn.functional as F
 
 from featviz._errors import describe, param_error
 from featviz._images import (
-    as_tensor,
+    check_finite_rows,
     check_pair,
     display_mean_std,
     heatmap_batch,
     image_batch,
     label_array,
     label_names,
+    number_array,
+    prediction_array,
     rgb_float,
 )
 from featviz._ops import resize, user_stacklevel
@@ -77,14 +79,6 @@ class TensorBoardExport:
 
 def _error(name: str, expected: str, value: Any) -> Exception:
     return param_error(ValueError, name, _FN, expected, describe(value))
-
-
-def _array(value: Any, name: str) -> np.ndarray:
-    """Features or logits (numbers) as a numpy array."""
-    if isinstance(value, (list, tuple)):
-        value = np.asarray(value)
-    t, _ = as_tensor(value, func=_FN, param=name)
-    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).cpu().numpy()
 
 
 def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
@@ -168,12 +162,10 @@ def _metadata(
         if values is None:
             continue
         param = name + "s"
-        if name == "prediction" and np.ndim(values) == 2:
-            arr = _array(values, param)
-            if np.issubdtype(arr.dtype, np.floating):
-                _check_finite(arr, param)
-                values = arr.argmax(1)  # logits
-        classes = label_array(values, n, func=_FN, param=param)
+        if name == "prediction":
+            classes, _ = prediction_array(values, n, func=_FN)
+        else:
+            classes = label_array(values, n, func=_FN, param=param)
         names = label_names(classes[rows], class_names, func=_FN, param=param)
         columns[name] = [_tsv_cell(v) for v in names]
     if not columns:
@@ -182,20 +174,6 @@ def _metadata(
         return next(iter(columns.values()))
     table = zip(*columns.values(), strict=True)
     return ["\t".join(columns), *("\t".join(r) for r in table)]
-
-
-def _check_finite(arr: np.ndarray, param: str) -> None:
-    """Refuse rows with NaN or inf: the projector cannot place them (nor argmax name them)."""
-    bad = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))
-    if bad.size:
-        raise param_error(
-            ValueError,
-            param,
-            _FN,
-            "finite (no NaN or inf)",
-            f"{bad.size} row(s) with NaN or inf (rows {bad[:5].tolist()})",
-            "Drop or impute them first.",
-        )
 
 
 def _encode_tag(tag: str) -> str:
@@ -428,10 +406,10 @@ def _embedding(
     opts: dict[str, Any],
 ) -> _Embedding:
     """The points (finite, flattened), metadata lines and sprite of the embedding."""
-    arr = _array(features, "features")
+    arr = number_array(features, func=_FN, param="features")
     n = arr.shape[0]
     feats = arr.astype(np.float32).reshape(n, -1)
-    _check_finite(feats, "features")
+    check_finite_rows(feats, func=_FN, param="features")
     hw = None if imgs is None else (int(imgs.shape[2]), int(imgs.shape[3]))
     size = None if hw is None else _sprite_size(n, hw, opts["sprite_size"])
     rows = _rows(n, size, opts["max_points"], opts["seed"])
@@ -491,7 +469,7 @@ def _count(features: Any, heatmaps: Any) -> int:
             f"Got {type(heatmaps).__name__} instead."
         )
     if features is not None:
-        arr = _array(features, "features")
+        arr = number_array(features, func=_FN, param="features")
         if arr.ndim < 2 or arr.shape[0] < 1:
             raise _error("features", "a batch (N, ...) with N >= 1", arr)
         return int(arr.shape[0])
