@@ -134,7 +134,7 @@ def test_an_open_writer_stays_open(tmp_path):
 
 
 BAD = [
-    (dict(writer_or_logdir=3, features=torch.zeros(2, 2)), TypeError, "'writer_or_logdir'"),
+    (dict(writer=3, features=torch.zeros(2, 2)), TypeError, "'writer'"),
     (dict(), ValueError, "nothing to write"),
     (dict(features="abc"), TypeError, "'features'"),
     (dict(features=torch.zeros(3, 2), labels=[1, 2]), ValueError, r"'labels'.*N=3"),
@@ -159,7 +159,7 @@ BAD = [
 @pytest.mark.parametrize(("kwargs", "exc", "pattern"), BAD, ids=lambda v: None)
 def test_bad_input_names_the_parameter(tmp_path, kwargs, exc, pattern):
     kwargs = dict(kwargs)
-    target = kwargs.pop("writer_or_logdir", tmp_path)
+    target = kwargs.pop("writer", tmp_path)
     with pytest.raises(exc, match=pattern):
         to_tensorboard(target, **kwargs)
 
@@ -176,3 +176,9 @@ def test_importing_the_module_does_not_import_tensorboard():
     code = "import sys, featviz.tensorboard; print('tensorboard' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_writer_old_name_writer_or_logdir_warns(tmp_path):
+    with pytest.warns(FutureWarning, match="'writer_or_logdir' parameter of to_tensorboard"):
+        out = tb.to_tensorboard(writer_or_logdir=tmp_path / "run", features=torch.eye(3))
+    assert out.logdir == tmp_path / "run" and (out.logdir / "projector_config.pbtxt").is_file()

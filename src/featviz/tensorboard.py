@@ -40,6 +40,7 @@ from featviz._images import (
     rgb_float,
 )
 from featviz._ops import resize, user_stacklevel
+from featviz._validation import renamed
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -81,7 +82,7 @@ def _error(name: str, expected: str, value: Any) -> Exception:
     return param_error(ValueError, name, _FN, expected, describe(value))
 
 
-def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
+def _writer(writer: Any) -> tuple[SummaryWriter, bool]:
     """A SummaryWriter and whether this call owns it (and must close it)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -89,13 +90,13 @@ def _writer(writer_or_logdir: Any) -> tuple[SummaryWriter, bool]:
         raise ImportError(
             "featviz.to_tensorboard needs TensorBoard: pip install featviz[tensorboard]"
         ) from exc
-    if isinstance(writer_or_logdir, SummaryWriter):
-        return writer_or_logdir, False
-    if isinstance(writer_or_logdir, (str, os.PathLike)):
-        return SummaryWriter(log_dir=os.fspath(writer_or_logdir)), True
+    if isinstance(writer, SummaryWriter):
+        return writer, False
+    if isinstance(writer, (str, os.PathLike)):
+        return SummaryWriter(log_dir=os.fspath(writer)), True
     raise TypeError(
-        f"The 'writer_or_logdir' parameter of {_FN} must be a torch.utils.tensorboard."
-        f"SummaryWriter or a folder path. Got {type(writer_or_logdir).__name__} instead."
+        f"The 'writer' parameter of {_FN} must be a torch.utils.tensorboard."
+        f"SummaryWriter or a folder path. Got {type(writer).__name__} instead."
     )
 
 
@@ -194,7 +195,7 @@ def _read_config(logdir: Path) -> Any:
         text_format.Parse(path.read_text(encoding="utf-8"), config)
     except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
         raise ValueError(
-            f"The 'writer_or_logdir' parameter of {_FN} names a run whose "
+            f"The 'writer' parameter of {_FN} names a run whose "
             f"{str(path)!r} cannot be read ({exc}); move it away or choose another folder. "
             "Nothing was written."
         ) from exc
@@ -289,8 +290,9 @@ def _write_heatmaps(
     return tags
 
 
+@renamed(writer_or_logdir="writer")
 def to_tensorboard(
-    writer_or_logdir: Any,
+    writer: Any,
     *,
     features: Any = None,
     labels: Any = None,
@@ -324,7 +326,7 @@ def to_tensorboard(
     ``"{tag}/{name}"`` of the first ``max_images`` samples at ``step``.
 
     Args:
-        writer_or_logdir: A ``torch.utils.tensorboard.SummaryWriter`` (left open), or a
+        writer: A ``torch.utils.tensorboard.SummaryWriter`` (left open), or a
             folder for a new writer (closed before returning).
         features: (N, D) tensor/array (higher ranks are flattened), or None.
         labels: (N,) classes (ints, named through ``class_names``, or strings).
@@ -372,7 +374,7 @@ def to_tensorboard(
         emb = _embedding(
             features, labels, predictions, imgs, class_names, opts | {"seed": random_state}
         )
-    writer, owned = _writer(writer_or_logdir)
+    writer, owned = _writer(writer)
     try:
         tags = _write_heatmaps(writer, heatmaps or {}, imgs, n, opts)
         logdir = Path(writer.get_logdir())
