@@ -183,9 +183,9 @@ def test_axis_1_scores_rows():
 
 
 def test_reduce_max_and_sum():
-    assert threshold_labels(M, reduce="max") == [1, 2]  # maxima (2, 4, 3) > 2
-    assert threshold_labels(M, reduce="sum", threshold=6) == [1]  # sums (2, 8, 6)
-    assert threshold_labels(M, reduce="sum", threshold=5.5) == [1, 2]
+    assert threshold_labels(M, statistic="max") == [1, 2]  # maxima (2, 4, 3) > 2
+    assert threshold_labels(M, statistic="sum", threshold=6) == [1]  # sums (2, 8, 6)
+    assert threshold_labels(M, statistic="sum", threshold=5.5) == [1, 2]
 
 
 def test_quantile_threshold():
@@ -231,8 +231,11 @@ def test_threshold_label_argument_errors():
         threshold_labels(M, quantile=1.5)
     with pytest.raises(ValueError, match="'threshold' parameter"):
         threshold_labels(M, threshold=float("nan"))
-    with pytest.raises(ValueError, match="'reduce' parameter"):
-        threshold_labels(M, reduce="median")
+    with pytest.raises(ValueError, match="'statistic' parameter"):
+        threshold_labels(M, statistic="median")
+    # `reduce` pools activations elsewhere; here it was this score's old name
+    with pytest.warns(FutureWarning, match="'reduce' parameter of threshold_labels is renamed"):
+        assert threshold_labels(M, reduce="max") == [1, 2]
     with pytest.raises(ValueError, match=r"2-D \(R, K\) or a 3-D stack"):
         threshold_labels(np.ones(4))
 
@@ -418,17 +421,17 @@ from hypothesis import strategies as st  # noqa: E402
 @pytest.mark.parametrize(
     ("value", "rows"), [(0.1, 3), (1 / 3, 10), (-7.3, 7), (0.7, 6), (1e-300, 7), (3e38, 7)]
 )
-@pytest.mark.parametrize("reduce", ["mean", "max"])  # sums are not on the values' scale
+@pytest.mark.parametrize("statistic", ["mean", "max"])  # sums are not on the values' scale
 @pytest.mark.parametrize("axis", [0, 1])
-def test_threshold_labels_all_equal_matrix_selects_nothing(value, rows, reduce, axis):
+def test_threshold_labels_all_equal_matrix_selects_nothing(value, rows, statistic, axis):
     m = np.full((rows, rows), value)
-    assert threshold_labels(m, reduce=reduce, axis=axis) == []
-    assert threshold_labels(np.stack([m, m]), reduce=reduce, axis=axis) == [[], []]
+    assert threshold_labels(m, statistic=statistic, axis=axis) == []
+    assert threshold_labels(np.stack([m, m]), statistic=statistic, axis=axis) == [[], []]
     assert threshold_labels(torch.tensor(m, dtype=torch.float32), axis=axis) == []
     # a real difference is still seen
     m2 = m.copy()
     m2[:, 1] = value + max(abs(value), 1.0)
-    assert 1 in threshold_labels(m2, reduce=reduce)
+    assert 1 in threshold_labels(m2, statistic=statistic)
 
 
 @settings(max_examples=60, deadline=None)

@@ -36,10 +36,10 @@ __all__ = ["correlation", "plot_correlation", "plot_correlation_maps", "threshol
 logger = logging.getLogger(__name__)
 
 Method = Literal["pearson", "spearman", "cosine", "covariance"]
-Reduce = Literal["mean", "max", "sum"]
+Statistic = Literal["mean", "max", "sum"]
 
 _METHODS = ("pearson", "spearman", "cosine", "covariance")
-_REDUCERS = ("mean", "max", "sum")
+_STATISTICS = ("mean", "max", "sum")
 #: At most this many tick labels per axis; longer name lists show every n-th name.
 _MAX_TICKS = 40
 #: Names in a `plot_correlation_maps` title before "(+n more)".
@@ -254,11 +254,11 @@ def correlation(x: Any, *, method: Method = "pearson", axis: int = 0) -> Any:
 # --------------------------------------------------------------------------- threshold labels
 
 
-def _reduce(stack: np.ndarray, reduce: str, axis: int) -> np.ndarray:
+def _statistic(stack: np.ndarray, statistic: str, axis: int) -> np.ndarray:
     dim = 1 if axis == 0 else 2
-    if reduce == "mean":
+    if statistic == "mean":
         return stack.mean(axis=dim)
-    if reduce == "max":
+    if statistic == "max":
         return stack.max(axis=dim)
     return stack.sum(axis=dim)
 
@@ -270,7 +270,7 @@ def _label_stack(
     threshold: Any,
     quantile: Any,
     axis: Any,
-    reduce: Any,
+    statistic: Any,
     func: str,
     param: str = "matrix",
 ) -> tuple[list[list[Any]], np.ndarray, bool]:
@@ -279,7 +279,7 @@ def _label_stack(
     ``param`` is the caller's name for ``matrix``, for the messages.
     """
     axis = _check_axis(axis, func)
-    reduce = check_choice(reduce, "reduce", func, _REDUCERS)
+    statistic = check_choice(statistic, "statistic", func, _STATISTICS)
     m = _as_float_numpy(matrix, param, func)
     if m.ndim not in (2, 3):
         raise ValueError(
@@ -302,7 +302,7 @@ def _label_stack(
             f"The 'threshold' and 'quantile' parameters of {func} are mutually exclusive. "
             f"Got threshold={threshold!r} and quantile={quantile!r}."
         )
-    scores = _reduce(stack, reduce, axis)  # (B, K) for axis=0, (B, R) for axis=1
+    scores = _statistic(stack, statistic, axis)  # (B, K) for axis=0, (B, R) for axis=1
     what = "column" if axis == 0 else "row"
     labels = _check_names(names, scores.shape[1], "names", func, what)
     if threshold is not None:
@@ -342,6 +342,7 @@ def _label_stack(
     return out, thr, is_stack
 
 
+@renamed(reduce="statistic")
 def threshold_labels(
     matrix: Any,
     names: Sequence[Any] | None = None,
@@ -349,7 +350,7 @@ def threshold_labels(
     threshold: float | None = None,
     quantile: float | None = None,
     axis: int = 0,
-    reduce: Reduce = "mean",
+    statistic: Statistic = "mean",
 ) -> list[Any]:
     """Columns (or rows) of a matrix whose mean is above a threshold.
 
@@ -375,7 +376,7 @@ def threshold_labels(
         quantile: Quantile in [0, 1] of the scores used as threshold; exclusive with
             ``threshold``.
         axis: 0 to score columns (reduce down each column), 1 to score rows.
-        reduce: How a column (row) becomes a score: ``"mean"``, ``"max"`` or ``"sum"``.
+        statistic: How a column (row) becomes a score: ``"mean"``, ``"max"`` or ``"sum"``.
 
     Returns:
         A list of int indices (or of names) for an (R, K) matrix; for a (B, R, K) stack,
@@ -385,7 +386,7 @@ def threshold_labels(
         TypeError: ``matrix`` is not numeric or ``names`` is a string.
         ValueError: wrong ``matrix`` shape, NaN/inf in it, ``names`` of the wrong length
             (the message gives both lengths), both ``threshold`` and ``quantile`` given,
-            or an invalid ``threshold``, ``quantile``, ``axis`` or ``reduce``.
+            or an invalid ``threshold``, ``quantile``, ``axis`` or ``statistic``.
 
     Example:
         >>> threshold_labels([[1.0, 0.0, 0.5], [1.0, 0.0, 0.75]], ["a", "b", "c"])
@@ -397,7 +398,7 @@ def threshold_labels(
         threshold=threshold,
         quantile=quantile,
         axis=axis,
-        reduce=reduce,
+        statistic=statistic,
         func="threshold_labels",
     )
     return labels if is_stack else labels[0]
@@ -601,7 +602,7 @@ def _map_paths(
     return paths
 
 
-@renamed(fmt="image_format")
+@renamed(fmt="image_format", reduce="statistic")
 def plot_correlation_maps(
     stack: Any,
     names: Sequence[Any] | None,
@@ -615,7 +616,7 @@ def plot_correlation_maps(
     threshold: float | None = None,
     quantile: float | None = None,
     axis: int = 0,
-    reduce: Reduce = "mean",
+    statistic: Statistic = "mean",
     **plot_kws: Any,
 ) -> list[Path]:
     """Save one heatmap per matrix of a (B, R, K) stack, with its threshold labels.
@@ -623,7 +624,7 @@ def plot_correlation_maps(
     Image ``b`` is ``out_dir/{prefix}_{b:03d}.{image_format}`` (more digits when B > 1000); its
     title reads ``"{title} {b}"`` and, on a second line, the labels that
     `threshold_labels` selects for that matrix (same ``threshold``/``quantile``/
-    ``axis``/``reduce``). PNG, PDF and SVG files also carry that title in their
+    ``axis``/``statistic``). PNG, PDF and SVG files also carry that title in their
     metadata (``Title``). Labels are computed and every destination is checked before
     anything is written, so a refused call writes nothing. Each file is written
     atomically (`featviz._io.atomic_path`); figures are `matplotlib.figure.Figure`
@@ -642,7 +643,7 @@ def plot_correlation_maps(
         threshold: See `threshold_labels`.
         quantile: See `threshold_labels`.
         axis: See `threshold_labels`.
-        reduce: See `threshold_labels`.
+        statistic: See `threshold_labels`.
         **plot_kws: Keyword arguments for `plot_correlation` (``annot``,
             ``clip_negative``, ``cmap``, ``title`` (default ``"Correlation"``),
             ``figsize`` for the figure size, ...).
@@ -674,7 +675,7 @@ def plot_correlation_maps(
         threshold=threshold,
         quantile=quantile,
         axis=axis,
-        reduce=reduce,
+        statistic=statistic,
         func=func,
         param="stack",
     )
