@@ -19,6 +19,7 @@ has no rank or linear correlation (NaN, as scipy gives).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,19 +30,16 @@ __all__: list[str] = []
 def _average_ranks(x: torch.Tensor) -> torch.Tensor:
     """(N, D) -> (N, D) float64 ranks 1..D of each row; ties share their average rank."""
     n, d = x.shape
-    values, order = torch.sort(x, dim=1, stable=True)
-    new = torch.ones_like(values, dtype=torch.bool)
-    new[:, 1:] = values[:, 1:] != values[:, :-1]
-    group = new.long().cumsum(1) - 1  # (N, D) the tie group of each sorted element
-    flat = group + (torch.arange(n, device=x.device) * d)[:, None]  # groups numbered per row
-    pos = torch.arange(1, d + 1, dtype=torch.float64, device=x.device).expand(n, d)
-    sums = torch.zeros(n * d, dtype=torch.float64, device=x.device)
-    sums.index_add_(0, flat.flatten(), pos.flatten())
-    counts = torch.zeros(n * d, dtype=torch.float64, device=x.device)
-    counts.index_add_(0, flat.flatten(), torch.ones(n * d, dtype=torch.float64, device=x.device))
-    mean = (sums / counts.clamp_min(1))[flat]
-    ranks = torch.empty_like(mean)
-    ranks.scatter_(1, order, mean)
+    values, order = torch.sort(x, dim=1)
+    pos = torch.arange(d, device=x.device).expand(n, d)
+    first = torch.ones_like(values, dtype=torch.bool)  # the first of its tie group
+    first[:, 1:] = values[:, 1:] != values[:, :-1]
+    last = torch.ones_like(first)  # the last of its tie group
+    last[:, :-1] = first[:, 1:]
+    start = torch.where(first, pos, 0).cummax(1).values
+    end = torch.where(last, pos, d).flip(1).cummin(1).values.flip(1)
+    ranks = torch.empty(n, d, dtype=torch.float64, device=x.device)
+    ranks.scatter_(1, order, (start + end).double() / 2 + 1)
     return ranks
 
 
@@ -64,6 +62,14 @@ def spearman_abs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return spearman(a.abs(), b.abs())
 
 
+def _box(t: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W) -> (B, H - size + 1, W - size + 1): means over every size x size window."""
+    c = F.pad(t.cumsum(1), (0, 0, 1, 0))
+    t = c[:, size:] - c[:, :-size]
+    c = F.pad(t.cumsum(2), (1, 0))
+    return (c[:, :, size:] - c[:, :, :-size]) / (size * size)
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7) -> torch.Tensor:
     """(N, H, W) x (N, H, W) -> (N,) float64 SSIM, scikit-image's definition.
 
@@ -71,22 +77,17 @@ def ssim(a: torch.Tensor, b: torch.Tensor, win_size: int = 7) -> torch.Tensor:
     mean is over the positions whose window lies inside the map (scikit-image crops the
     others), so no padding rule enters. H and W must be at least ``win_size``.
     """
-    x = a.double()[:, None]
-    y = b.double()[:, None]
+    x, y = a.double(), b.double()
     n = x.shape[0]
     both = torch.cat([x.flatten(1), y.flatten(1)], 1)
     data_range = both.amax(1) - both.amin(1)
-    c1 = ((0.01 * data_range) ** 2).view(n, 1, 1, 1)
-    c2 = ((0.03 * data_range) ** 2).view(n, 1, 1, 1)
+    c1 = ((0.01 * data_range) ** 2).view(n, 1, 1)
+    c2 = ((0.03 * data_range) ** 2).view(n, 1, 1)
     cov_norm = win_size**2 / (win_size**2 - 1)  # sample covariances
-
-    def mean(t: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(t, win_size, stride=1)
-
-    ux, uy = mean(x), mean(y)
-    vx = cov_norm * (mean(x * x) - ux * ux)
-    vy = cov_norm * (mean(y * y) - uy * uy)
-    vxy = cov_norm * (mean(x * y) - ux * uy)
+    ux, uy, xx, yy, xy = _box(torch.cat([x, y, x * x, y * y, x * y]), win_size).split(n)
+    vx = cov_norm * (xx - ux * ux)
+    vy = cov_norm * (yy - uy * uy)
+    vxy = cov_norm * (xy - ux * uy)
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.flatten(1).mean(1)
 
@@ -109,14 +110,22 @@ def hog_features(
     g_col[:, :, 1:-1] = x[:, :, 2:] - x[:, :, :-2]
     magnitude = torch.hypot(g_row, g_col)
     angle = torch.rad2deg(torch.atan2(g_row, g_col)) % 180
-    # bin i holds [i, i + 1) * 180 / orientations, compared as scikit-image compares
-    edges = torch.arange(1, orientations, dtype=torch.float64, device=x.device)
-    bins = (angle[..., None] >= edges * (180.0 / orientations)).sum(-1)
     rows, cols = h // cell, w // cell
     magnitude = magnitude[:, : rows * cell, : cols * cell]
-    bins = bins[:, : rows * cell, : cols * cell]
-    hist = F.one_hot(bins, orientations).double() * magnitude[..., None]
-    hist = hist.view(n, rows, cell, cols, cell, orientations).sum((2, 4)) / cell**2
+    angle = angle[:, : rows * cell, : cols * cell]
+    # bin i holds [i, i + 1) * 180 / orientations, compared as scikit-image compares
+    width = 180.0 / orientations
+    bins = torch.div(angle, width, rounding_mode="floor").long()
+    bins -= (angle < bins * width).long()
+    bins += (angle >= (bins + 1) * width).long()
+    bins.clamp_(0, orientations - 1)
+    r = torch.arange(rows * cell, device=x.device) // cell
+    c = torch.arange(cols * cell, device=x.device) // cell
+    cells = (r[:, None] * cols + c[None, :]) * orientations  # (H', W') first bin of the cell
+    index = (cells + bins).flatten(1)
+    hist = torch.zeros(n, rows * cols * orientations, dtype=torch.float64, device=x.device)
+    hist.scatter_add_(1, index, magnitude.flatten(1))
+    hist = hist.view(n, rows, cols, orientations) / cell**2
     blocks = hist.unfold(1, block, 1).unfold(2, block, 1)  # (N, br, bc, O, block, block)
     blocks = blocks.permute(0, 1, 2, 4, 5, 3).flatten(3)  # cell row, cell col, orientation
     eps = 1e-5
@@ -131,10 +140,43 @@ def hog(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return pearson(hog_features(a), hog_features(b))
 
 
+def _flat(maps: torch.Tensor) -> torch.Tensor:
+    return maps.double()
+
+
+def _ranks(maps: torch.Tensor) -> torch.Tensor:
+    return _average_ranks(maps.flatten(1))
+
+
+def _abs_ranks(maps: torch.Tensor) -> torch.Tensor:
+    return _average_ranks(maps.abs().flatten(1))
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A similarity in two stages, so that what one map needs is computed once.
+
+    ``score(prepare(a), prepare(b))`` is the similarity (N,) of maps ``a`` and ``b``
+    (N, H, W); the sanity checks prepare the trained model's maps once for every step.
+    """
+
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.score(self.prepare(a), self.prepare(b))
+
+    def key(self, maps: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The preparation ``maps`` need: Spearman(abs) of non-negative maps is Spearman."""
+        if self.prepare is _abs_ranks and bool((maps >= 0).all()):
+            return _ranks
+        return self.prepare
+
+
 #: The measures by name: ``(a (N, H, W), b (N, H, W)) -> (N,)``.
-MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "spearman_abs": spearman_abs,
-    "spearman": spearman,
-    "ssim": ssim,
-    "hog": hog,
+MEASURES: dict[str, Measure] = {
+    "spearman_abs": Measure(_abs_ranks, pearson),
+    "spearman": Measure(_ranks, pearson),
+    "ssim": Measure(_flat, ssim),
+    "hog": Measure(hog_features, pearson),
 }

@@ -37,7 +37,7 @@ from featviz._ops import eval_mode as _eval_mode
 from featviz._ops import resize
 from featviz._outputs import Target
 from featviz._scoring import resolve
-from featviz._similarity import MEASURES
+from featviz._similarity import MEASURES, Measure
 from featviz._validation import check_choice
 from featviz.cam import CAM, METHODS
 from featviz.cam._pipeline import _shared_maps
@@ -282,6 +282,17 @@ class _Run:
     measures: list[str]
     rows: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in _COLUMNS})
     maps: dict[str, dict[str, list[torch.Tensor]]] = field(default_factory=dict)
+    prepared: dict[int, dict[Any, torch.Tensor]] = field(default_factory=dict)
+
+    def _prepared(self, maps: torch.Tensor, spec: Measure) -> torch.Tensor:
+        """``maps`` prepared for ``spec``; the trained maps' preparations are kept."""
+        key = spec.key(maps)
+        if id(maps) not in {id(m) for m in self.reference.values()}:
+            return key(maps)
+        found = self.prepared.setdefault(id(maps), {})
+        if key not in found:
+            found[key] = key(maps)
+        return found[key]
 
     def record(
         self, test: str, layer: str, step: int, maps: dict[str, torch.Tensor], ref: Any = None
@@ -293,8 +304,13 @@ class _Run:
             a = ref[method].to(m.device)
             if a.shape[-2:] != m.shape[-2:]:
                 m = resize(m, tuple(a.shape[-2:]))
+            mine: dict[Any, torch.Tensor] = {}  # each preparation of m once
             for measure in self.measures:
-                values = MEASURES[measure](a, m).cpu().tolist()
+                spec = MEASURES[measure]
+                key = spec.key(m)
+                if key not in mine:
+                    mine[key] = key(m)
+                values = spec.score(self._prepared(a, spec), mine[key]).cpu().tolist()
                 for col, v in zip(
                     _COLUMNS[:6], (method, test, layer, step, None, measure), strict=True
                 ):
