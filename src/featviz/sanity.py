@@ -40,7 +40,7 @@ from featviz._scoring import resolve
 from featviz._similarity import MEASURES, Measure
 from featviz._validation import check_choice
 from featviz.cam import CAM, METHODS
-from featviz.cam._pipeline import _shared_maps
+from featviz.cam._shared import shared_maps
 from featviz.hooks import LayerSpec, resolve_layers, unwrap_model
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class _Explainers:
     def __call__(self, images: torch.Tensor, target: Any) -> dict[str, torch.Tensor]:
         maps: dict[str, torch.Tensor] = {}
         if self.cams:
-            shared = _shared_maps(list(self.cams.values()), images, target)
+            shared = shared_maps(list(self.cams.values()), images, target)
             maps.update(zip(self.cams, shared, strict=True))
         for name, fn in self.functions.items():
             with _eval_mode(self.model, self.eval_mode):
