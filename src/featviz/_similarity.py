@@ -100,7 +100,9 @@ def hog_features(
     Central-difference gradients (zero on the border rows/columns), unsigned orientations
     in [0, 180) degrees binned into ``orientations`` bins of equal width, magnitudes
     averaged per ``cell`` x ``cell`` cell (cells that do not fit are dropped), and each
-    ``block`` x ``block`` block of cells L2-Hys normalised (clipped at 0.2).
+    ``block`` x ``block`` block of cells L2-Hys normalised (clipped at 0.2). Maps too
+    small for one block (under 24 x 24 pixels by default) have no features, (N, 0), and
+    so a NaN HOG similarity.
     """
     x = maps.double()
     n, h, w = x.shape
@@ -126,6 +128,8 @@ def hog_features(
     hist = torch.zeros(n, rows * cols * orientations, dtype=torch.float64, device=x.device)
     hist.scatter_add_(1, index, magnitude.flatten(1))
     hist = hist.view(n, rows, cols, orientations) / cell**2
+    if rows < block or cols < block:  # no block fits: no features (a NaN similarity)
+        return hist.new_zeros(n, 0)
     blocks = hist.unfold(1, block, 1).unfold(2, block, 1)  # (N, br, bc, O, block, block)
     blocks = blocks.permute(0, 1, 2, 4, 5, 3).flatten(3)  # cell row, cell col, orientation
     eps = 1e-5
