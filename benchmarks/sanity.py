@@ -14,7 +14,9 @@ through Quantus 0.6 (``quantus.MPRT(layer_order="top_down")`` and
 from featviz's CAMs as ``explain_func``); prints both times, their ratio and the largest
 difference between the two sets of numbers. Quantus randomises every module with a
 ``reset_parameters`` method (no layer subset), so both run with ``layers=None``; the
-default model there is ResNet-18 at 64 x 64 with 8 images (``--arch``/``--size``/``--n``).
+default model there is ResNet-18 at 112 x 112 with 8 images (``--arch``/``--size``/``--n``;
+smaller images make layer4 a 2 x 2 grid whose maps of a random model can be all zero for
+the whole batch, which Quantus refuses).
 
 Usage: ``python benchmarks/sanity.py [--quick] [--vs-quantus] [--threads 2]``.
 """
@@ -138,7 +140,7 @@ def main() -> None:
         vs_quantus(
             args.arch or "resnet18",
             args.n or (4 if quick else 8),
-            args.size or (32 if quick else 64),
+            args.size or 112,
         )
         return
     if args.quick:
