@@ -330,3 +330,14 @@ def test_mprt_and_random_logit_equal_quantus():
     mine = s[s.test == "random_logit"].sort_values("image").value.to_numpy()
     worst = max(worst, float(np.max(np.abs(mine - np.asarray(q)))))
     assert worst < 1e-6
+
+
+def test_randomised_maps_do_not_warn_but_trained_ones_do():
+    # a zero head: every map of the trained model is all zeros
+    model, x = _tiny(), _images(2)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+    with pytest.warns(featviz.NearZeroMapWarning) as record:
+        sanity_check(model, x, "gradcam", ["conv"], 0, cam_layers="relu", tests="independent")
+    # the trained maps warn once; the randomised conv (zero head kept) is silent
+    assert len([w for w in record if issubclass(w.category, featviz.NearZeroMapWarning)]) == 1

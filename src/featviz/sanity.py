@@ -24,7 +24,9 @@ same numbers (``tests/test_sanity.py`` checks this to 1e-6).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,7 @@ from featviz._outputs import Target
 from featviz._scoring import resolve
 from featviz._similarity import MEASURES, Measure
 from featviz._validation import check_choice
-from featviz.cam import CAM, METHODS
+from featviz.cam import CAM, METHODS, NearZeroMapWarning
 from featviz.cam._shared import shared_maps
 from featviz.hooks import LayerSpec, resolve_layers, unwrap_model
 
@@ -335,6 +337,14 @@ def _steps(names: list[str], progress: bool, desc: str) -> Iterator[tuple[int, s
     yield from tqdm(list(enumerate(names, start=1)), desc=desc, disable=not progress)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No near-zero-map warnings: a randomised model's maps are expected to be noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NearZeroMapWarning)
+        yield
+
+
 def _cascading(
     run: _Run, explain: _Explainers, names: list[str], random_state: int, progress: bool
 ) -> None:
@@ -342,7 +352,9 @@ def _cascading(
     run.record("cascading", "original", 0, run.reference)
     for step, name in _steps(names, progress, "cascading randomisation"):
         _randomise(root.get_submodule(name), random_state)
-        run.record("cascading", name, step, explain(run.images, run.target))
+        with _quiet():
+            maps = explain(run.images, run.target)
+        run.record("cascading", name, step, maps)
 
 
 def _independent(
@@ -358,7 +370,9 @@ def _independent(
     for step, name in _steps(names, progress, "independent randomisation"):
         layer = root.get_submodule(name)
         _randomise(layer, random_state)
-        run.record("independent", name, step, explain(run.images, run.target))
+        with _quiet():
+            maps = explain(run.images, run.target)
+        run.record("independent", name, step, maps)
         # restore this layer alone, from the (untouched) trained model's own tensors
         layer.load_state_dict(source.get_submodule(name).state_dict())
 
@@ -504,7 +518,8 @@ def sanity_check(
     Each step costs **one** forward and backward pass for all the CAM methods together:
     they share the layer's activations and gradients and differ only in their weights
     (`featviz.cam.METHODS`, any method of the registry); a callable method runs on its
-    own.
+    own. `featviz.NearZeroMapWarning` is silenced for the randomised models, whose maps
+    are expected to be noise (the trained model's maps still warn).
 
     Re-initialisation follows Quantus 0.6 (``MPRT``): ``layers=None`` takes every module
     with a ``reset_parameters`` method, in reverse module order; each such module is
