@@ -39,7 +39,8 @@ def shared_maps(cams: Sequence[CAM], images: torch.Tensor, target: Target) -> li
     first = cams[0]
     classes = is_class_target(target)
     alone = [
-        c.aug_smooth
+        type(c) is not CAM  # a subclass may compute its maps another way
+        or c.aug_smooth
         or c.model is not first.model
         or c._keys != first._keys
         or c.eval_mode != first.eval_mode
