@@ -790,3 +790,62 @@ def test_localisation_metrics_take_every_heatmap_form_alike(form):
     assert pointing_game(form(maps), boxes) == 0.5  # image 0 hits, image 1 misses
     # float16/bfloat16 hold 0.2 to 3 significant digits
     assert energy_in_box(form(maps), boxes) == pytest.approx((1 / 1.2 + 0.25 / 0.75) / 2, rel=1e-3)
+
+# -- baselines ------------------------------------------------------------------------------
+def test_baseline_maps_by_hand():
+    from featviz.metrics import baseline_maps
+
+    # a vertical step edge: Sobel x = 4 on both sides of it, 0 at the (reflected) borders
+    step = torch.tensor([0.0, 0.0, 1.0, 1.0]).expand(1, 3, 4, 4)
+    edges = baseline_maps(step, "edges")
+    torch.testing.assert_close(edges, torch.tensor([0.0, 1.0, 1.0, 0.0]).expand(1, 4, 4))
+    assert baseline_maps(torch.ones(2, 3, 4, 4), "edges").abs().max() == 0  # nothing to see
+    # centred Gaussian, sigma = min(H, W) / 4 = 0.75 on a 3 x 3 image
+    g = baseline_maps(torch.zeros(2, 1, 3, 3), "gaussian")
+    assert g.shape == (2, 3, 3) and g[0, 1, 1] == 1.0
+    assert g[1, 0, 0].item() == pytest.approx(math.exp(-2 / (2 * 0.75**2)))
+    assert g[0, 0, 1].item() == pytest.approx(math.exp(-1 / (2 * 0.75**2)))
+    r = baseline_maps(torch.zeros(3, 1, 5, 6), "random", random_state=3)
+    assert r.shape == (3, 5, 6) and 0 <= r.min() and r.max() < 1
+    assert torch.equal(r, baseline_maps(torch.zeros(3, 1, 5, 6), "random", random_state=3))
+    assert not torch.equal(r, baseline_maps(torch.zeros(3, 1, 5, 6), "random", random_state=4))
+    with pytest.raises(ValueError, match="'kind' parameter of baseline_maps"):
+        baseline_maps(step, "sobel")
+
+
+def test_compare_baselines_scores_each_map_in_the_metrics_direction():
+    from featviz.metrics import baseline_maps, compare_baselines
+
+    model = Linear4()
+    images = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]], [[[2.0, 0.5], [1.0, 3.0]]]])
+    heatmaps = torch.cat([SAL, SAL])
+    table = compare_baselines(
+        deletion_auc, images, heatmaps, model=model, target=0, steps=4, probability=False
+    )
+    assert list(table.index) == ["heatmaps", "random", "edges", "gaussian"]
+    for name in table.index:
+        maps = heatmaps if name == "heatmaps" else baseline_maps(images, name)
+        auc = deletion_auc(model, images, maps, 0, steps=4, probability=False).auc.mean()
+        assert table.loc[name, "score"] == pytest.approx(auc.item())
+        # lower is better for deletion: margin = baseline score - heatmaps score
+        assert table.loc[name, "margin"] == pytest.approx(
+            table.loc[name, "score"] - table.loc["heatmaps", "score"]
+        )
+    margin = table.loc["edges", "margin"]
+    word = "beat" if margin > 0 else "trail"
+    assert table.loc["edges", "verdict"] == f"heatmaps {word} edges by {abs(margin):.3g}"
+    # localisation metric: no images parameter, higher is better, reduce="none" passed on
+    boxes = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2]])
+    hits = compare_baselines(pointing_game, images, heatmaps, kinds=["gaussian"], boxes=boxes)
+    assert hits.loc["heatmaps", "score"] == 1.0  # SAL's maximum is the bottom-right pixel
+    # a 2 x 2 centred Gaussian is constant: no maximum, a miss (higher is better)
+    assert hits.loc["gaussian", "score"] == 0.0 and hits.loc["gaussian", "margin"] == 1.0
+    assert hits.loc["gaussian", "verdict"] == "heatmaps beat gaussian by 1"
+    with pytest.raises(ValueError, match="'higher_is_better' parameter"):
+        compare_baselines(lambda heatmaps: heatmaps.mean((1, 2)), images, heatmaps)
+    custom = compare_baselines(
+        lambda heatmaps: heatmaps.mean((1, 2)), images, heatmaps, higher_is_better=True
+    )
+    assert custom.loc["gaussian", "margin"] == pytest.approx(
+        SAL.mean().item() - baseline_maps(images, "gaussian").mean().item()
+    )

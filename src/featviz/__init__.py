@@ -75,6 +75,11 @@ _EXPORTS: dict[str, str] = {
     "compare_projections": "featviz.compare",
     # recording during training
     "Recorder": "featviz.recorder",
+    # sanity checks of saliency maps
+    "sanity_check": "featviz.sanity",
+    "SanityReport": "featviz.sanity",
+    "plot_sanity_maps": "featviz.sanity",
+    "plot_sanity_curves": "featviz.sanity",
 }
 
 _SUBMODULES = ("datasets", "models", "metrics", "targets")
@@ -138,4 +143,5 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         project_steps,
     )
     from featviz.recorder import Recorder
+    from featviz.sanity import SanityReport, plot_sanity_curves, plot_sanity_maps, sanity_check
     from featviz.tensorboard import TensorBoardExport, to_tensorboard

@@ -15,6 +15,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -90,6 +91,18 @@ def _check_reshape(reshape: Any) -> Callable[[torch.Tensor], torch.Tensor] | Non
         "The 'reshape_transform' parameter must be None, 'vit' or a callable. "
         f"Got {reshape!r} instead."
     )
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """The activations (and gradients) of one pass over a batch, shared by the methods."""
+
+    x: torch.Tensor  # (N, C, H, W) the input as the model saw it
+    scorer: Scorer | None
+    scores: torch.Tensor | None  # (N,) detached target scores
+    keys: list[str]
+    acts: list[torch.Tensor]
+    grads: Sequence[torch.Tensor | None]
 
 
 class CAM:
@@ -358,15 +371,19 @@ class CAM:
             kept_buffers(self.model),  # training-mode BatchNorm statistics
         ):
             images = autograd_input(images)
-            keys = self._keys
-            if keys is None:  # probe once per image size (the pick reads shapes only)
-                shape = tuple(images.shape[1:])
-                if shape not in self._auto_layers:
-                    self._auto_layers[shape] = probe_layer(self.model, images)
-                keys = [self._auto_layers[shape]]
+            keys = self._keys_for(images)
             if self.aug_smooth:
                 return self._smoothed(images, target, keys)
             return self._compute(images, target, keys)[0]
+
+    def _keys_for(self, images: torch.Tensor) -> list[str]:
+        """The layers of this call: as given, or the auto layer of this image size."""
+        if self._keys is not None:
+            return self._keys
+        shape = tuple(images.shape[1:])  # probe once per image size (the pick reads shapes)
+        if shape not in self._auto_layers:
+            self._auto_layers[shape] = probe_layer(self.model, images)
+        return [self._auto_layers[shape]]
 
     def _smoothed(self, images: torch.Tensor, target: Target, keys: list[str]) -> torch.Tensor:
         """``aug_smooth``: the mean of the maps of six views, each mapped back to the image."""
@@ -422,19 +439,45 @@ class CAM:
         self, images: torch.Tensor, target: Target | Scorer, keys: list[str], check: bool = True
     ) -> tuple[torch.Tensor, Scorer | None]:
         """The maps of ``images`` (N, C, H, W) and the resolved target (None if unused)."""
+        run = self._activations(images, target, keys, self._spec.gradients, self._scored)
+        return self._maps(images, run, check)
+
+    @property
+    def _scored(self) -> bool:
+        """Whether this method reads the target scores."""
+        return self._spec.target and not (self.method == "cam" and self.average_classes)
+
+    def _activations(
+        self,
+        images: torch.Tensor,
+        target: Target | Scorer,
+        keys: list[str],
+        gradients: bool,
+        scored: bool,
+    ) -> _Pass:
+        """One forward pass (and a backward one with ``gradients``) over ``images``."""
         x = images.detach()
         grads: Sequence[torch.Tensor | None]
-        if self._spec.gradients:
+        if gradients:
             x, scorer, scores, acts, grads = self._gradients(images, target, keys)
         else:
             with torch.no_grad():
                 outputs, acts = self._forward(x, keys, detach=True)
                 scorer, scores = None, None
-                if self._spec.target and not (self.method == "cam" and self.average_classes):
+                if scored:
                     scorer = self._resolve(target, outputs, images)
                     scores = scorer(outputs)
             grads = [None] * len(acts)
             del outputs
+        return _Pass(x, scorer, scores, list(keys), acts, grads)
+
+    def _maps(
+        self, images: torch.Tensor, run: _Pass, check: bool = True
+    ) -> tuple[torch.Tensor, Scorer | None]:
+        """This method's maps from the activations (and gradients) of one pass."""
+        x, scorer, scores, keys = run.x, run.scorer, run.scores, run.keys
+        if not self._scored:
+            scorer, scores = None, None
         self.layers_ = list(keys)
         self.classes_ = scorer.single if scorer is not None else None
         self.scores_ = scores
@@ -452,7 +495,8 @@ class CAM:
         self.reshapes_ = []
         with torch.no_grad():
             raw = [
-                self._layer_map(key, a, g, job) for key, a, g in zip(keys, acts, grads, strict=True)
+                self._layer_map(key, a, g, job)
+                for key, a, g in zip(keys, run.acts, run.grads, strict=True)
             ]
             return self._finish(raw, images), scorer
 

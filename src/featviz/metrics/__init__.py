@@ -16,12 +16,17 @@ ends, as `featviz.datasets.Shapes` gives them, or boolean masks):
 - `pointing_game` (Zhang et al. 2016): is the map's maximum inside the object?
 - `energy_in_box` (Wang et al. 2020, Score-CAM): the share of the map's mass inside.
 
+Baselines: `baseline_maps` makes maps that explain nothing (random, a Sobel edge map, a
+centred Gaussian) and `compare_baselines` scores any metric on them next to the
+heatmaps, so that each score reads "method X beats an edge detector by Y".
+
 Saliency maps are (N, h, w) tensors or arrays; the model-based metrics resize them
 bilinearly to the images' size when needed.
 """
 
 from __future__ import annotations
 
+from featviz.metrics.baselines import BASELINE_KINDS, baseline_maps, compare_baselines
 from featviz.metrics.curves import (
     CurveScores,
     average_drop,
@@ -33,9 +38,12 @@ from featviz.metrics.localisation import energy_in_box, pointing_game
 from featviz.metrics.road import RoadScores, noisy_linear_imputation, road
 
 __all__ = [
+    "BASELINE_KINDS",
     "CurveScores",
     "RoadScores",
     "average_drop",
+    "baseline_maps",
+    "compare_baselines",
     "deletion_auc",
     "energy_in_box",
     "increase_in_confidence",
