@@ -127,8 +127,8 @@ def _draw(
 ) -> Figure:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
 
+    from featviz._figures import new_figure
     from featviz.featuremaps import colorize, overlay
 
     n, cols = images.shape[0], 1 + len(maps)
@@ -142,7 +142,7 @@ def _draw(
     )
     shown_np = np.asarray(shown.cpu() if isinstance(shown, torch.Tensor) else shown)
     if fig is None:
-        fig = Figure(figsize=(2.4 * cols, 2.4 * n + 0.6), layout="constrained")
+        fig = new_figure((2.4 * cols, 2.4 * n + 0.6), layout="constrained")
     else:
         fig.clear()  # the one rule for a given figure: cleared, then drawn into
     axes = fig.subplots(n, cols, squeeze=False)
@@ -384,8 +384,7 @@ def compare_projections(
             different N, or ``labels`` has another length; and what `featviz.project`
             refuses.
     """
-    from matplotlib.figure import Figure
-
+    from featviz._figures import new_figure
     from featviz.projection import METHODS, plot_projection, project
 
     func = "compare_projections"
@@ -415,7 +414,7 @@ def compare_projections(
         palette = dict(zip(uniq, colours, strict=True))
     cols = len(features)
     if fig is None:
-        fig = Figure(figsize=(4.6 * cols, 4.4), layout="constrained")
+        fig = new_figure((4.6 * cols, 4.4), layout="constrained")
     else:
         fig.clear()
     axes = fig.subplots(1, cols, squeeze=False)[0]

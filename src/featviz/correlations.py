@@ -514,10 +514,9 @@ def plot_correlation(
     frame = pd.DataFrame(mat, index=row_labels, columns=col_labels)
     hidden = _resolve_mask(mask, (rows, cols))
 
-    if ax is None:
-        import matplotlib.pyplot as plt
+    from featviz._figures import new_axes
 
-        _, ax = plt.subplots(figsize=_auto_figsize(rows, cols), layout="constrained")
+    ax = new_axes(ax, _auto_figsize(rows, cols), layout="constrained")
     x_step, y_step = _tick_step(cols), _tick_step(rows)
     heatmap_kws.setdefault("xticklabels", x_step if x_step > 1 else True)
     heatmap_kws.setdefault("yticklabels", y_step if y_step > 1 else True)

@@ -489,13 +489,13 @@ class Recorder:
         Returns:
             The figure.
         """
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_figure
 
         method = self._check_view(images, method, "Recorder.plot_timeline")
         steps = self.steps_
         rows, cols = len(images), len(steps)
         if fig is None:
-            fig = plt.figure(figsize=(1.4 * cols + 0.6, 1.4 * rows + 0.4), layout="constrained")
+            fig = new_figure((1.4 * cols + 0.6, 1.4 * rows + 0.4), layout="constrained")
         fig.clear()
         axes = fig.subplots(rows, cols, squeeze=False)
         for c in range(cols):
@@ -519,10 +519,9 @@ class Recorder:
         Returns:
             The axes.
         """
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_axes
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+        ax = new_axes(ax, (5, 3), layout="constrained")
         for name, values in self._metrics().items():
             ax.plot(self.steps_, values, marker="o", label=name)
         ax.set_xlabel("step")
@@ -569,12 +568,12 @@ class Recorder:
         Returns:
             The figure.
         """
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_figure
 
         pts = self.projections(align)
         cols = pts.shape[0]
         if fig is None:
-            fig = plt.figure(figsize=(2.0 * cols + 0.4, 2.4), layout="constrained")
+            fig = new_figure((2.0 * cols + 0.4, 2.4), layout="constrained")
         fig.clear()
         axes = fig.subplots(1, cols, squeeze=False)[0]
         colour = None if self.labels is None else self.labels.numpy()

@@ -159,10 +159,10 @@ def _draw_3d(
     legend: bool,
 ) -> Axes:
     """3-D scatter on ``ax`` (a 3-D Axes; ``None`` creates one)."""
-    import matplotlib.pyplot as plt
+    from featviz._figures import new_figure
 
     if ax is None:
-        fig = plt.figure(figsize=(6.5, 5.5))
+        fig = new_figure((6.5, 5.5))
         ax = fig.add_subplot(projection="3d")
     elif getattr(ax, "name", "") != "3d":
         raise ValueError(
@@ -186,11 +186,11 @@ def _draw_2d(
     legend: bool,
 ) -> Axes:
     """Draw a seaborn scatter plot on ``ax`` (``None`` creates a figure), small-font legend."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    from featviz._figures import new_axes
+
+    ax = new_axes(ax, (6.5, 5.5))
     sns.scatterplot(
         data=frame,
         x="x",
@@ -368,11 +368,11 @@ def _layer_frame(
 
 def _draw_layers(ax: Axes | None, data: pd.DataFrame, style: str | None) -> Axes:
     """All layers' points in one seaborn scatter plot, coloured by layer."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    from featviz._figures import new_axes
+
+    ax = new_axes(ax, (6.5, 5.5))
     sns.scatterplot(
         data=data,
         x="x",
