@@ -49,7 +49,8 @@ SHOWN_ONCE = {
     "displayed": "from IPython.display import display\ndisplay(featviz.plot_feature_grid(maps))",
     "two figures": "featviz.plot_correlation(corr)\nfeatviz.plot_feature_grid(maps)",
     "compare": "featviz.compare_projections({'a': x, 'b': x}, y, method='pca')",
-    "plt.show": "import matplotlib.pyplot as plt\nfig = featviz.plot_feature_grid(maps)\nplt.show()",
+    "plt.show": "import matplotlib.pyplot as plt\nfig = featviz.plot_feature_grid(maps)\n"
+    "plt.show()",
 }
 EXPECTED = {"two figures": 2}
 

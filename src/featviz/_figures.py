@@ -9,7 +9,8 @@ moment, so the backend does not draw it a second time at the end of the cell. A 
 that is not displayed (a function that returns an ``Axes``, or ``fig = plot_...(...)``)
 stays with pyplot and the inline backend shows it once, as for any pyplot figure.
 
-This module imports matplotlib: plot functions import it inside their body, so\n``import featviz`` stays light.
+This module imports matplotlib: plot functions import it inside their body, so
+``import featviz`` stays light.
 """
 
 from __future__ import annotations
