@@ -24,6 +24,7 @@ import torch
 
 from featviz._images import rgb_float
 from featviz._ops import resize
+from featviz._palette import class_palette
 
 if TYPE_CHECKING:
     from bokeh.models import LayoutDOM
@@ -244,25 +245,19 @@ def write_folder(view: ExploreView, page: Path, overwrite: bool) -> dict[str, li
 
 
 # -- the bokeh page ------------------------------------------------------------------------
-def _palette(k: int) -> list[str]:
-    from bokeh.palettes import Category10, Category20, Turbo256
+def _colours(view: ExploreView, name: str) -> dict[str, str]:
+    """``{class: colour}`` of column ``name``, in legend order.
 
-    if k <= 10:
-        return list(Category10[10][:k])
-    if k <= 20:
-        return list(Category20[20][:k])
-    return [Turbo256[round(i * 255 / (k - 1))] for i in range(k)]
-
-
-def _factors(values: Sequence[str], name: str) -> list[str]:
+    Labels and predictions share one palette keyed by class index (`class_palette`), so
+    a class has the same colour in both colourings and in the library's figures.
+    """
+    values = view.data[name]
     if name == "correct":
-        return [f for f in ("correct", "wrong") if f in set(values)]
-    uniq = sorted(set(values), key=lambda s: (not s.lstrip("-").isdigit(), _num(s), s))
-    return uniq
-
-
-def _num(s: str) -> int:
-    return int(s) if s.lstrip("-").isdigit() else 0
+        return {f: c for f, c in _CORRECT_COLOURS.items() if f in set(values)}
+    every = [v for col in ("label", "prediction") if col in view.data for v in view.data[col]]
+    palette = class_palette(every, view.class_names)
+    present = set(values)
+    return {str(v): c for v, c in palette.items() if v in present}
 
 
 def _marker_size(n: int) -> float:
@@ -284,12 +279,8 @@ def _group_renderers(fig: Any, source: Any, view: ExploreView, name: str) -> tup
         r = fig.scatter("x", "y", source=source, fill_color=colour, **style)
         bar = ColorBar(color_mapper=mapper, title="confidence", visible=False)
         return [r], bar
-    factors = _factors(view.data[name], name)
-    colours = (
-        [_CORRECT_COLOURS[f] for f in factors] if name == "correct" else _palette(len(factors))
-    )
     renderers, items = [], []
-    for factor, fill in zip(factors, colours, strict=True):
+    for factor, fill in _colours(view, name).items():
         only = CDSView(filter=GroupFilter(column_name=name, group=factor))
         r = fig.scatter("x", "y", source=source, view=only, fill_color=fill, **style)
         renderers.append(r)
