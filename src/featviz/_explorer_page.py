@@ -289,23 +289,82 @@ def _group_renderers(fig: Any, source: Any, view: ExploreView, name: str) -> tup
     return renderers, legend
 
 
-def _tooltip(view: ExploreView) -> str:
-    rows = ["<b>#@index</b>"]
-    for col, fmt in (("label", ""), ("prediction", ""), ("confidence", "{0.000}")):
-        if col in view.data:
-            rows.append(f"{col}: @{col}{fmt}")
-    img = ""
-    if view.thumbnails is not None:
-        h, w = view.thumbnails.tile
-        img = (
-            f'<div class="featviz-thumb" style="width:{w}px;height:{h}px;flex:none;'
-            "margin-right:6px;background:url('@thumb_sheet{custom}') "
-            '-@thumb_x{0}px -@thumb_y{0}px"></div>'
-        )
-    return (
-        f'<div class="featviz-tip" style="display:flex;align-items:center">{img}'
-        f'<div style="font-size:12px">{"<br>".join(rows)}</div></div>'
-    )
+#: Points listed in the hover box: the nearest ones to the cursor, then "+N more".
+HOVER_MAX = 4
+
+# The hover box: bokeh's own tooltip lists every point under the cursor (39 thumbnails in
+# a dense spot of 20,000 points) and may leave the plot. This one gathers the hits of
+# every shown renderer once per pointer move, lists the HOVER_MAX nearest on screen with
+# "+N more", and is kept inside the plot frame.
+_HOVER_JS = """
+const g = cb_data.geometry;
+const state = (cb_obj._featviz_hover ??= {key: null, box: null});
+const key = `${g.sx},${g.sy}`;
+if (state.key === key) return;  // one call per renderer and move: draw once
+state.key = key;
+const pv = Bokeh.index.get_one(plot);
+if (state.box == null) {
+  state.box = document.createElement("div");
+  state.box.className = "featviz-hover";
+  state.box.style.cssText = "position:absolute;z-index:1000;display:none;overflow:hidden;"
+    + "background:#fff;border:1px solid #aaa;border-radius:4px;padding:4px 6px;"
+    + "box-shadow:0 2px 6px rgba(0,0,0,.25);pointer-events:none;font:12px sans-serif";
+  document.body.appendChild(state.box);
+  pv.canvas_view.el.addEventListener("mouseleave", () => { state.box.style.display = "none"; });
+}
+const box = state.box;
+const d = source.data;
+const hits = new Set();
+for (const r of cb_obj.renderers) {
+  if (!r.visible) continue;
+  const sel = r.get_selection_manager().inspectors.get(r);
+  if (sel != null) for (const i of sel.indices) hits.add(i);
+}
+if (hits.size === 0) { box.style.display = "none"; return; }
+const xs = pv.frame.x_scale, ys = pv.frame.y_scale;
+const dist = (i) => Math.hypot(xs.compute(d.x[i]) - g.sx, ys.compute(d.y[i]) - g.sy);
+const near = [...hits].sort((a, b) => dist(a) - dist(b) || a - b).slice(0, limit);
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+let html = "";
+for (const i of near) {
+  const rows = [`<b>#${d.index[i]}</b>`];
+  for (const col of ["label", "prediction", "confidence"]) {
+    if (!(col in d)) continue;
+    rows.push(`${col}: ${esc(col === "confidence" ? d[col][i].toFixed(3) : d[col][i])}`);
+  }
+  const img = tile == null ? "" : `<div class="featviz-thumb" style="width:${tile[1]}px;`
+    + `height:${tile[0]}px;flex:none;margin-right:6px;background:url('${urls[d.thumb_sheet[i]]}')`
+    + ` -${d.thumb_x[i]}px -${d.thumb_y[i]}px"></div>`;
+  html += '<div class="featviz-tip" style="display:flex;align-items:center;margin:2px 0">'
+    + `${img}<div>${rows.join("<br>")}</div></div>`;
+}
+if (hits.size > near.length) {
+  html += `<div class="featviz-more" style="color:#555">+${hits.size - near.length} more</div>`;
+}
+box.innerHTML = html;
+box.style.display = "block";
+// inside the plot frame: right of and below the cursor, flipped where it would leave it
+const c = pv.canvas_view.el.getBoundingClientRect(), f = pv.frame.bbox;
+box.style.maxHeight = `${f.height}px`;
+box.style.maxWidth = `${f.width}px`;
+const w = box.offsetWidth, h = box.offsetHeight;
+let left = g.sx + 12, top = g.sy + 12;
+if (left + w > f.right) left = g.sx - 12 - w;
+if (top + h > f.bottom) top = g.sy - 12 - h;
+left = Math.max(f.left, Math.min(left, f.right - w));
+top = Math.max(f.top, Math.min(top, f.bottom - h));
+box.style.left = `${c.left + window.scrollX + left}px`;
+box.style.top = `${c.top + window.scrollY + top}px`;
+"""
+
+
+def _hover(view: ExploreView, fig: Any, source: Any, thumb_urls: list[str], shown: list) -> Any:
+    """The hover tool: no bokeh tooltip, the `_HOVER_JS` box instead."""
+    from bokeh.models import CustomJS, HoverTool
+
+    tile = list(view.thumbnails.tile) if view.thumbnails is not None else None
+    args = {"plot": fig, "source": source, "urls": thumb_urls, "tile": tile, "limit": HOVER_MAX}
+    return HoverTool(tooltips=None, renderers=shown, callback=CustomJS(args=args, code=_HOVER_JS))
 
 
 def _geometry(sprites: Sprites, urls: list[str]) -> dict[str, Any]:
@@ -374,8 +433,6 @@ def _plot(
     from bokeh.models import (
         BoxSelectTool,
         CustomJS,
-        CustomJSHover,
-        HoverTool,
         LassoSelectTool,
         TapTool,
     )
@@ -407,12 +464,9 @@ def _plot(
             r.visible = name == first
     every = [r for renderers in groups.values() for r in renderers]
     shown = groups[first]
-    # the tooltip's thumbnail: sheet number -> sheet URL, stored once, not once per point
-    sheet_url = CustomJSHover(args={"urls": thumb_urls}, code="return urls[value];")
-    formatters: dict[str, Any] = {"@thumb_sheet": sheet_url}
     box = BoxSelectTool(renderers=shown)  # active: selecting is what the view is for
     tools = [
-        HoverTool(tooltips=_tooltip(view), renderers=shown, formatters=formatters),
+        _hover(view, fig, source, thumb_urls, shown),
         TapTool(mode="replace", renderers=shown),  # the default "toggle" unselects on a click
         box,
         LassoSelectTool(renderers=shown),
