@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Iterable, Sequence
 
+import numpy as np
+
 __all__ = ["as_int", "class_colours", "class_index", "class_order", "class_palette", "named"]
 
 TAB10 = (
@@ -39,8 +41,8 @@ def as_int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if hasattr(value, "dtype") and getattr(value, "dtype").kind in "iu":  # numpy ints
-        return int(value)  # type: ignore[call-overload]
+    if isinstance(value, np.integer):
+        return int(value)
     if isinstance(value, str) and _INT.fullmatch(value):
         return int(value)
     return None
