@@ -495,7 +495,7 @@ class Recorder:
         steps = self.steps_
         rows, cols = len(images), len(steps)
         if fig is None:
-            fig = new_figure((1.4 * cols + 0.6, 1.4 * rows + 0.4), layout="constrained")
+            fig = new_figure((1.8 * cols + 0.6, 1.8 * rows + 0.5), layout="constrained")
         fig.clear()
         axes = fig.subplots(rows, cols, squeeze=False)
         for c in range(cols):
@@ -555,36 +555,55 @@ class Recorder:
         )
 
     def plot_projection_timeline(
-        self, fig: Figure | None = None, align: str = "procrustes"
+        self,
+        fig: Figure | None = None,
+        align: str = "procrustes",
+        *,
+        class_names: Sequence[str] | None = None,
     ) -> Figure:
         """One scatter per recorded step of the aligned projections, coloured by label.
 
-        The points are `projections` (``projection`` method, ``project_kwargs``).
+        The points are `projections` (``projection`` method, ``project_kwargs``); a class
+        has the colour of its index, as in `featviz.plot_projection` and `explore`, and
+        the legend names the classes.
 
         Args:
             fig: Figure to draw into (cleared first); None makes one.
             align: See `projections`.
+            class_names: Names of the label indices, for the legend.
 
         Returns:
             The figure.
         """
         from featviz._figures import new_figure
+        from featviz._palette import class_palette, named
 
         pts = self.projections(align)
         cols = pts.shape[0]
         if fig is None:
-            fig = new_figure((2.0 * cols + 0.4, 2.4), layout="constrained")
+            fig = new_figure((2.6 * cols + 1.4, 3.2), layout="constrained")
         fig.clear()
         axes = fig.subplots(1, cols, squeeze=False)[0]
-        colour = None if self.labels is None else self.labels.numpy()
+        labels = None if self.labels is None else named(self.labels.tolist(), class_names)
+        palette = {} if labels is None else class_palette(labels, class_names)
         lim = float(np.abs(pts).max()) * 1.05 or 1.0
         for c, ax in enumerate(axes):
-            ax.scatter(pts[c, :, 0], pts[c, :, 1], c=colour, s=8, cmap="tab10")
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"step {self.steps_[c]}", fontsize=8)
+            if labels is None:
+                ax.scatter(pts[c, :, 0], pts[c, :, 1], s=12)
+            for name, colour in palette.items():
+                at = np.array([v == name for v in labels or ()])
+                ax.scatter(pts[c, at, 0], pts[c, at, 1], s=12, color=colour, label=str(name))
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
+            ax.set_title(f"step {self.steps_[c]}", fontsize=9)
+            ax.set_xlabel("component 1", fontsize=8)
+        axes[0].set_ylabel("component 2", fontsize=8)
+        if palette:
+            fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right", title="label")
+        layer = self.layers_ or self.layers
+        fig.suptitle(
+            f"{self.projection} of {layer} features over training ({align} aligned)",
+            fontsize=10,
+        )
         return fig
 
     def animate(
@@ -596,8 +615,12 @@ class Recorder:
         method: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        tile_size: int = 128,
     ) -> Path:
         """Write a GIF (one frame per record: the overlays of ``images`` side by side).
+
+        Each frame is a caption strip (step, method) above the overlays, which are
+        enlarged (nearest neighbour, by a whole factor) to at least ``tile_size`` pixels.
 
         Args:
             path: Destination ``.gif`` file (written atomically).
@@ -606,13 +629,14 @@ class Recorder:
             method: A recorded method (None: the first).
             mean: Per-channel mean the probe images were standardised with.
             std: Per-channel standard deviation they were standardised with.
+            tile_size: Smallest displayed height of a tile in pixels, in [1, 4096];
+                tiles already that tall are not enlarged.
 
         Returns:
             ``path`` as a `Path`.
         """
-        from PIL import Image, ImageDraw
-
         method = self._check_view(images, method, "Recorder.animate")
+        check_int(tile_size, "tile_size", "Recorder.animate", 1, 4096)
         if Path(path).suffix.lower() != ".gif":
             raise ValueError(
                 f"The 'path' parameter of Recorder.animate must end in .gif. Got {str(path)!r} "
@@ -621,9 +645,8 @@ class Recorder:
         frames = []
         for r, step in enumerate(self.steps_):
             tiles = self._overlays(images, method, r, mean, std)
-            frame = Image.fromarray(np.concatenate(list(tiles), axis=1))
-            ImageDraw.Draw(frame).text((2, 1), f"step {step}", fill=(255, 255, 255))
-            frames.append(frame)
+            caption = f"step {step}  ({r + 1}/{len(self.steps_)})  {method}"
+            frames.append(_gif_frame(np.concatenate(list(tiles), axis=1), caption, tile_size))
         with atomic_path(path, overwrite=overwrite) as tmp:
             frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=500, loop=0)
         return Path(path)
@@ -702,3 +725,25 @@ def _project_kwargs(method: str, project_kwargs: Any) -> dict[str, Any]:
     fixed = {"method": method, "n_components": 2, "random_state": 0, "score": False}
     _project_settings("Recorder", project_kwargs, fixed)
     return dict(project_kwargs)
+
+
+# Height in pixels of the caption strip of `Recorder.animate` frames.
+_CAPTION_PX = 24
+
+
+def _gif_frame(strip: np.ndarray, caption: str, tile_size: int) -> Any:
+    """(h, w, 3) uint8 tiles enlarged to ``tile_size`` tall, under a caption strip."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    factor = max(1, -(-tile_size // strip.shape[0]))  # ceil: at least tile_size tall
+    big = strip.repeat(factor, axis=0).repeat(factor, axis=1)
+    try:
+        font: Any = ImageFont.load_default(size=15)
+    except (TypeError, OSError):  # PIL without FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    text_w = round(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(caption, font=font))
+    size = (max(big.shape[1], text_w + 8), big.shape[0] + _CAPTION_PX)
+    frame = Image.new("RGB", size, (255, 255, 255))
+    frame.paste(Image.fromarray(big), (0, _CAPTION_PX))
+    ImageDraw.Draw(frame).text((4, 4), caption, fill=(0, 0, 0), font=font)
+    return frame
