@@ -657,7 +657,8 @@ def plot_correlation_maps(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from tqdm.auto import tqdm
+
+    from featviz._ops import progress_bar
 
     func = "plot_correlation_maps"
     arr = _as_float_numpy(stack, "stack", func)
@@ -687,7 +688,7 @@ def plot_correlation_maps(
     plot_names = names if axis == 0 or rows == cols else None
     row_names = plot_kws.pop("row_names", None if axis == 0 else names)
     meta_ok = image_format in ("png", "pdf", "svg")
-    for b in tqdm(range(batch), desc="correlation maps", disable=not progress):
+    for b in progress_bar(range(batch), enabled=progress, desc="correlation maps"):
         title = _map_title(str(base), b, labels[b], float(thresholds[b]))
         fig = Figure(figsize=figsize, layout="constrained")
         FigureCanvasAgg(fig)  # one cached renderer for text extents (the base canvas has none)

@@ -267,12 +267,12 @@ def _curve(
     t = torch.arange(steps + 1, device=x.device)
     counts = torch.div(t * hw + steps // 2, steps, rounding_mode="floor")  # round(t*hw/steps)
     curve = torch.empty(n * (steps + 1), dtype=torch.float32, device=x.device)
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     with _evaluating(model, eval_mode):
         classes = _classes(model, x, target, batch_size)
         total = n * (steps + 1)
-        bar = tqdm(total=total, desc=func, disable=not progress)
+        bar = progress_bar(enabled=progress, total=total, desc=func)
         for idx in _chunks(total, batch_size):
             idx = idx.to(x.device)
             img, step = idx // (steps + 1), idx % (steps + 1)
@@ -721,13 +721,13 @@ def _road_scores(
     progress: bool,
 ) -> torch.Tensor:
     """(N, len(orders), K) class scores of the imputed images (model already evaluating)."""
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     n, k, hw = x.shape[0], len(counts), rank.shape[1]
     per_image = len(orders) * k
     pixels = x.to("cpu", torch.float64).numpy()
     scores = torch.empty(n * per_image, dtype=torch.float32, device=x.device)
-    bar = tqdm(total=n * per_image, desc="road", disable=not progress)
+    bar = progress_bar(enabled=progress, total=n * per_image, desc="road")
     for idx in _chunks(n * per_image, batch_size):
         batch = []
         for item in idx.tolist():

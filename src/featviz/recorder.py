@@ -598,7 +598,8 @@ class Recorder:
             ax.set_xlabel("component 1", fontsize=8)
         axes[0].set_ylabel("component 2", fontsize=8)
         if palette:
-            fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right", title="label")
+            handles, names = axes[0].get_legend_handles_labels()
+            fig.legend(handles, names, loc="outside right upper", title="label")
         layer = self.layers_ or self.layers
         fig.suptitle(
             f"{self.projection} of {layer} features over training ({align} aligned)",
