@@ -71,3 +71,20 @@ def test_cam_example_help_names_fast_and_the_run_time(capsys, monkeypatch):
         runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "--fast" in out and "6 minutes" in out and "under a minute" in out
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_output_folder_is_git_ignored(script):
+    """Issue 23.9: the folders the examples write by default are not left as untracked."""
+    import re
+    import shutil
+    import subprocess
+
+    default = re.search(r"""default=(?:Path\()?["']([^"']+-out)["']""", script.read_text())
+    assert default, f"{script.name}: no default --out folder"
+    root = script.parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for where in (default.group(1), f"examples/{default.group(1)}"):
+        done = subprocess.run(["git", "check-ignore", "-q", f"{where}/x.png"], cwd=root)
+        assert done.returncode == 0, f"{where}/ is not ignored"
