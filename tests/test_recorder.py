@@ -517,14 +517,14 @@ def test_animation_and_projection_timeline_are_readable(tmp_path):
     from PIL import Image
 
     rec = _recorded()
-    path = rec.animate(tmp_path / "a.gif", images=[0, 1], tile_size=20)
+    path = rec.animate(tmp_path / "a.gif", images=[0, 1])
     tiles = np.concatenate(list(rec._overlays([0, 1], "gradcam", 0)), axis=1)  # (8, 16, 3)
     with Image.open(path) as im:
         frame = np.asarray(im.convert("RGB")).astype(int)
-    # 8 px tiles: the smallest whole factor reaching 20 px is 3; the text may widen it
-    assert frame.shape[0] == 24 + 24 and frame.shape[1] >= 48
-    image = frame[24:, :48]
-    expected = tiles.repeat(3, 0).repeat(3, 1).astype(int)
+    # 8 px tiles: enlarged 16x to 128 px, under a 24 px caption strip
+    assert frame.shape == (24 + 128, 256, 3)
+    image = frame[24:]
+    expected = tiles.repeat(16, 0).repeat(16, 1).astype(int)
     assert np.abs(image - expected).mean() < 4  # the GIF palette rounds colours a little
     strip = frame[:24]
     assert (strip.min(-1) > 200).mean() > 0.8 and (strip.max(-1) < 100).any()  # text on white
@@ -539,5 +539,3 @@ def test_animation_and_projection_timeline_are_readable(tmp_path):
     assert got == [tab10[i] for i in present]
     assert fig.get_suptitle().startswith("pca of 4 features over training")
     assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("component 1", "component 2")
-    with pytest.raises(ValueError, match="'tile_size'"):
-        rec.animate(tmp_path / "b.gif", tile_size=0)

@@ -616,12 +616,12 @@ class Recorder:
         method: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        tile_size: int = 128,
     ) -> Path:
         """Write a GIF (one frame per record: the overlays of ``images`` side by side).
 
         Each frame is a caption strip (step, method) above the overlays, which are
-        enlarged (nearest neighbour, by a whole factor) to at least ``tile_size`` pixels.
+        enlarged (nearest neighbour, by a whole factor) to at least 128 pixels tall, so
+        that 32 px probe images are readable on a laptop screen.
 
         Args:
             path: Destination ``.gif`` file (written atomically).
@@ -630,14 +630,11 @@ class Recorder:
             method: A recorded method (None: the first).
             mean: Per-channel mean the probe images were standardised with.
             std: Per-channel standard deviation they were standardised with.
-            tile_size: Smallest displayed height of a tile in pixels, in [1, 4096];
-                tiles already that tall are not enlarged.
 
         Returns:
             ``path`` as a `Path`.
         """
         method = self._check_view(images, method, "Recorder.animate")
-        check_int(tile_size, "tile_size", "Recorder.animate", 1, 4096)
         if Path(path).suffix.lower() != ".gif":
             raise ValueError(
                 f"The 'path' parameter of Recorder.animate must end in .gif. Got {str(path)!r} "
@@ -647,7 +644,7 @@ class Recorder:
         for r, step in enumerate(self.steps_):
             tiles = self._overlays(images, method, r, mean, std)
             caption = f"step {step}  ({r + 1}/{len(self.steps_)})  {method}"
-            frames.append(_gif_frame(np.concatenate(list(tiles), axis=1), caption, tile_size))
+            frames.append(_gif_frame(np.concatenate(list(tiles), axis=1), caption))
         with atomic_path(path, overwrite=overwrite) as tmp:
             frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=500, loop=0)
         return Path(path)
@@ -728,15 +725,16 @@ def _project_kwargs(method: str, project_kwargs: Any) -> dict[str, Any]:
     return dict(project_kwargs)
 
 
-# Height in pixels of the caption strip of `Recorder.animate` frames.
+# `Recorder.animate` frames: tiles at least this tall, under a caption strip this tall
+_TILE_PX = 128
 _CAPTION_PX = 24
 
 
-def _gif_frame(strip: np.ndarray, caption: str, tile_size: int) -> Any:
-    """(h, w, 3) uint8 tiles enlarged to ``tile_size`` tall, under a caption strip."""
+def _gif_frame(strip: np.ndarray, caption: str) -> Any:
+    """(h, w, 3) uint8 tiles enlarged to at least ``_TILE_PX`` tall, under a caption."""
     from PIL import Image, ImageDraw, ImageFont
 
-    factor = max(1, -(-tile_size // strip.shape[0]))  # ceil: at least tile_size tall
+    factor = max(1, -(-_TILE_PX // strip.shape[0]))  # ceil: at least _TILE_PX tall
     big = strip.repeat(factor, axis=0).repeat(factor, axis=1)
     try:
         font: Any = ImageFont.load_default(size=15)
