@@ -535,7 +535,11 @@ def test_animation_and_projection_timeline_are_readable(tmp_path):
     tab10 = ["#1f77b4", "#ff7f0e", "#2ca02c"]
     import matplotlib.colors as mcolors
 
-    got = [mcolors.to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections]
-    assert got == [tab10[i] for i in present]
+    (points,) = fig.axes[0].collections
+    got = [mcolors.to_hex(c) for c in points.get_facecolors()]
+    assert got == [tab10[i] for i in rec.labels.tolist()]
+    assert [mcolors.to_hex(h.get_color()) for h in legend.legend_handles] == [
+        tab10[i] for i in present
+    ]
     assert fig.get_suptitle().startswith("pca of 4 features over training")
     assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("component 1", "component 2")

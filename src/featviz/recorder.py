@@ -587,19 +587,21 @@ class Recorder:
         labels = None if self.labels is None else named(self.labels.tolist(), class_names)
         palette = {} if labels is None else class_palette(labels, class_names)
         lim = float(np.abs(pts).max()) * 1.05 or 1.0
+        colours = None if labels is None else [palette[v] for v in labels]
         for c, ax in enumerate(axes):
-            if labels is None:
-                ax.scatter(pts[c, :, 0], pts[c, :, 1], s=12)
-            for name, colour in palette.items():
-                at = np.array([v == name for v in labels or ()])
-                ax.scatter(pts[c, at, 0], pts[c, at, 1], s=12, color=colour, label=str(name))
+            ax.scatter(pts[c, :, 0], pts[c, :, 1], s=12, c=colours)  # one scatter per step
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
             ax.set_title(f"step {self.steps_[c]}", fontsize=9)
             ax.set_xlabel("component 1", fontsize=8)
         axes[0].set_ylabel("component 2", fontsize=8)
         if palette:
-            handles, names = axes[0].get_legend_handles_labels()
-            fig.legend(handles, names, loc="outside right upper", title="label")
+            from matplotlib.lines import Line2D
+
+            handles = [
+                Line2D([], [], marker="o", linestyle="", color=colour, label=str(name))
+                for name, colour in palette.items()
+            ]
+            fig.legend(handles=handles, loc="outside right upper", title="label")
         layer = self.layers_ or self.layers
         fig.suptitle(
             f"{self.projection} of {layer} features over training ({align} aligned)",
