@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # across images: each image is one point per layer, marker = class
     names = [data.classes[i] for i in labels.tolist()]
-    ax = featviz.plot_layer_projections(feats, labels=names)
+    ax = featviz.plot_layer_projections(feats, labels=names, class_names=data.classes)
     ax.figure.savefig(out / "pca_layers_images.png", dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
     print(f"wrote {out / 'pca_layers_one_image.png'} and {out / 'pca_layers_images.png'}")

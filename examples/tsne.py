@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     pca = featviz.project(feats, method="pca", labels=names, progress=False)
-    featviz.plot_projection(pca, ax=axes[0])
+    featviz.plot_projection(pca, class_names=data.classes, ax=axes[0])
     tsne = featviz.project(feats, labels=names, progress=False)
-    featviz.plot_projection(tsne, ax=axes[1])
+    featviz.plot_projection(tsne, class_names=data.classes, ax=axes[1])
     fig.suptitle("TinyCNN penultimate features ('flatten', 64-d) of held-out Shapes")
     fig.savefig(out / "tsne_features.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # the dataset itself: raw pixels (3*64*64 = 12,288-d), streamed in batches,
     # reduced by IncrementalPCA to 50 dims, then t-SNE; labels come from the items
     raw = featviz.project(data, labels=names, progress=False)
-    ax = featviz.plot_projection(raw)
+    ax = featviz.plot_projection(raw, class_names=data.classes)
     ax.figure.savefig(out / "tsne_raw_images.png", dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
     print(f"raw images: {raw}")

@@ -1,15 +1,46 @@
-"""Shared fixtures: seeded RNGs, Agg backend, figures closed after each test."""
+"""Shared fixtures: seeded RNGs, Agg backend, figures closed after each test.
+
+Also marks as ``slow`` every test listed in ``tests/slow_tests.txt`` (measured), so that
+``pytest -m "not slow"`` is a quick subset (README: under a minute on 2 idle cores).
+"""
 
 from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np
 import pytest
 import torch
+
+SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+
+
+def slow_tests() -> set[str]:
+    """Node ids (``tests/test_x.py::test_y[param]``, or without ``[param]`` for every
+    parameter) listed in ``slow_tests.txt``: one per line after its measured seconds."""
+    if not SLOW_LIST.is_file():
+        return set()
+    ids = set()
+    for line in SLOW_LIST.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.add(line.split()[-1])
+    return ids
+
+
+def pytest_collection_modifyitems(config, items):
+    """Add the ``slow`` marker to the tests measured slow (see `slow_tests`)."""
+    listed = slow_tests()
+    for item in items:
+        rel = Path(str(item.path)).relative_to(Path(__file__).parent.parent).as_posix()
+        name = f"{rel}::{item.name}"
+        base = f"{rel}::{getattr(item, 'originalname', item.name)}"
+        if name in listed or base in listed or rel in listed:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

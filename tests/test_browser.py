@@ -287,3 +287,48 @@ def test_hidden_class_and_colour_switch(browser, page):
     _drag(browser, x0 + 3, y0 + 3, x1 - 3, y1 - 3)
     value = _wait(browser, MODEL + ".value", "featviz_selected")
     assert value == ", ".join(map(str, range(N)))
+
+
+HOVER_BOX = """
+const box = document.querySelector(".featviz-hover");
+if (box == null || box.style.display === "none") return null;
+const r = box.getBoundingClientRect();
+return {tips: Array.from(box.querySelectorAll(".featviz-tip")).map((e) => e.innerText),
+        more: (box.querySelector(".featviz-more") || {}).innerText || null,
+        rect: [r.left, r.top, r.right, r.bottom]};
+"""
+
+
+def test_hover_in_a_dense_spot_lists_the_nearest_four_inside_the_plot(browser, tmp_path):
+    """Issue 23.4: 300 points under the cursor, 4 listed (nearest first), "+296 more"."""
+    from featviz._explorer_page import HOVER_MAX
+
+    rng = np.random.default_rng(0)
+    n = 300
+    xy = np.concatenate([rng.normal(0, 0.01, size=(n - 2, 2)), [[0.0, 0.0], [10.0, 10.0]]])
+    images = torch.full((n, 3, 48, 48), 128, dtype=torch.uint8)
+    view = explore(xy, images=images, labels=np.arange(n) % 4, class_names=CLASSES)
+    path = view.save(tmp_path / "dense.html")
+    _open(browser, path)
+    cursor = np.round(_screen(browser, view, n - 2))
+    _pointer(browser, ("move", *cursor))
+    got = _wait(browser, HOVER_BOX)
+    assert got is not None, "no hover box"
+    assert len(got["tips"]) == HOVER_MAX == 4
+    # the listed points are the nearest on screen (to half a pixel of rounding)
+    screen = np.array(browser.execute_script(SCREEN_XY, xy.tolist()))
+    dist = np.hypot(*(screen - cursor).T)
+    listed = [int(t.split("\n")[0].lstrip("#")) for t in got["tips"]]
+    assert dist[listed].max() <= np.sort(np.delete(dist, listed))[0] + 0.5
+    hits = int(got["more"].split()[0].lstrip("+")) + HOVER_MAX
+    assert got["more"] == f"+{hits - HOVER_MAX} more" and hits > 100
+    x0, y0, x1, y1 = browser.execute_script(FRAME)
+    left, top, right, bottom = got["rect"]
+    assert x0 - 1 <= left and right <= x1 + 1 and y0 - 1 <= top and bottom <= y1 + 1
+    browser.save_screenshot(str(_shot_dir(tmp_path) / "explore_dense_hover.png"))
+    # a corner point: the box flips to stay inside the plot
+    _pointer(browser, ("move", *_screen(browser, view, n - 1)))
+    got = _wait(browser, HOVER_BOX.replace("return null;", "return null; // corner"))
+    assert got["tips"] and got["tips"][0].startswith(f"#{n - 1}\n") and got["more"] is None
+    left, top, right, bottom = got["rect"]
+    assert x0 - 1 <= left and right <= x1 + 1 and y0 - 1 <= top and bottom <= y1 + 1

@@ -204,3 +204,32 @@ def test_the_recorder_section_leaves_the_global_rng_as_it_was(tmp_path):
     before = torch.random.get_rng_state()
     recorder.run(ctx)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_index_html_shows_markdown_notes_as_tables(tmp_path, monkeypatch):
+    """Issue 23.9: the browser showed cam_scores.md as raw markdown; the page renders it."""
+    import types
+
+    import featviz.demo
+
+    def run(ctx):
+        path = ctx.note("scores.md", "Scores of <every> method")
+        path.write_text(
+            "Scored on `16` images.\n\n| method | score (higher) |\n| --- | ---: |\n"
+            "| gradcam | 0.5 |\n| a<b | 1.0 |\n",
+            encoding="utf-8",
+        )
+
+    section = types.SimpleNamespace(ORDER=0, TITLE="Notes", run=run)
+    monkeypatch.setattr(featviz.demo, "_sections", lambda: [section])
+    out = tmp_path / "demo"
+    assert main(["demo", "--quiet", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert '<a href="scores.md">scores.md</a>: Scores of &lt;every&gt; method' in page
+    assert "<p>Scored on <code>16</code> images.</p>" in page
+    assert (
+        "<table><thead><tr><th>method</th><th>score (higher)</th></tr></thead><tbody>"
+        '<tr><td>gradcam</td><td class="num">0.5</td></tr>'
+        '<tr><td>a&lt;b</td><td class="num">1.0</td></tr></tbody></table>'
+    ) in page
+    assert "| --- |" not in page

@@ -20,3 +20,71 @@ def test_example_runs(script, tmp_path, monkeypatch):
     assert exc.value.code in (0, None)
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written, f"{script.name} wrote nothing into --out"
+
+
+BAR = (
+    "from featviz._ops import progress_bar\n"
+    "for _ in progress_bar(range(3), desc='work'): pass\n"
+    "for _ in progress_bar(range(3), enabled=False, desc='off'): pass\n"
+)
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    """Issue 23.9: redirected to a log, a bar wrote 254 lines of ESC[A; now nothing."""
+    import os
+    import pty
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    log = tmp_path / "log.txt"
+    with log.open("w") as f:
+        subprocess.run([sys.executable, "-c", BAR], stderr=f, env=env, check=True)
+    assert log.read_text() == ""
+    # on a terminal the bar is drawn (and the disabled one is not)
+    leader, follower = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 cols
+    try:
+        subprocess.run([sys.executable, "-c", BAR], stderr=follower, env=env, check=True)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert b"work: 100%" in seen and b"off" not in seen
+
+
+def test_cam_example_help_names_fast_and_the_run_time(capsys, monkeypatch):
+    script = next(p for p in EXAMPLES if p.stem == "cam")
+    monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "--fast" in out and "6 minutes" in out and "under a minute" in out
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_output_folder_is_git_ignored(script):
+    """Issue 23.9: the folders the examples write by default are not left as untracked."""
+    import re
+    import shutil
+    import subprocess
+
+    default = re.search(r"""default=(?:Path\()?["']([^"']+-out)["']""", script.read_text())
+    assert default, f"{script.name}: no default --out folder"
+    root = script.parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for where in (default.group(1), f"examples/{default.group(1)}"):
+        done = subprocess.run(["git", "check-ignore", "-q", f"{where}/x.png"], cwd=root)
+        assert done.returncode == 0, f"{where}/ is not ignored"

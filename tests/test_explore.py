@@ -377,3 +377,75 @@ def test_package_attribute_is_the_function_after_importing_the_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
+
+
+# -- one class, one colour (issue 23.3) --------------------------------------------------
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+SHAPES = ["circle", "square", "triangle", "cross"]
+
+
+def legends(view: ExploreView) -> dict[str, dict[str, str]]:
+    """``{colouring: {legend label: fill colour}}`` of the page's bokeh models."""
+    from bokeh.models.annotations import Legend
+
+    out = {}
+    for legend in view.layout().select({"type": Legend}):
+        out[legend.title] = {
+            item.label["value"]: item.renderers[0].glyph.fill_color for item in legend.items
+        }
+    return out
+
+
+def page_legend_labels(page: str) -> list[list[str]]:
+    """The legend entries of a saved page, in order, read from its JSON."""
+    (blob,) = re.findall(
+        r'<script type="application/json" id="[^"]*">\s*(.*?)\s*</script>', page, re.S
+    )
+    found: list[list[str]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("name") == "Legend":
+                items = node.get("attributes", {}).get("items", [])
+                found.append([i["attributes"]["label"]["value"] for i in items])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(json.loads(blob))
+    return found
+
+
+def test_class_colours_follow_the_class_index_in_every_colouring():
+    labels = np.array([3, 1, 0, 2, 3, 1, 0, 2])
+    logits = np.eye(4)[[0, 1, 3, 2, 3, 1, 0, 2]].astype(np.float32)  # predicts 0 for a 3
+    view = explore(
+        np.random.default_rng(0).normal(size=(8, 2)),
+        labels=labels,
+        predictions=logits,
+        class_names=SHAPES,
+    )
+    got = legends(view)
+    assert got["label"] == dict(zip(SHAPES, TAB10, strict=True))  # class-index order
+    assert got["prediction"] == dict(zip(SHAPES, TAB10, strict=True))
+    assert got["correct"] == {"correct": "#2ca02c", "wrong": "#d62728"}
+    # the saved page lists them in that order too
+    assert page_legend_labels(view.html())[:2] == [SHAPES, SHAPES]
+
+
+def test_class_colours_of_a_subset_and_of_string_labels():
+    # only classes 2 and 3 present: they keep the colours of classes 2 and 3
+    view = explore(np.zeros((2, 2)), labels=[3, 2], class_names=SHAPES)
+    assert legends(view)["label"] == {"triangle": TAB10[2], "cross": TAB10[3]}
+    # no class names: number strings by value (class index), then text, sorted
+    view = explore(np.zeros((4, 2)), labels=["b", "10", "2", "a"])
+    assert list(legends(view)["label"]) == ["2", "10", "a", "b"]
+
+
+@pytest.mark.parametrize("labels", [["²", "1", "2"], ["--1", "1", "x"], ["-1", "1", "x"]])
+def test_legend_order_of_odd_label_strings_does_not_crash(labels):
+    view = explore(np.zeros((3, 2)), labels=labels)
+    assert sorted(legends(view)["label"]) == sorted(labels)
+    assert "featviz_points" in view.html()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -549,7 +550,9 @@ def test_plot_projection_2d_artists_pinned():
     (points,) = ax.collections
     np.testing.assert_array_equal(points.get_offsets(), proj.frame[["x", "y"]].to_numpy())
     blue, orange = _rgb(sns.color_palette()[:2])
-    assert _rgb(points.get_facecolors()) == [blue, orange, blue, orange]  # order of appearance
+    # the class palette (issue 23.3): classes by index, text labels sorted, so "a" is
+    # class 0 (blue) and "b" class 1 (orange), whatever order they appear in
+    assert _rgb(points.get_facecolors()) == [orange, blue, orange, blue]
     assert points.get_sizes().tolist() == [40.0]  # clip(3000 / 4, 2, 40)
     assert points.get_linewidths().tolist() == [0]
     assert ax.get_title() == (
@@ -558,7 +561,7 @@ def test_plot_projection_2d_artists_pinned():
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
     legend = ax.get_legend()
     assert legend.get_title().get_text() == "label"
-    assert [t.get_text() for t in legend.get_texts()] == ["b", "a"]
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
     assert legend.markerscale == 1.0
     # no labels: one colour, no legend, the array title
     bare = plot_projection(proj.embedding, s=7)
@@ -598,8 +601,14 @@ def test_plot_projection_3d_artists_pinned():
         ("2, u", [[0.0], [0.0], [1.0]]),
         ("2, v", [[3.0], [1.0], [2.0]]),
     ]
-    blue, orange = _rgb(sns.color_palette()[:2])
-    assert [_rgb(c.get_facecolors())[0] for c in ax.collections] == [blue, blue, orange, orange]
+    # class palette (issue 23.3): class 1 is tab10 colour 1 (orange), class 2 colour 2
+    orange, green = _rgb(sns.color_palette()[1:3])
+    assert [_rgb(c.get_facecolors())[0] for c in ax.collections] == [
+        orange,
+        orange,
+        green,
+        green,
+    ]
     assert all(c.get_sizes().tolist() == [40.0] for c in ax.collections)
     assert ax.get_title() == "PCA (sklearn), N=4, 0.5 s\nEVR 0.875"
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()) == ("x", "y", "z")
@@ -904,3 +913,59 @@ def test_plot_layer_projections_names_itself_in_errors(features, kwargs, match):
     message = str(info.value)
     assert "parameter of plot_layer_projections" in message
     assert "of project" not in message and "project(" not in message
+
+
+# -- one class, one colour (issue 23.3) --------------------------------------------------
+TAB10 = [
+    (0.1216, 0.4667, 0.7059),
+    (1.0, 0.498, 0.0549),
+    (0.1725, 0.6275, 0.1725),
+    (0.8392, 0.1529, 0.1569),
+]
+NAMES = ["circle", "square", "triangle", "cross"]
+
+
+def _legend_colours(ax):
+    legend = ax.get_legend()
+    handles = legend.legend_handles
+    colours = []
+    for h in handles:
+        fc = h.get_markerfacecolor() if hasattr(h, "get_markerfacecolor") else h.get_facecolor()
+        colours.append(_rgb([np.atleast_2d(matplotlib.colors.to_rgba_array(fc))[0]])[0])
+    return dict(zip([t.get_text() for t in legend.get_texts()], colours, strict=True))
+
+
+def test_plot_projection_class_colour_is_keyed_by_class_index():
+    emb = np.arange(16.0).reshape(8, 2)
+    ints = np.array([3, 1, 0, 2, 3, 1, 0, 2])
+    # ints named through class_names, names directly: the same colour per class
+    by_int = plot_projection(emb, ints, class_names=NAMES)
+    by_name = plot_projection(emb, [NAMES[i] for i in ints], class_names=NAMES)
+    for ax in (by_int, by_name):
+        assert _rgb(ax.collections[0].get_facecolors()) == [TAB10[i] for i in ints]
+        assert _legend_colours(ax) == dict(zip(NAMES, TAB10, strict=True))  # index order
+    # a figure showing only classes 2 and 3 keeps their colours
+    few = plot_projection(emb[:2], np.array([3, 2]), class_names=NAMES)
+    assert _legend_colours(few) == {"triangle": TAB10[2], "cross": TAB10[3]}
+
+
+def test_compare_projections_every_panel_has_the_named_legend_in_one_palette():
+    from featviz.compare import compare_projections
+
+    g = np.random.default_rng(0)
+    x = g.normal(size=(24, 5))
+    labels = np.arange(24) % 4
+    fig = compare_projections({"a": x, "b": x * 2}, labels, method="pca", class_names=NAMES)
+    expected = dict(zip(NAMES, TAB10, strict=True))
+    assert [_legend_colours(ax) for ax in fig.axes] == [expected, expected]
+    for ax in fig.axes:
+        assert _rgb(ax.collections[0].get_facecolors()) == [TAB10[i] for i in labels]
+
+
+def test_plot_layer_projections_lists_classes_in_index_order_by_name():
+    g = np.random.default_rng(0)
+    feats = {"a": g.normal(size=(12, 4)), "b": g.normal(size=(12, 3))}
+    labels = np.array([3, 2, 1, 0] * 3)
+    ax = plot_layer_projections(feats, labels=labels, class_names=NAMES)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[-5:] == ["label", *NAMES]

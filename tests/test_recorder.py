@@ -250,7 +250,8 @@ def test_views(tmp_path):
     assert len(rec.plot_projection_timeline().axes) == 3
     path = rec.animate(tmp_path / "a.gif", images=[0, 1])
     with Image.open(path) as im:
-        assert im.n_frames == 3 and im.size == (16, 8)
+        # issue 23.7: 8 px tiles enlarged 16x to 128 px, under a 24 px caption strip
+        assert im.n_frames == 3 and im.size == (2 * 128, 24 + 128)
     with pytest.raises(FileExistsError):
         rec.animate(tmp_path / "a.gif")
     with pytest.raises(ValueError, match="'images'"):
@@ -509,3 +510,36 @@ def test_symlinked_manifest_is_refused_not_decoded(tmp_path):
     with pytest.raises(ValueError, match=r"recorder.json' is a symbolic link"):
         _recorded(store, steps=())
     assert target.read_bytes() == bytes(range(256))
+
+
+def test_animation_and_projection_timeline_are_readable(tmp_path):
+    """Issue 23.7: tiles enlarged under a caption strip; a legend, labels and a title."""
+    from PIL import Image
+
+    rec = _recorded()
+    path = rec.animate(tmp_path / "a.gif", images=[0, 1])
+    tiles = np.concatenate(list(rec._overlays([0, 1], "gradcam", 0)), axis=1)  # (8, 16, 3)
+    with Image.open(path) as im:
+        frame = np.asarray(im.convert("RGB")).astype(int)
+    # 8 px tiles: enlarged 16x to 128 px, under a 24 px caption strip
+    assert frame.shape == (24 + 128, 256, 3)
+    image = frame[24:]
+    expected = tiles.repeat(16, 0).repeat(16, 1).astype(int)
+    assert np.abs(image - expected).mean() < 4  # the GIF palette rounds colours a little
+    strip = frame[:24]
+    assert (strip.min(-1) > 200).mean() > 0.8 and (strip.max(-1) < 100).any()  # text on white
+    fig = rec.plot_projection_timeline(class_names=["a", "b", "c"])
+    (legend,) = fig.legends
+    present = sorted(set(rec.labels.tolist()))
+    assert [t.get_text() for t in legend.get_texts()] == [["a", "b", "c"][i] for i in present]
+    tab10 = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    import matplotlib.colors as mcolors
+
+    (points,) = fig.axes[0].collections
+    got = [mcolors.to_hex(c) for c in points.get_facecolors()]
+    assert got == [tab10[i] for i in rec.labels.tolist()]
+    assert [mcolors.to_hex(h.get_color()) for h in legend.legend_handles] == [
+        tab10[i] for i in present
+    ]
+    assert fig.get_suptitle().startswith("pca of 4 features over training")
+    assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("component 1", "component 2")

@@ -15,7 +15,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ import torch
 
 from featviz._images import rgb_float
 from featviz._ops import resize
+from featviz._palette import class_palette
 
 if TYPE_CHECKING:
     from bokeh.models import LayoutDOM
@@ -311,25 +312,19 @@ def remove_folder(page: Path) -> None:
 
 
 # -- the bokeh page ------------------------------------------------------------------------
-def _palette(k: int) -> list[str]:
-    from bokeh.palettes import Category10, Category20, Turbo256
+def _colours(view: ExploreView, name: str) -> dict[str, str]:
+    """``{class: colour}`` of column ``name``, in legend order.
 
-    if k <= 10:
-        return list(Category10[10][:k])
-    if k <= 20:
-        return list(Category20[20][:k])
-    return [Turbo256[round(i * 255 / (k - 1))] for i in range(k)]
-
-
-def _factors(values: Sequence[str], name: str) -> list[str]:
+    Labels and predictions share one palette keyed by class index (`class_palette`), so
+    a class has the same colour in both colourings and in the library's figures.
+    """
+    values = view.data[name]
     if name == "correct":
-        return [f for f in ("correct", "wrong") if f in set(values)]
-    uniq = sorted(set(values), key=lambda s: (not s.lstrip("-").isdigit(), _num(s), s))
-    return uniq
-
-
-def _num(s: str) -> int:
-    return int(s) if s.lstrip("-").isdigit() else 0
+        return {f: c for f, c in _CORRECT_COLOURS.items() if f in set(values)}
+    every = [v for col in ("label", "prediction") if col in view.data for v in view.data[col]]
+    palette = class_palette(every, view.class_names)
+    present = set(values)
+    return {str(v): c for v, c in palette.items() if v in present}
 
 
 def _marker_size(n: int) -> float:
@@ -351,12 +346,8 @@ def _group_renderers(fig: Any, source: Any, view: ExploreView, name: str) -> tup
         r = fig.scatter("x", "y", source=source, fill_color=colour, **style)
         bar = ColorBar(color_mapper=mapper, title="confidence", visible=False)
         return [r], bar
-    factors = _factors(view.data[name], name)
-    colours = (
-        [_CORRECT_COLOURS[f] for f in factors] if name == "correct" else _palette(len(factors))
-    )
     renderers, items = [], []
-    for factor, fill in zip(factors, colours, strict=True):
+    for factor, fill in _colours(view, name).items():
         only = CDSView(filter=GroupFilter(column_name=name, group=factor))
         r = fig.scatter("x", "y", source=source, view=only, fill_color=fill, **style)
         renderers.append(r)
@@ -365,23 +356,82 @@ def _group_renderers(fig: Any, source: Any, view: ExploreView, name: str) -> tup
     return renderers, legend
 
 
-def _tooltip(view: ExploreView) -> str:
-    rows = ["<b>#@index</b>"]
-    for col, fmt in (("label", ""), ("prediction", ""), ("confidence", "{0.000}")):
-        if col in view.data:
-            rows.append(f"{col}: @{col}{fmt}")
-    img = ""
-    if view.thumbnails is not None:
-        h, w = view.thumbnails.tile
-        img = (
-            f'<div class="featviz-thumb" style="width:{w}px;height:{h}px;flex:none;'
-            "margin-right:6px;background:url('@thumb_sheet{custom}') "
-            '-@thumb_x{0}px -@thumb_y{0}px"></div>'
-        )
-    return (
-        f'<div class="featviz-tip" style="display:flex;align-items:center">{img}'
-        f'<div style="font-size:12px">{"<br>".join(rows)}</div></div>'
-    )
+#: Points listed in the hover box: the nearest ones to the cursor, then "+N more".
+HOVER_MAX = 4
+
+# The hover box: bokeh's own tooltip lists every point under the cursor (39 thumbnails in
+# a dense spot of 20,000 points) and may leave the plot. This one gathers the hits of
+# every shown renderer once per pointer move, lists the HOVER_MAX nearest on screen with
+# "+N more", and is kept inside the plot frame.
+_HOVER_JS = """
+const g = cb_data.geometry;
+const state = (cb_obj._featviz_hover ??= {key: null, box: null});
+const key = `${g.sx},${g.sy}`;
+if (state.key === key) return;  // one call per renderer and move: draw once
+state.key = key;
+const pv = Bokeh.index.get_one(plot);
+if (state.box == null) {
+  state.box = document.createElement("div");
+  state.box.className = "featviz-hover";
+  state.box.style.cssText = "position:absolute;z-index:1000;display:none;overflow:hidden;"
+    + "background:#fff;border:1px solid #aaa;border-radius:4px;padding:4px 6px;"
+    + "box-shadow:0 2px 6px rgba(0,0,0,.25);pointer-events:none;font:12px sans-serif";
+  document.body.appendChild(state.box);
+  pv.canvas_view.el.addEventListener("mouseleave", () => { state.box.style.display = "none"; });
+}
+const box = state.box;
+const d = source.data;
+const hits = new Set();
+for (const r of cb_obj.renderers) {
+  if (!r.visible) continue;
+  const sel = r.get_selection_manager().inspectors.get(r);
+  if (sel != null) for (const i of sel.indices) hits.add(i);
+}
+if (hits.size === 0) { box.style.display = "none"; return; }
+const xs = pv.frame.x_scale, ys = pv.frame.y_scale;
+const dist = (i) => Math.hypot(xs.compute(d.x[i]) - g.sx, ys.compute(d.y[i]) - g.sy);
+const near = [...hits].sort((a, b) => dist(a) - dist(b) || a - b).slice(0, limit);
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+let html = "";
+for (const i of near) {
+  const rows = [`<b>#${d.index[i]}</b>`];
+  for (const col of ["label", "prediction", "confidence"]) {
+    if (!(col in d)) continue;
+    rows.push(`${col}: ${esc(col === "confidence" ? d[col][i].toFixed(3) : d[col][i])}`);
+  }
+  const img = tile == null ? "" : `<div class="featviz-thumb" style="width:${tile[1]}px;`
+    + `height:${tile[0]}px;flex:none;margin-right:6px;background:url('${urls[d.thumb_sheet[i]]}')`
+    + ` -${d.thumb_x[i]}px -${d.thumb_y[i]}px"></div>`;
+  html += '<div class="featviz-tip" style="display:flex;align-items:center;margin:2px 0">'
+    + `${img}<div>${rows.join("<br>")}</div></div>`;
+}
+if (hits.size > near.length) {
+  html += `<div class="featviz-more" style="color:#555">+${hits.size - near.length} more</div>`;
+}
+box.innerHTML = html;
+box.style.display = "block";
+// inside the plot frame: right of and below the cursor, flipped where it would leave it
+const c = pv.canvas_view.el.getBoundingClientRect(), f = pv.frame.bbox;
+box.style.maxHeight = `${f.height}px`;
+box.style.maxWidth = `${f.width}px`;
+const w = box.offsetWidth, h = box.offsetHeight;
+let left = g.sx + 12, top = g.sy + 12;
+if (left + w > f.right) left = g.sx - 12 - w;
+if (top + h > f.bottom) top = g.sy - 12 - h;
+left = Math.max(f.left, Math.min(left, f.right - w));
+top = Math.max(f.top, Math.min(top, f.bottom - h));
+box.style.left = `${c.left + window.scrollX + left}px`;
+box.style.top = `${c.top + window.scrollY + top}px`;
+"""
+
+
+def _hover(view: ExploreView, fig: Any, source: Any, thumb_urls: list[str], shown: list) -> Any:
+    """The hover tool: no bokeh tooltip, the `_HOVER_JS` box instead."""
+    from bokeh.models import CustomJS, HoverTool
+
+    tile = list(view.thumbnails.tile) if view.thumbnails is not None else None
+    args = {"plot": fig, "source": source, "urls": thumb_urls, "tile": tile, "limit": HOVER_MAX}
+    return HoverTool(tooltips=None, renderers=shown, callback=CustomJS(args=args, code=_HOVER_JS))
 
 
 def _geometry(sprites: Sprites, urls: list[str]) -> dict[str, Any]:
@@ -450,8 +500,6 @@ def _plot(
     from bokeh.models import (
         BoxSelectTool,
         CustomJS,
-        CustomJSHover,
-        HoverTool,
         LassoSelectTool,
         TapTool,
     )
@@ -483,12 +531,9 @@ def _plot(
             r.visible = name == first
     every = [r for renderers in groups.values() for r in renderers]
     shown = groups[first]
-    # the tooltip's thumbnail: sheet number -> sheet URL, stored once, not once per point
-    sheet_url = CustomJSHover(args={"urls": thumb_urls}, code="return urls[value];")
-    formatters: dict[str, Any] = {"@thumb_sheet": sheet_url}
     box = BoxSelectTool(renderers=shown)  # active: selecting is what the view is for
     tools = [
-        HoverTool(tooltips=_tooltip(view), renderers=shown, formatters=formatters),
+        _hover(view, fig, source, thumb_urls, shown),
         TapTool(mode="replace", renderers=shown),  # the default "toggle" unselects on a click
         box,
         LassoSelectTool(renderers=shown),

@@ -10,6 +10,8 @@ rules are written). Each primitive has one rule:
   errors, when a forward pass in training mode may change it.
 - `minmax`: scaling to [0, 1] with one rule for constant maps and non-finite values.
 - `resize`: bilinear (or other) resizing of the last two axes.
+- `progress_bar`: every tqdm bar; drawn only on a terminal or in a notebook, so a log
+  file gets no screen-control lines.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ __all__ = [
     "grad_enabled",
     "kept_buffers",
     "minmax",
+    "progress_bar",
     "resize",
+    "shows_progress",
 ]
 
 
@@ -289,3 +293,36 @@ def user_stacklevel() -> int:
     while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def shows_progress() -> bool:
+    """Whether a progress bar can be drawn: stderr is a terminal, or a Jupyter kernel runs.
+
+    Redirected to a file or a pipe, a tqdm bar writes one line per refresh (with
+    ``ESC[A`` cursor moves): 254 lines for one training run in a log file.
+    """
+    if "ipykernel" in sys.modules:
+        from IPython import get_ipython
+
+        if type(get_ipython()).__name__ == "ZMQInteractiveShell":
+            return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def progress_bar(iterable: Any = None, *, enabled: bool = True, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` bar, disabled unless ``enabled`` and `shows_progress`.
+
+    Args:
+        iterable: What to iterate, or None for a manual bar (``total=``, ``update``).
+        enabled: The caller's ``progress`` argument.
+        **kwargs: Passed to ``tqdm`` (``desc``, ``total``, ``unit``, ``leave``, ...).
+
+    Returns:
+        The tqdm bar (a pass-through when disabled).
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not (enabled and shows_progress()), **kwargs)

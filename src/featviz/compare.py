@@ -127,8 +127,8 @@ def _draw(
 ) -> Figure:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
 
+    from featviz._figures import new_figure
     from featviz.featuremaps import colorize, overlay
 
     n, cols = images.shape[0], 1 + len(maps)
@@ -142,7 +142,7 @@ def _draw(
     )
     shown_np = np.asarray(shown.cpu() if isinstance(shown, torch.Tensor) else shown)
     if fig is None:
-        fig = Figure(figsize=(2.4 * cols, 2.4 * n + 0.6), layout="constrained")
+        fig = new_figure((2.4 * cols, 2.4 * n + 0.6), layout="constrained")
     else:
         fig.clear()  # the one rule for a given figure: cleared, then drawn into
     axes = fig.subplots(n, cols, squeeze=False)
@@ -354,6 +354,7 @@ def compare_projections(
     method: str = "tsne",
     random_state: int | None = 0,
     palette: Any = None,
+    class_names: Sequence[str] | None = None,
     fig: Figure | None = None,
     **project_kwargs: Any,
 ) -> Figure:
@@ -369,8 +370,10 @@ def compare_projections(
         method: A projection method, a name of `featviz.projection.METHODS`
             (``"pca"``, ``"tsne"``, ``"umap"``).
         random_state: Seed for every projection.
-        palette: Seaborn palette; default one colour per label from ``"tab10"`` (or
-            ``"husl"`` beyond 10 labels), the same in every panel.
+        palette: Seaborn palette; default the class palette of `plot_projection`
+            (class index ``i`` in colour ``i`` of tab10), the same in every panel.
+        class_names: Names of the class indices: int labels are shown by name in the
+            legends (one per panel).
         fig: Figure to draw into (cleared first); a new one when None.
         **project_kwargs: Further settings of `featviz.project` for every panel
             (``perplexity``, ``pca_dims``, ``engine``, ``n_components``, ...).
@@ -384,8 +387,7 @@ def compare_projections(
             different N, or ``labels`` has another length; and what `featviz.project`
             refuses.
     """
-    from matplotlib.figure import Figure
-
+    from featviz._figures import new_figure
     from featviz.projection import METHODS, plot_projection, project
 
     func = "compare_projections"
@@ -407,15 +409,9 @@ def compare_projections(
         raise ValueError(
             f"The 'labels' parameter of {func} has shape {labels_np.shape}; expected ({n},)."
         )
-    if palette is None:
-        import seaborn as sns
-
-        uniq = sorted(set(labels_np.tolist()))
-        colours = sns.color_palette("tab10" if len(uniq) <= 10 else "husl", len(uniq))
-        palette = dict(zip(uniq, colours, strict=True))
     cols = len(features)
     if fig is None:
-        fig = Figure(figsize=(4.6 * cols, 4.4), layout="constrained")
+        fig = new_figure((4.6 * cols, 4.4), layout="constrained")
     else:
         fig.clear()
     axes = fig.subplots(1, cols, squeeze=False)[0]
@@ -428,6 +424,6 @@ def compare_projections(
             progress=False,
             **project_kwargs,
         )
-        plot_projection(proj, palette=palette, ax=ax, legend=ax is axes[-1])
+        plot_projection(proj, class_names=class_names, palette=palette, ax=ax)
         ax.set_title(f"{name}\n{ax.get_title()}", fontsize=9)
     return fig

@@ -515,10 +515,9 @@ def plot_correlation(
     frame = pd.DataFrame(mat, index=row_labels, columns=col_labels)
     hidden = _resolve_mask(mask, (rows, cols))
 
-    if ax is None:
-        import matplotlib.pyplot as plt
+    from featviz._figures import new_axes
 
-        _, ax = plt.subplots(figsize=_auto_figsize(rows, cols), layout="constrained")
+    ax = new_axes(ax, _auto_figsize(rows, cols), layout="constrained")
     x_step, y_step = _tick_step(cols), _tick_step(rows)
     heatmap_kws.setdefault("xticklabels", x_step if x_step > 1 else True)
     heatmap_kws.setdefault("yticklabels", y_step if y_step > 1 else True)
@@ -659,7 +658,8 @@ def plot_correlation_maps(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from tqdm.auto import tqdm
+
+    from featviz._ops import progress_bar
 
     func = "plot_correlation_maps"
     arr = _as_float_numpy(stack, "stack", func)
@@ -689,7 +689,7 @@ def plot_correlation_maps(
     plot_names = names if axis == 0 or rows == cols else None
     row_names = plot_kws.pop("row_names", None if axis == 0 else names)
     meta_ok = image_format in ("png", "pdf", "svg")
-    for b in tqdm(range(batch), desc="correlation maps", disable=not progress):
+    for b in progress_bar(range(batch), enabled=progress, desc="correlation maps"):
         title = _map_title(str(base), b, labels[b], float(thresholds[b]))
         fig = Figure(figsize=figsize, layout="constrained")
         FigureCanvasAgg(fig)  # one cached renderer for text extents (the base canvas has none)

@@ -13,9 +13,10 @@ import importlib
 import logging
 import os
 import pkgutil
+import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,51 @@ def _index(ctx: DemoContext, timings: list[tuple[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _markdown_html(text: str) -> str:
+    """The demo's markdown notes as HTML: pipe tables and plain paragraphs (escaped).
+
+    The notes are written by the demo sections (a caption line, then a table), so this
+    renders exactly that subset: a browser shows a ``.md`` link as raw text.
+    """
+    from html import escape
+
+    def inline(s: str) -> str:
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(s.strip()))
+
+    out: list[str] = []
+    table: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.lstrip().startswith("|"):
+            table.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        if table:
+            out.append(_table_html(table, inline))
+            table = []
+        if line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    return "\n".join(out)
+
+
+def _table_html(rows: list[list[str]], inline: Callable[[str], str]) -> str:
+    """A markdown pipe table (header, ``---`` row, body) as an HTML table."""
+    head, body = rows[0], rows[1:]
+    aligns = []
+    if body and all(re.fullmatch(r":?-{3,}:?", c) for c in body[0]):
+        aligns = ["num" if c.endswith(":") else "" for c in body[0]]
+        body = body[1:]
+    th = "".join(f"<th>{inline(c)}</th>" for c in head)
+    trs = []
+    for row in body:
+        tds = "".join(
+            f'<td class="{aligns[i]}">{inline(c)}</td>'
+            if i < len(aligns) and aligns[i]
+            else f"<td>{inline(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        trs.append(f"<tr>{tds}</tr>")
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+
+
 def _index_html(ctx: DemoContext) -> str:
     """The gallery as one page: figures inline, the explorer embedded, other files linked."""
     from html import escape
@@ -137,7 +183,9 @@ def _index_html(ctx: DemoContext) -> str:
         '<html lang="en"><head><meta charset="utf-8"><title>featviz demo</title>',
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
         "img{max-width:100%}figure{margin:1em 0}figcaption{color:#444}"
-        "iframe{width:100%;height:760px;border:1px solid #ccc}</style></head><body>",
+        "iframe{width:100%;height:760px;border:1px solid #ccc}"
+        "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;"
+        "padding:.2em .5em}td.num{text-align:right}</style></head><body>",
         "<h1>featviz demo</h1>",
         f"<p>Device: <code>{escape(str(ctx.device))}</code>. Written by "
         "<code>featviz demo</code>; the same files are listed in "
@@ -158,6 +206,9 @@ def _index_html(ctx: DemoContext) -> str:
                 f'<p><a href="{src}">{src}</a>: {text}</p><iframe src="{src}" title="{text}">'
                 "</iframe>"
             )
+        elif name.endswith(".md") and (ctx.out_dir / name).is_file():
+            body = _markdown_html((ctx.out_dir / name).read_text(encoding="utf-8"))
+            parts.append(f'<section><p><a href="{src}">{src}</a>: {text}</p>{body}</section>')
         else:
             parts.append(f'<p><a href="{src}">{src}</a>: {text}</p>')
     parts.append("</body></html>")
@@ -202,7 +253,7 @@ def run_demo(
             ``out_dir`` is a file; the device is not usable; or a section failed (the
             message names it; the original exception is chained as ``__cause__``).
     """
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     out = Path(out_dir)
     _check_out(out, overwrite)
@@ -218,7 +269,7 @@ def run_demo(
             overwrite=overwrite,
             progress=progress,
         )
-        bar = tqdm(sections, desc="featviz demo", unit="section", disable=not progress)
+        bar = progress_bar(sections, enabled=progress, desc="featviz demo", unit="section")
         for section in bar:
             ctx.section = section.TITLE
             bar.set_postfix_str(section.TITLE)

@@ -226,6 +226,8 @@ class ExploreView:
         width: Plot width in pixels.
         height: Plot height in pixels.
         detail_px: Display size (longer side) of the click-through images in pixels.
+        class_names: Names of the class indices: label and prediction legends list the
+            classes in this order, each in the colour of its index (`featviz._palette`).
     """
 
     data: dict[str, Any]
@@ -236,6 +238,7 @@ class ExploreView:
     width: int = 720
     height: int = 600
     detail_px: int = 160
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.data["x"])
@@ -450,6 +453,7 @@ def explore(
         details=details,
         title=title,
         detail_px=detail_size,
+        class_names=names,
     )
 
 

@@ -602,6 +602,6 @@ class _NoBar:
 def _progress(total: int | None, progress: bool) -> Any:
     if not progress:
         return _NoBar()
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
-    return tqdm(total=total, desc="extract", unit="batch")
+    return progress_bar(total=total, desc="extract", unit="batch")

@@ -252,9 +252,9 @@ def plot_feature_grid(
     n = shown + (1 if sum_panel else 0)
     nrows, ncols = _grid_shape(n, ncols)
     if fig is None:
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_figure
 
-        fig = plt.figure(figsize=(1.6 * ncols, 1.6 * nrows + 0.4), layout="constrained")
+        fig = new_figure((1.6 * ncols, 1.6 * nrows + 0.4), layout="constrained")
     else:
         fig.clear()
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()

@@ -141,7 +141,7 @@ def train_tiny_cnn(
     """
     seed = random_state
     _check_recipe(seed, epochs, n_train, "train_tiny_cnn")
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     classes = tuple(class_names)
     recipe = _recipe(seed, epochs, n_train, classes)
@@ -160,7 +160,9 @@ def train_tiny_cnn(
         )
         loss_fn = nn.CrossEntropyLoss()
         model.train()
-        bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, desc="training TinyCNN")
+        bar = progress_bar(
+            enabled=progress, total=epochs * steps_per_epoch, desc="training TinyCNN"
+        )
         for _ in range(epochs):
             order = torch.randperm(n_train, generator=gen)
             for start in range(0, n_train, bs):

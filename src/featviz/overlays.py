@@ -496,12 +496,12 @@ def plot_overlays(
 
         mpl_cmap = cmap[4:] if cmap[4:] in matplotlib.colormaps else "jet"
     if fig is None:
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_figure
 
         # panels keep the image's aspect, but an extreme one (a 4000x2 strip) must not
         # make a figure of hundreds of megapixels: the row height is capped
         row = 2.5 * min(max(h / w, 1 / 8), 8)
-        fig = plt.figure(figsize=(7.5, n * row + 0.5 + 0.25 * n), layout="constrained")
+        fig = new_figure((7.5, n * row + 0.5 + 0.25 * n), layout="constrained")
     else:
         fig.clear()
     axes = fig.subplots(n, 3, squeeze=False)

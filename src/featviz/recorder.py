@@ -498,13 +498,13 @@ class Recorder:
         Returns:
             The figure.
         """
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_figure
 
         method = self._check_view(images, method, "Recorder.plot_timeline")
         steps = self.steps_
         rows, cols = len(images), len(steps)
         if fig is None:
-            fig = plt.figure(figsize=(1.4 * cols + 0.6, 1.4 * rows + 0.4), layout="constrained")
+            fig = new_figure((1.8 * cols + 0.6, 1.8 * rows + 0.5), layout="constrained")
         fig.clear()
         axes = fig.subplots(rows, cols, squeeze=False)
         for c in range(cols):
@@ -528,10 +528,9 @@ class Recorder:
         Returns:
             The axes.
         """
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_axes
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+        ax = new_axes(ax, (5, 3), layout="constrained")
         for name, values in self._metrics().items():
             ax.plot(self.steps_, values, marker="o", label=name)
         ax.set_xlabel("step")
@@ -565,36 +564,58 @@ class Recorder:
         )
 
     def plot_projection_timeline(
-        self, fig: Figure | None = None, align: str = "procrustes"
+        self,
+        fig: Figure | None = None,
+        align: str = "procrustes",
+        *,
+        class_names: Sequence[str] | None = None,
     ) -> Figure:
         """One scatter per recorded step of the aligned projections, coloured by label.
 
-        The points are `projections` (``projection`` method, ``project_kwargs``).
+        The points are `projections` (``projection`` method, ``project_kwargs``); a class
+        has the colour of its index, as in `featviz.plot_projection` and `explore`, and
+        the legend names the classes.
 
         Args:
             fig: Figure to draw into (cleared first); None makes one.
             align: See `projections`.
+            class_names: Names of the label indices, for the legend.
 
         Returns:
             The figure.
         """
-        import matplotlib.pyplot as plt
+        from featviz._figures import new_figure
+        from featviz._palette import class_palette, named
 
         pts = self.projections(align)
         cols = pts.shape[0]
         if fig is None:
-            fig = plt.figure(figsize=(2.0 * cols + 0.4, 2.4), layout="constrained")
+            fig = new_figure((2.6 * cols + 1.4, 3.2), layout="constrained")
         fig.clear()
         axes = fig.subplots(1, cols, squeeze=False)[0]
-        colour = None if self.labels is None else self.labels.numpy()
+        labels = None if self.labels is None else named(self.labels.tolist(), class_names)
+        palette = {} if labels is None else class_palette(labels, class_names)
         lim = float(np.abs(pts).max()) * 1.05 or 1.0
+        colours = None if labels is None else [palette[v] for v in labels]
         for c, ax in enumerate(axes):
-            ax.scatter(pts[c, :, 0], pts[c, :, 1], c=colour, s=8, cmap="tab10")
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"step {self.steps_[c]}", fontsize=8)
+            ax.scatter(pts[c, :, 0], pts[c, :, 1], s=12, c=colours)  # one scatter per step
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
+            ax.set_title(f"step {self.steps_[c]}", fontsize=9)
+            ax.set_xlabel("component 1", fontsize=8)
+        axes[0].set_ylabel("component 2", fontsize=8)
+        if palette:
+            from matplotlib.lines import Line2D
+
+            handles = [
+                Line2D([], [], marker="o", linestyle="", color=colour, label=str(name))
+                for name, colour in palette.items()
+            ]
+            fig.legend(handles=handles, loc="outside right upper", title="label")
+        layer = self.layers_ or self.layers
+        fig.suptitle(
+            f"{self.projection} of {layer} features over training ({align} aligned)",
+            fontsize=10,
+        )
         return fig
 
     def animate(
@@ -609,6 +630,10 @@ class Recorder:
     ) -> Path:
         """Write a GIF (one frame per record: the overlays of ``images`` side by side).
 
+        Each frame is a caption strip (step, method) above the overlays, which are
+        enlarged (nearest neighbour, by a whole factor) to at least 128 pixels tall, so
+        that 32 px probe images are readable on a laptop screen.
+
         Args:
             path: Destination ``.gif`` file (written atomically).
             overwrite: Replace an existing file.
@@ -620,8 +645,6 @@ class Recorder:
         Returns:
             ``path`` as a `Path`.
         """
-        from PIL import Image, ImageDraw
-
         method = self._check_view(images, method, "Recorder.animate")
         if Path(path).suffix.lower() != ".gif":
             raise ValueError(
@@ -631,9 +654,8 @@ class Recorder:
         frames = []
         for r, step in enumerate(self.steps_):
             tiles = self._overlays(images, method, r, mean, std)
-            frame = Image.fromarray(np.concatenate(list(tiles), axis=1))
-            ImageDraw.Draw(frame).text((2, 1), f"step {step}", fill=(255, 255, 255))
-            frames.append(frame)
+            caption = f"step {step}  ({r + 1}/{len(self.steps_)})  {method}"
+            frames.append(_gif_frame(np.concatenate(list(tiles), axis=1), caption))
         with atomic_path(path, overwrite=overwrite) as tmp:
             frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=500, loop=0)
         return Path(path)
@@ -692,3 +714,26 @@ def _project_kwargs(method: str, project_kwargs: Any) -> dict[str, Any]:
     fixed = {"method": method, "n_components": 2, "random_state": 0, "score": False}
     _project_settings("Recorder", project_kwargs, fixed)
     return dict(project_kwargs)
+
+
+# `Recorder.animate` frames: tiles at least this tall, under a caption strip this tall
+_TILE_PX = 128
+_CAPTION_PX = 24
+
+
+def _gif_frame(strip: np.ndarray, caption: str) -> Any:
+    """(h, w, 3) uint8 tiles enlarged to at least ``_TILE_PX`` tall, under a caption."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    factor = max(1, -(-_TILE_PX // strip.shape[0]))  # ceil: at least _TILE_PX tall
+    big = strip.repeat(factor, axis=0).repeat(factor, axis=1)
+    try:
+        font: Any = ImageFont.load_default(size=15)
+    except (TypeError, OSError):  # PIL without FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    text_w = round(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(caption, font=font))
+    size = (max(big.shape[1], text_w + 8), big.shape[0] + _CAPTION_PX)
+    frame = Image.new("RGB", size, (255, 255, 255))
+    frame.paste(Image.fromarray(big), (0, _CAPTION_PX))
+    ImageDraw.Draw(frame).text((4, 4), caption, fill=(0, 0, 0), font=font)
+    return frame

@@ -332,9 +332,9 @@ def _thumb(m: torch.Tensor) -> torch.Tensor:
 
 
 def _steps(names: list[str], progress: bool, desc: str) -> Iterator[tuple[int, str]]:
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
-    yield from tqdm(list(enumerate(names, start=1)), desc=desc, disable=not progress)
+    yield from progress_bar(list(enumerate(names, start=1)), enabled=progress, desc=desc)
 
 
 @contextlib.contextmanager

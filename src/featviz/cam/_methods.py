@@ -150,9 +150,9 @@ def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Ten
         scores = torch.where(constant, zero.float().to(a.device)[:, None], scores)
     pairs = (~constant).nonzero()
     chunks = pairs.split(job.batch_size)
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
-    for chunk in tqdm(chunks, desc="Score-CAM", disable=not job.progress or len(chunks) <= 1):
+    for chunk in progress_bar(chunks, enabled=job.progress and len(chunks) > 1, desc="Score-CAM"):
         i, k = chunk[:, 0], chunk[:, 1]
         m = minmax(resize(a[i, k], size), what="Score-CAM mask")[:, None]
         img_rows = i.to(images.device)

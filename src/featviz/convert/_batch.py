@@ -413,9 +413,9 @@ def _run_jobs(
     progress: bool,
 ) -> None:
     """Run `_convert_one` on every job (serially or on threads), storing outcomes by index."""
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
-    with tqdm(total=len(jobs), desc="convert", unit="file", disable=not progress) as bar:
+    with progress_bar(enabled=progress, total=len(jobs), desc="convert", unit="file") as bar:
         if workers == 1 or len(jobs) <= 1:
             for i, src, dst in jobs:
                 results[i] = _convert_one(src, dst, opts)

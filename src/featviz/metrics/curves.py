@@ -80,12 +80,12 @@ def _curve(
     t = torch.arange(steps + 1, device=x.device)
     counts = torch.div(t * hw + steps // 2, steps, rounding_mode="floor")  # round(t*hw/steps)
     curve = torch.empty(n * (steps + 1), dtype=torch.float32, device=x.device)
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     with _evaluating(model, eval_mode):
         scorer = _scorer(model, x, target, batch_size, probability)
         total = n * (steps + 1)
-        bar = tqdm(total=total, desc=func, disable=not progress)
+        bar = progress_bar(enabled=progress, total=total, desc=func)
         for idx in _chunks(total, batch_size):
             idx = idx.to(x.device)
             img, step = idx // (steps + 1), idx % (steps + 1)

@@ -235,13 +235,13 @@ def _road_scores(
     progress: bool,
 ) -> torch.Tensor:
     """(N, len(orders), K) class scores of the imputed images (model already evaluating)."""
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     n, k, hw = x.shape[0], len(counts), rank.shape[1]
     per_image = len(orders) * k
     pixels = x.to("cpu", torch.float64).numpy()
     scores = torch.empty(n * per_image, dtype=torch.float32, device=x.device)
-    bar = tqdm(total=n * per_image, desc="road", disable=not progress)
+    bar = progress_bar(enabled=progress, total=n * per_image, desc="road")
     for idx in _chunks(n * per_image, batch_size):
         batch = []
         for item in idx.tolist():

@@ -7,13 +7,15 @@ small helpers; drawing is seaborn (2-D) or a matplotlib 3-D scatter.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from featviz._images import label_names
+from featviz._palette import class_order, class_palette
 from featviz.hooks import to_numpy
 from featviz.projection._common import _check_int, _Settings
 from featviz.projection._core import Projection, _make_frame, _project_settings
@@ -123,7 +125,11 @@ def _scatter_3d(
     if hue_vals is not None and hue_vals.dtype.kind in "biuf":
         hue_levels = sorted(hue_levels, key=lambda v: float(v))  # type: ignore[arg-type]
     style_levels = list(dict.fromkeys(frame[style])) if style is not None else [None]
-    colors = sns.color_palette(palette, len(hue_levels))
+    if isinstance(palette, dict):  # the class palette: its order and colours
+        hue_levels = [h for h in palette if h in set(hue_levels)]
+        colors = [palette[h] for h in hue_levels]
+    else:
+        colors = sns.color_palette(palette, len(hue_levels))
     for hi, h in enumerate(hue_levels):
         for si, st in enumerate(style_levels):
             mask = np.ones(len(frame), dtype=bool)
@@ -159,10 +165,10 @@ def _draw_3d(
     legend: bool,
 ) -> Axes:
     """3-D scatter on ``ax`` (a 3-D Axes; ``None`` creates one)."""
-    import matplotlib.pyplot as plt
+    from featviz._figures import new_figure
 
     if ax is None:
-        fig = plt.figure(figsize=(6.5, 5.5))
+        fig = new_figure((6.5, 5.5))
         ax = fig.add_subplot(projection="3d")
     elif getattr(ax, "name", "") != "3d":
         raise ValueError(
@@ -185,12 +191,15 @@ def _draw_2d(
     s: float,
     legend: bool,
 ) -> Axes:
-    """Draw a seaborn scatter plot on ``ax`` (``None`` creates a figure), small-font legend."""
-    import matplotlib.pyplot as plt
+    """Draw a seaborn scatter plot on ``ax`` (``None`` creates a figure), small-font legend.
+
+    A dict ``palette`` also gives the legend order (class-index order).
+    """
     import seaborn as sns
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    from featviz._figures import new_axes
+
+    ax = new_axes(ax, (6.5, 5.5))
     sns.scatterplot(
         data=frame,
         x="x",
@@ -198,6 +207,7 @@ def _draw_2d(
         hue=hue,
         style=style,
         palette=palette,
+        hue_order=list(palette) if isinstance(palette, dict) else None,
         s=s,
         linewidth=0,
         legend="auto" if legend else False,
@@ -214,10 +224,25 @@ def _draw_2d(
     return ax
 
 
+def _name_labels(frame: pd.DataFrame, class_names: Sequence[str] | None) -> None:
+    """Int labels of ``frame`` replaced by their names from ``class_names`` (in place)."""
+    if class_names is None or frame["label"].isna().all():
+        return
+    arr = frame["label"].to_numpy()
+    if arr.dtype.kind in "iu":
+        frame["label"] = label_names(arr, class_names, func="plot_projection", param="labels")
+
+
+def _is_classes(frame: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` holds classes (the labels, or text) rather than a quantity."""
+    return column == "label" or frame[column].dtype.kind in "OSUb"
+
+
 def plot_projection(
     projection_or_array: Projection | Any,
     labels: Any = None,
     *,
+    class_names: Sequence[str] | None = None,
     hue: Any = None,
     style: Any = None,
     palette: Any = None,
@@ -234,10 +259,14 @@ def plot_projection(
     Args:
         projection_or_array: A `Projection`, or an embedding array/tensor (N, 2) or (N, 3).
         labels: (N,) labels; overrides the projection's labels.
+        class_names: Names of the class indices: int labels are shown by name, and
+            classes are coloured and listed in class-index order.
         hue: Column of ``Projection.frame`` (``"label"``, ``"index"``, ...) or (N,)
             values for colour; default ``"label"`` when there are labels.
         style: Column name or (N,) values for the marker shape.
-        palette: seaborn palette name, list or dict.
+        palette: seaborn palette name, list or dict; default for classes: class index
+            ``i`` in colour ``i`` of tab10 (tab20 beyond 10 classes), the rule every
+            featviz figure and `explore` use, so a class keeps its colour everywhere.
         s: Marker size; default from N (between 2 and 40).
         legend: Draw a legend.
         title: Axes title; default names the method, engine, N, seconds and quality.
@@ -252,13 +281,17 @@ def plot_projection(
             entries or mixes kinds, or a 3-D plot is asked on 2-D Axes.
     """
     proj, frame, k = _plot_frame(projection_or_array, labels)
+    _name_labels(frame, class_names)
     if hue is None and frame["label"].notna().any():
         hue = "label"
+    hue = _column(frame, hue, "hue")
+    if palette is None and hue is not None and _is_classes(frame, hue):
+        palette = class_palette(frame[hue].tolist(), class_names)
     draw = _draw_3d if k == 3 else _draw_2d
     ax = draw(
         ax,
         frame,
-        hue=_column(frame, hue, "hue"),
+        hue=hue,
         style=_column(frame, style, "style"),
         palette=palette,
         s=_default_size(len(frame)) if s is None else float(s),
@@ -366,19 +399,25 @@ def _layer_frame(
     return _make_frame(out.embedding, lab).assign(layer=tag)
 
 
-def _draw_layers(ax: Axes | None, data: pd.DataFrame, style: str | None) -> Axes:
-    """All layers' points in one seaborn scatter plot, coloured by layer."""
-    import matplotlib.pyplot as plt
+def _draw_layers(
+    ax: Axes | None, data: pd.DataFrame, style: str | None, class_names: Sequence[str] | None
+) -> Axes:
+    """All layers' points in one seaborn scatter plot, coloured by layer.
+
+    The classes are marker styles, in class-index order (`class_order`).
+    """
     import seaborn as sns
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    from featviz._figures import new_axes
+
+    ax = new_axes(ax, (6.5, 5.5))
     sns.scatterplot(
         data=data,
         x="x",
         y="y",
         hue="layer",
         style=style,
+        style_order=class_order(data[style].tolist(), class_names) if style else None,
         s=float(np.clip(6000.0 / len(data), 4.0, 40.0)),
         linewidth=0,
         alpha=0.7,
@@ -398,6 +437,7 @@ def plot_layer_projections(
     method: str = "pca",
     ax: Axes | None = None,
     labels: Any = None,
+    class_names: Sequence[str] | None = None,
     random_state: int | None = 0,
     **project_kwargs: Any,
 ) -> Axes:
@@ -425,6 +465,8 @@ def plot_layer_projections(
             (default), ``"tsne"``, ``"umap"``, as in `project`.
         ax: Axes to draw on; ``None`` creates a figure.
         labels: (N,) labels (only with ``sample=None``), shown as marker styles.
+        class_names: Names of the class indices: int labels are shown by name, and the
+            legend lists classes in class-index order.
         random_state: Seed passed to `project`.
         **project_kwargs: Further settings of `project` for every layer (``perplexity``,
             ``pca_dims``, ``engine``, ``n_jobs``, ...; ``progress`` defaults to False).
@@ -453,7 +495,10 @@ def plot_layer_projections(
     s, sample = _layer_settings(features, sample, labels, fixed, project_kwargs)
     parts = [_layer_frame(k, v, sample, labels, s) for k, v in features.items()]
     style = "label" if sample is None and labels is not None else None
-    ax = _draw_layers(ax, pd.concat(parts, ignore_index=True), style)
+    data = pd.concat(parts, ignore_index=True)
+    if style:
+        _name_labels(data, class_names)
+    ax = _draw_layers(ax, data, style, class_names)
     n_points = len(parts[0])
     what = (
         f"sample {sample}: {n_points} positions in the first layer"

@@ -266,7 +266,8 @@ class _Rechunker:
 def _reduce_memmap(x: np.ndarray, k: int, s: _Settings) -> _Reduced:
     """IncrementalPCA over row chunks of a memory map larger than the budget."""
     from sklearn.decomposition import IncrementalPCA
-    from tqdm.auto import tqdm
+
+    from featviz._ops import progress_bar
 
     n, d = x.shape
     k_fit = min(_ipca_components(k, d), n)
@@ -277,7 +278,7 @@ def _reduce_memmap(x: np.ndarray, k: int, s: _Settings) -> _Reduced:
     if len(spans) > 1 and spans[-1].stop - spans[-1].start < k_fit:
         last = spans.pop()  # keep every chunk at least k_fit rows
         spans[-1] = slice(spans[-1].start, last.stop)
-    for sl in tqdm(spans, desc="IncrementalPCA fit", disable=not s.progress, leave=False):
+    for sl in progress_bar(spans, enabled=s.progress, desc="IncrementalPCA fit", leave=False):
         chunk = _as_float(np.array(x[sl]))
         _release_pages(x)
         scan.add(chunk)
@@ -286,7 +287,7 @@ def _reduce_memmap(x: np.ndarray, k: int, s: _Settings) -> _Reduced:
                 ipca.partial_fit(chunk)
     scan.check(s)
     z = np.empty((n, k), dtype=np.result_type(x.dtype, np.float32))
-    for sl in tqdm(spans, desc="IncrementalPCA transform", disable=not s.progress, leave=False):
+    for sl in progress_bar(spans, enabled=s.progress, desc="IncrementalPCA transform", leave=False):
         with _pca_errors(s, "scikit-learn's IncrementalPCA"):
             z[sl] = ipca.transform(_as_float(np.array(x[sl])))[:, :k]
         _release_pages(x)
@@ -387,11 +388,12 @@ def _reduce_stream(source: Any, s: _Settings) -> _Reduced:
 def _stream_fit(source: Any, s: _Settings) -> _StreamFit:
     """Pass 1: check every batch and fit IncrementalPCA in chunks (or keep the rows)."""
     from sklearn.decomposition import IncrementalPCA
-    from tqdm.auto import tqdm
+
+    from featviz._ops import progress_bar
 
     scan, fit = _Scan(), _StreamFit()
     rechunk: _Rechunker | None = None
-    bar = tqdm(desc="reading (pass 1)", unit="row", disable=not s.progress, leave=False)
+    bar = progress_bar(enabled=s.progress, desc="reading (pass 1)", unit="row", leave=False)
     for x, lab in _stream(source, s):
         if fit.seen == 0:  # first batch: now D is known
             fit.d, fit.k = x.shape[1], _pca_target(None, x.shape[1], s)
@@ -436,15 +438,15 @@ def _fit_tail(fit: _StreamFit, tail: list[np.ndarray], s: _Settings) -> None:
 
 def _stream_transform(source: Any, fit: _StreamFit, s: _Settings) -> _Reduced:
     """Pass 2: apply the PCA batch by batch; keep the raw rows of the scoring subsample."""
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     out: list[np.ndarray] = []
     labs: list[np.ndarray | None] = []
     sub_idx = _subsample(fit.seen, s.random_state)
     sub: list[np.ndarray] = []
     pos = 0
-    bar = tqdm(
-        total=fit.seen, desc="projecting (pass 2)", unit="row", disable=not s.progress, leave=False
+    bar = progress_bar(
+        enabled=s.progress, total=fit.seen, desc="projecting (pass 2)", unit="row", leave=False
     )
     for x, lab in _stream(source, s):
         with _pca_errors(s, "scikit-learn's IncrementalPCA"):
@@ -472,12 +474,12 @@ def _read_owned(x: np.ndarray, *, progress: bool) -> np.ndarray:
 
     Peak RSS stays near the data size plus one chunk (not twice the data size).
     """
-    from tqdm.auto import tqdm
+    from featviz._ops import progress_bar
 
     n, d = x.shape
     out = np.empty((n, d), dtype=_as_float(np.empty(0, x.dtype)).dtype)
     step = max(1, (64 * 2**20) // max(1, d * x.itemsize))  # ~64 MiB per chunk
-    for sl in tqdm(list(_chunks(n, step)), desc="reading", disable=not progress, leave=False):
+    for sl in progress_bar(list(_chunks(n, step)), enabled=progress, desc="reading", leave=False):
         out[sl] = x[sl]
         _release_pages(x)
     return out
