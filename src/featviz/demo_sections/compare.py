@@ -30,7 +30,12 @@ def run(ctx: DemoContext) -> None:
         name: extract(m, loader, ["flatten"], device=ctx.device, progress=False).layers["flatten"]
         for name, m in models.items()
     }
-    fig = compare_projections(feats, ctx.data.labels, method="pca" if ctx.fast else "tsne")
+    fig = compare_projections(
+        feats,
+        ctx.data.labels,
+        method="pca" if ctx.fast else "tsne",
+        class_names=list(ctx.data.classes),
+    )
     ctx.save_figure(
         fig, "compare_projections.png", "Penultimate features projected, with quality in titles"
     )

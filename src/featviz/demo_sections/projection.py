@@ -20,6 +20,7 @@ def run(ctx: DemoContext) -> None:
     data = ctx.data
     images, labels = data.tensors()
     names = [data.classes[i] for i in labels.tolist()]
+    cls = list(data.classes)  # one colour per class, as in every figure of the demo
     parts = []
     with capture(ctx.model, ["flatten"]) as cap, torch.no_grad():
         for batch in images.split(256):
@@ -29,8 +30,14 @@ def run(ctx: DemoContext) -> None:
     perplexity = min(30.0, (len(data) - 1) / 3)  # --fast has 64 images
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    plot_projection(project(feats, method="pca", labels=names, progress=False), ax=axes[0])
-    plot_projection(project(feats, labels=names, perplexity=perplexity, progress=False), ax=axes[1])
+    plot_projection(
+        project(feats, method="pca", labels=names, progress=False), ax=axes[0], class_names=cls
+    )
+    plot_projection(
+        project(feats, labels=names, perplexity=perplexity, progress=False),
+        ax=axes[1],
+        class_names=cls,
+    )
     fig.suptitle(f"TinyCNN penultimate features ('flatten', {feats.shape[1]}-d), by class")
     ctx.save_figure(
         fig,
@@ -40,8 +47,14 @@ def run(ctx: DemoContext) -> None:
 
     # raw pixels: the dataset is streamed; t-SNE runs on its PCA-50 reduction
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    plot_projection(project(data, method="pca", labels=names, progress=False), ax=axes[0])
-    plot_projection(project(data, labels=names, perplexity=perplexity, progress=False), ax=axes[1])
+    plot_projection(
+        project(data, method="pca", labels=names, progress=False), ax=axes[0], class_names=cls
+    )
+    plot_projection(
+        project(data, labels=names, perplexity=perplexity, progress=False),
+        ax=axes[1],
+        class_names=cls,
+    )
     fig.suptitle("Raw Shapes images (3x64x64 pixels), by class")
     ctx.save_figure(
         fig,

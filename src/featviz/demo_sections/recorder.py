@@ -48,7 +48,7 @@ def run(ctx: DemoContext) -> None:
     rec.plot_metrics(ax=ax)
     ax.set_title("probe batch (16 images)", fontsize=9)
     ctx.save_figure(fig, "recorder_metrics.png", "Probe accuracy and confidence per step")
-    fig = rec.plot_projection_timeline()
+    fig = rec.plot_projection_timeline(class_names=list(ctx.data.classes))
     ctx.save_figure(fig, "recorder_projections.png", "Probe features (PCA), aligned across steps")
     path = ctx.note("recorder.gif", "The same Grad-CAMs as an animation, one frame per record")
     rec.animate(path, overwrite=ctx.overwrite, images=shown)
