@@ -22,48 +22,6 @@ def test_example_runs(script, tmp_path, monkeypatch):
     assert written, f"{script.name} wrote nothing into --out"
 
 
-BAR = (
-    "from featviz._ops import progress_bar\n"
-    "for _ in progress_bar(range(3), desc='work'): pass\n"
-    "for _ in progress_bar(range(3), enabled=False, desc='off'): pass\n"
-)
-
-
-def test_progress_bars_only_on_a_terminal(tmp_path):
-    """Issue 23.9: redirected to a log, a bar wrote 254 lines of ESC[A; now nothing."""
-    import os
-    import pty
-    import subprocess
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    log = tmp_path / "log.txt"
-    with log.open("w") as f:
-        subprocess.run([sys.executable, "-c", BAR], stderr=f, env=env, check=True)
-    assert log.read_text() == ""
-    # on a terminal the bar is drawn (and the disabled one is not)
-    leader, follower = pty.openpty()
-    import fcntl
-    import struct
-    import termios
-
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 cols
-    try:
-        subprocess.run([sys.executable, "-c", BAR], stderr=follower, env=env, check=True)
-        os.close(follower)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(leader)
-    assert b"work: 100%" in seen and b"off" not in seen
-
-
 def test_cam_example_help_names_fast_and_the_run_time(capsys, monkeypatch):
     script = next(p for p in EXAMPLES if p.stem == "cam")
     monkeypatch.setattr(sys, "argv", [str(script), "--help"])

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
 import warnings
 
 import numpy as np
@@ -192,3 +199,38 @@ def _capture_unused(model, x):
     net = Branchy()
     with featviz.capture(net, "unused"):
         net(x)
+
+
+# -- progress bars -----------------------------------------------------------------------
+BAR = (
+    "from featviz._ops import progress_bar\n"
+    "for _ in progress_bar(range(3), desc='work'): pass\n"
+    "for _ in progress_bar(range(3), enabled=False, desc='off'): pass\n"
+)
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    """Issue 23.9: redirected to a log, a bar wrote 254 lines of ESC[A; now nothing."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    log = tmp_path / "log.txt"
+    with log.open("w") as f:
+        subprocess.run([sys.executable, "-c", BAR], stderr=f, env=env, check=True)
+    assert log.read_text() == ""
+    # on a terminal the bar is drawn (and the disabled one is not)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 cols
+    try:
+        subprocess.run([sys.executable, "-c", BAR], stderr=follower, env=env, check=True)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert b"work: 100%" in seen and b"off" not in seen
