@@ -245,9 +245,9 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     (
         "pg-reduction",
-        lambda c: pointing_game(c.sal, BOXES, reduce="sum"),
+        lambda c: pointing_game(c.sal, BOXES, aggregate="sum"),
         ValueError,
-        r"'reduce'",
+        r"'aggregate'",
     ),
     ("pg-saliency-type", lambda c: pointing_game("x", BOXES), TypeError, r"'heatmaps'.*str"),
     # one (H, W) map is one map, as in overlay; the boxes then do not match it
@@ -291,9 +291,9 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     (
         "drop-reduction",
-        lambda c: average_drop(c.model, c.x, c.sal, reduce="max"),
+        lambda c: average_drop(c.model, c.x, c.sal, aggregate="max"),
         ValueError,
-        r"'reduce'",
+        r"'aggregate'",
     ),
     ("drop-model", lambda c: average_drop("m", c.x, c.sal), TypeError, r"'model'"),
     (
@@ -332,7 +332,12 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     ("thr-quantile", lambda c: threshold_labels(M, quantile=1.5), ValueError, r"'quantile'.*1.5"),
     ("thr-threshold-nan", lambda c: threshold_labels(M, threshold=NAN), ValueError, r"'threshold'"),
-    ("thr-reduce", lambda c: threshold_labels(M, reduce="median"), ValueError, r"'reduce'"),
+    (
+        "thr-statistic",
+        lambda c: threshold_labels(M, statistic="median"),
+        ValueError,
+        r"'statistic'",
+    ),
     ("thr-empty", lambda c: threshold_labels(np.zeros((0, 3))), ValueError, r"'matrix'.*empty"),
     (
         "maps-empty-stack",

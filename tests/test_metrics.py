@@ -125,14 +125,17 @@ def test_average_drop_and_increase_by_hand():
 
     # image 0: Y = sig(10), O = sig(1 + 1.5 + 4) = sig(6.5); image 1: Y = sig(-10) < O = sig(-5)
     drop0 = 100 * (sig(10) - sig(6.5)) / sig(10)
-    per = average_drop(model, x, sal, 0, reduce="none")
+    per = average_drop(model, x, sal, 0, aggregate="none")
     torch.testing.assert_close(per, torch.tensor([drop0, 0.0]))
     assert average_drop(model, x, sal, 0) == pytest.approx(drop0 / 2, rel=1e-5)
-    inc = increase_in_confidence(model, x, sal, 0, reduce="none")
+    inc = increase_in_confidence(model, x, sal, 0, aggregate="none")
     torch.testing.assert_close(inc, torch.tensor([0.0, 100.0]))
     assert increase_in_confidence(model, x, sal, 0, batch_size=1) == 50.0
-    with pytest.raises(ValueError, match="'reduce' parameter"):
-        average_drop(model, x, sal, 0, reduce="sum")
+    with pytest.raises(ValueError, match="'aggregate' parameter"):
+        average_drop(model, x, sal, 0, aggregate="sum")
+    # `reduce` pools activations elsewhere; here it was the old name of `aggregate`
+    with pytest.warns(FutureWarning, match="'reduce' parameter of average_drop is renamed"):
+        assert average_drop(model, x, sal, 0, reduce="none").shape == per.shape
 
 
 def test_model_flags_restored():
@@ -158,19 +161,19 @@ def test_pointing_game_by_hand():
     maps[2, 5, 7] = 1.0  # on box 2's last pixel (exclusive ends)
     # maps[3] is constant: a miss
     boxes = torch.tensor([[2, 1, 5, 4], [4, 4, 8, 6], [6, 3, 8, 6], [0, 0, 8, 6]])
-    hits = pointing_game(maps, boxes, reduce="none")
+    hits = pointing_game(maps, boxes, aggregate="none")
     assert hits.tolist() == [True, False, True, False]
     assert pointing_game(maps, boxes) == 0.5
     # x1/y1 are exclusive: a box ending at the point's column misses it
-    assert not pointing_game(maps[:1], torch.tensor([[0, 0, 3, 6]]), reduce="none")[0]
+    assert not pointing_game(maps[:1], torch.tensor([[0, 0, 3, 6]]), aggregate="none")[0]
     # tolerance (Euclidean): point (y=0, x=0) to box 1 (x >= 4, y >= 4): distance sqrt(32)
-    assert not pointing_game(maps[1:2], boxes[1:2], tolerance=5.6, reduce="none")[0]
-    assert pointing_game(maps[1:2], boxes[1:2], tolerance=5.66, reduce="none")[0]
+    assert not pointing_game(maps[1:2], boxes[1:2], tolerance=5.6, aggregate="none")[0]
+    assert pointing_game(maps[1:2], boxes[1:2], tolerance=5.66, aggregate="none")[0]
     # the same with masks
     masks = torch.zeros(4, 6, 8, dtype=torch.bool)
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         masks[i, y0:y1, x0:x1] = True
-    assert pointing_game(maps, masks=masks, reduce="none").tolist() == hits.tolist()
+    assert pointing_game(maps, masks=masks, aggregate="none").tolist() == hits.tolist()
     assert pointing_game(maps[1:2], masks=masks[1:2], tolerance=5.66) == 1.0
     assert pointing_game(maps[1:2], masks=masks[1:2], tolerance=5.6) == 0.0
     assert pointing_game(maps.numpy(), boxes.numpy()) == 0.5
@@ -195,14 +198,14 @@ def test_energy_in_box_by_hand():
         ]
     )
     boxes = torch.tensor([[1, 0, 3, 2], [0, 0, 3, 2], [0, 0, 1, 2]])
-    e = energy_in_box(maps, boxes, reduce="none")
+    e = energy_in_box(maps, boxes, aggregate="none")
     # (2 + 4) / 10; an all-zero map -> 0; negatives clipped: 1 / 4
     torch.testing.assert_close(e, torch.tensor([0.6, 0.0, 0.25]))
     assert energy_in_box(maps, boxes) == pytest.approx((0.6 + 0.25) / 3)
     masks = np.zeros((3, 2, 3), dtype=bool)
     masks[0, 1, :] = True
     masks[2, 0, 1] = True
-    em = energy_in_box(maps, masks=masks, reduce="none")
+    em = energy_in_box(maps, masks=masks, aggregate="none")
     torch.testing.assert_close(em, torch.tensor([0.7, 0.0, 0.25]))
 
 
@@ -259,7 +262,7 @@ def test_average_drop_zero_confidence_is_zero_with_a_warning():
 
     sal = torch.ones(2, 2, 2)
     with pytest.warns(RuntimeWarning, match=r"probability 0 on images \[0, 1\]"):
-        per = average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1, reduce="none")
+        per = average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1, aggregate="none")
     assert torch.equal(per, torch.zeros(2))
     with pytest.warns(RuntimeWarning):
         assert average_drop(Sure(), torch.ones(2, 1, 2, 2), sal, target=1) == 0.0
@@ -294,7 +297,7 @@ def test_localisation_metrics_never_nan(values, dtype):
     box = torch.tensor([[1, 1, 3, 3]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hit = pointing_game(sal, box, reduce="none")
+        hit = pointing_game(sal, box, aggregate="none")
         e = energy_in_box(sal, box)
     finite = torch.isfinite(sal.double())
     if bool(finite.any()):
@@ -666,7 +669,7 @@ def _results(name: str, model: nn.Module, x, sal, target, **kw) -> list[torch.Te
         res = road(model, x, sal, target, fractions=(0.25, 0.5), batch_size=3, **kw)
         return [res.score, res.morf, res.lerf]
     fn = average_drop if name == "average_drop" else increase_in_confidence
-    return [fn(model, x, sal, target, batch_size=2, reduce="none")]
+    return [fn(model, x, sal, target, batch_size=2, aggregate="none")]
 
 
 MODEL_METRICS = ["deletion_auc", "insertion_auc", "road", "average_drop", "increase_in_confidence"]
@@ -743,14 +746,14 @@ def test_box_target_confidence_in_average_drop_is_its_score():
     half = torch.full((2, 4, 4), 0.5)
     half[1, :2, :2] = 1.0  # image 1 keeps the box's pixels: its score stays 1
     # image 0: Y = 1 (the detection's score), O = 0.5 -> a 50 % drop; image 1: no drop
-    per = average_drop(FakeDetector(), x, half, target, reduce="none")
+    per = average_drop(FakeDetector(), x, half, target, aggregate="none")
     torch.testing.assert_close(per, torch.tensor([50.0, 0.0]))
     brighter = torch.ones(2, 4, 4)
-    inc = increase_in_confidence(FakeDetector(), x * 0.5, brighter * 2, target, reduce="none")
+    inc = increase_in_confidence(FakeDetector(), x * 0.5, brighter * 2, target, aggregate="none")
     torch.testing.assert_close(inc, torch.tensor([100.0, 100.0]))
     # a score <= 0 is no confidence to drop from: term 0, with a warning naming the score
     with pytest.warns(RuntimeWarning, match=r"score 0 or less on images \[0, 1\]"):
-        per = average_drop(FakeDetector(), x * 0, half, target, reduce="none")
+        per = average_drop(FakeDetector(), x * 0, half, target, aggregate="none")
     assert per.tolist() == [0.0, 0.0]
 
 
@@ -834,7 +837,7 @@ def test_compare_baselines_scores_each_map_in_the_metrics_direction():
     margin = table.loc["edges", "margin"]
     word = "beat" if margin > 0 else "trail"
     assert table.loc["edges", "verdict"] == f"heatmaps {word} edges by {abs(margin):.3g}"
-    # localisation metric: no images parameter, higher is better, reduce="none" passed on
+    # localisation metric: no images parameter, higher is better, aggregate="none" passed on
     boxes = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2]])
     hits = compare_baselines(pointing_game, images, heatmaps, kinds=["gaussian"], boxes=boxes)
     assert hits.loc["heatmaps", "score"] == 1.0  # SAL's maximum is the bottom-right pixel

@@ -22,7 +22,7 @@ from featviz._scoring import Scorer, needs_outputs, predicted, resolve
 __all__: list[str] = []
 
 Baseline = Literal["zeros", "blur", "mean"] | float | torch.Tensor
-Reduce = Literal["mean", "none"]
+Aggregate = Literal["mean", "none"]
 
 
 @contextlib.contextmanager

@@ -77,7 +77,7 @@ def baseline_maps(images: torch.Tensor, kind: str, *, random_state: int = 0) -> 
         TypeError: ``images`` is not a tensor.
         ValueError: ``images`` is not a float (N, C, H, W) batch; an unknown ``kind``.
     """
-    images = _check_images(images)
+    images = _check_images(images, "baseline_maps")
     kind = check_choice(kind, "kind", "baseline_maps", BASELINE_KINDS)
     n, _, h, w = images.shape
     if kind == "random":
@@ -123,7 +123,7 @@ def compare_baselines(
 
     ``metric`` is called once for the heatmaps and once for each baseline kind, with
     ``heatmaps=`` the maps, ``images=`` the images where it takes them, every other
-    keyword argument as given, and ``reduce="none"`` where it takes ``reduce`` (so
+    keyword argument as given, and ``aggregate="none"`` where it takes ``aggregate`` (so
     random choices inside the metric, such as ROAD's noise, are the same for every map).
 
     Args:
@@ -151,7 +151,7 @@ def compare_baselines(
     """
     import pandas as pd
 
-    images = _check_images(images)
+    images = _check_images(images, "compare_baselines")
     maps = _as_maps(heatmaps, images.shape[0], func="compare_baselines")
     kinds = [check_choice(k, "kinds", "compare_baselines", BASELINE_KINDS) for k in kinds]
     lower = _lower_is_better(metric, kwargs) if higher_is_better is None else not higher_is_better
@@ -164,8 +164,8 @@ def compare_baselines(
     params = inspect.signature(metric).parameters
     if "images" in params:
         kwargs["images"] = images
-    if "reduce" in params:
-        kwargs.setdefault("reduce", "none")
+    if "aggregate" in params:
+        kwargs.setdefault("aggregate", "none")
     candidates = {"heatmaps": maps}
     for kind in kinds:
         candidates[kind] = baseline_maps(images, kind, random_state=random_state)

@@ -18,8 +18,8 @@ from featviz._outputs import Target
 from featviz._scoring import needs_outputs
 from featviz._validation import check_choice, check_int, renamed
 from featviz.metrics._common import (
+    Aggregate,
     Baseline,
-    Reduce,
     _baseline,
     _chunks,
     _evaluating,
@@ -262,7 +262,7 @@ def _confidences(
     return y, o
 
 
-@renamed(saliency="heatmaps", reduction="reduce")
+@renamed(saliency="heatmaps", reduction="aggregate", reduce="aggregate")
 def average_drop(
     model: nn.Module,
     images: torch.Tensor,
@@ -270,7 +270,7 @@ def average_drop(
     target: Target = None,
     *,
     batch_size: int = 64,
-    reduce: Reduce = "mean",
+    aggregate: Aggregate = "mean",
     eval_mode: bool = True,
 ) -> float | torch.Tensor:
     r"""Average Drop % (Chattopadhay et al. 2018): lower is better.
@@ -291,7 +291,7 @@ def average_drop(
         target: What is scored, as in `deletion_auc`. Class targets (None, ints,
             ``ClassTarget``, ``ClassesTarget``) are scored by their softmax probability.
         batch_size: Images per forward pass.
-        reduce: ``"mean"``: the percentage as a float; ``"none"``: the per-image
+        aggregate: ``"mean"``: the percentage as a float; ``"none"``: the per-image
             terms $100 \max(0, Y_i - O_i) / Y_i$ as a tensor (N,).
         eval_mode: Evaluate the model in eval mode (flags restored after).
 
@@ -306,12 +306,12 @@ def average_drop(
     set to 0 with a `RuntimeWarning`.
 
     Returns:
-        A float percentage, or a float32 tensor (N,) with ``reduce="none"``.
+        A float percentage, or a float32 tensor (N,) with ``aggregate="none"``.
 
     Raises:
         ValueError: No images or maps, or one map per image not given.
     """
-    check_choice(reduce, "reduce", "average_drop", ("mean", "none"))
+    check_choice(aggregate, "aggregate", "average_drop", ("mean", "none"))
     y, o = _confidences(model, images, heatmaps, target, batch_size, eval_mode, "average_drop")
     zero = y <= 0
     if bool(zero.any()):
@@ -325,10 +325,10 @@ def average_drop(
             stacklevel=user_stacklevel(),
         )
     per = 100.0 * (y - o).clamp_min(0) / torch.where(zero, torch.ones_like(y), y)
-    return per if reduce == "none" else float(per.mean())
+    return per if aggregate == "none" else float(per.mean())
 
 
-@renamed(saliency="heatmaps", reduction="reduce")
+@renamed(saliency="heatmaps", reduction="aggregate", reduce="aggregate")
 def increase_in_confidence(
     model: nn.Module,
     images: torch.Tensor,
@@ -336,7 +336,7 @@ def increase_in_confidence(
     target: Target = None,
     *,
     batch_size: int = 64,
-    reduce: Reduce = "mean",
+    aggregate: Aggregate = "mean",
     eval_mode: bool = True,
 ) -> float | torch.Tensor:
     r"""Increase in Confidence % (Chattopadhay et al. 2018): higher is better.
@@ -357,16 +357,16 @@ def increase_in_confidence(
         target: What is scored, as in `deletion_auc`. Class targets (None, ints,
             ``ClassTarget``, ``ClassesTarget``) are scored by their softmax probability.
         batch_size: Images per forward pass.
-        reduce: ``"mean"``: the percentage as a float; ``"none"``: per-image values
+        aggregate: ``"mean"``: the percentage as a float; ``"none"``: per-image values
             100 or 0 as a float32 tensor (N,).
         eval_mode: Evaluate the model in eval mode (flags restored after).
 
     Returns:
-        A float percentage, or a float32 tensor (N,) with ``reduce="none"``.
+        A float percentage, or a float32 tensor (N,) with ``aggregate="none"``.
     """
-    check_choice(reduce, "reduce", "increase_in_confidence", ("mean", "none"))
+    check_choice(aggregate, "aggregate", "increase_in_confidence", ("mean", "none"))
     y, o = _confidences(
         model, images, heatmaps, target, batch_size, eval_mode, "increase_in_confidence"
     )
     per = 100.0 * (o > y).float()
-    return per if reduce == "none" else float(per.mean())
+    return per if aggregate == "none" else float(per.mean())

@@ -13,7 +13,7 @@ import torch
 
 from featviz import _ops
 from featviz._validation import check_choice, renamed
-from featviz.metrics._common import Reduce
+from featviz.metrics._common import Aggregate
 from featviz.metrics._inputs import _as_maps
 
 __all__ = ["energy_in_box", "pointing_game"]
@@ -57,14 +57,14 @@ def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return iny[:, :, None] & inx[:, None, :]
 
 
-@renamed(saliency="heatmaps", reduction="reduce")
+@renamed(saliency="heatmaps", reduction="aggregate", reduce="aggregate")
 def pointing_game(
     heatmaps: Any,
     boxes: Any = None,
     masks: Any = None,
     *,
     tolerance: float = 0,
-    reduce: Reduce = "mean",
+    aggregate: Aggregate = "mean",
 ) -> float | torch.Tensor:
     r"""Pointing game (Zhang et al. 2016): does each map's maximum hit the object?
 
@@ -82,17 +82,17 @@ def pointing_game(
             `featviz.datasets.Shapes.boxes`).
         masks: (N, H, W) bools, instead of ``boxes``.
         tolerance: Distance in pixels, >= 0.
-        reduce: ``"mean"``: the hit rate as a float in [0, 1]; ``"none"``: a bool
+        aggregate: ``"mean"``: the hit rate as a float in [0, 1]; ``"none"``: a bool
             tensor (N,) of hits.
 
     Returns:
-        A float, or a bool tensor (N,) with ``reduce="none"``.
+        A float, or a bool tensor (N,) with ``aggregate="none"``.
 
     Raises:
         ValueError: No maps (N = 0), neither or both of ``boxes`` and ``masks``, or
             shapes that do not match the maps.
     """
-    check_choice(reduce, "reduce", "pointing_game", ("mean", "none"))
+    check_choice(aggregate, "aggregate", "pointing_game", ("mean", "none"))
     if not float(tolerance) >= 0:
         raise ValueError(
             f"The 'tolerance' parameter of pointing_game must be >= 0. Got {tolerance!r} instead."
@@ -127,16 +127,16 @@ def pointing_game(
             reach = d2.flatten(1).amin(1)
             hit = m.flatten(1).any(1) & (reach.float() <= float(tolerance) ** 2)
     hit = hit & ~constant
-    return hit if reduce == "none" else float(hit.float().mean())
+    return hit if aggregate == "none" else float(hit.float().mean())
 
 
-@renamed(saliency="heatmaps", reduction="reduce")
+@renamed(saliency="heatmaps", reduction="aggregate", reduce="aggregate")
 def energy_in_box(
     heatmaps: Any,
     boxes: Any = None,
     masks: Any = None,
     *,
-    reduce: Reduce = "mean",
+    aggregate: Aggregate = "mean",
 ) -> float | torch.Tensor:
     r"""Energy-based pointing game (Wang et al. 2020): the map's mass inside the object.
 
@@ -150,13 +150,13 @@ def energy_in_box(
         heatmaps: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
         boxes: (N, 4) ints ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive.
         masks: (N, H, W) bools, instead of ``boxes``.
-        reduce: ``"mean"``: the mean over images as a float; ``"none"``: a float32
+        aggregate: ``"mean"``: the mean over images as a float; ``"none"``: a float32
             tensor (N,).
 
     Returns:
-        A float in [0, 1], or a float32 tensor (N,) with ``reduce="none"``.
+        A float in [0, 1], or a float32 tensor (N,) with ``aggregate="none"``.
     """
-    check_choice(reduce, "reduce", "energy_in_box", ("mean", "none"))
+    check_choice(aggregate, "aggregate", "energy_in_box", ("mean", "none"))
     maps = _as_maps(heatmaps, func="energy_in_box").clamp_min(0)
     b, m = _regions(maps, boxes, masks, "energy_in_box")
     region = _box_masks(b, *maps.shape[-2:]) if b is not None else m
@@ -165,4 +165,4 @@ def energy_in_box(
     total = maps.double().flatten(1).sum(1)
     inside = (maps.double() * region).flatten(1).sum(1)
     e = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), 0.0).float()
-    return e if reduce == "none" else float(e.mean())
+    return e if aggregate == "none" else float(e.mean())
