@@ -141,3 +141,10 @@ def test_compare_cams_titles_report_the_auto_layer_and_reshape():
         "vit\nlayer: encoder.layers.encoder_layer_0.ln_1 (tokens[:, 1:] -> (N, C, 4, 4))\n"
     )
     assert titles[3].startswith("vit\n") and "layer" not in titles[3]
+
+
+def test_row_names_old_name_row_labels_warns(two_models, shapes_test):
+    x = shapes_test.tensors()[0][:2]
+    with pytest.warns(FutureWarning, match="'row_labels' parameter of compare_feature_maps"):
+        fig = compare_feature_maps(two_models, x, layers="features.6", row_labels=["a", "b"])
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()][:2] == ["a", "b"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from featviz._images import model_batch
 from featviz._ops import eval_mode, minmax
-from featviz._validation import check_choice
+from featviz._validation import check_choice, renamed
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -120,7 +120,7 @@ def _draw(
     cmap: str | Colormap,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
-    row_labels: Sequence[str] | None,
+    row_names: Sequence[str] | None,
     fig: Figure | None,
     what: str,
     layers: Mapping[str, str],
@@ -132,9 +132,9 @@ def _draw(
     from featviz.featuremaps import colorize, overlay
 
     n, cols = images.shape[0], 1 + len(maps)
-    if row_labels is not None and len(row_labels) != n:
+    if row_names is not None and len(row_names) != n:
         raise ValueError(
-            f"The 'row_labels' parameter has {len(row_labels)} entries for {n} images."
+            f"The 'row_names' parameter has {len(row_names)} entries for {n} images."
         )
     # input column: the images as displayed (alpha 0 blend = the image itself)
     shown = overlay(
@@ -150,8 +150,8 @@ def _draw(
         axes[i, 0].imshow(shown_np[i])
         if i == 0:
             axes[i, 0].set_title("input", fontsize=9)
-        if row_labels is not None:
-            axes[i, 0].set_ylabel(str(row_labels[i]), fontsize=9)
+        if row_names is not None:
+            axes[i, 0].set_ylabel(str(row_names[i]), fontsize=9)
     for j, (name, m) in enumerate(maps.items(), start=1):
         blended = overlay(
             images.detach(), m, alpha=alpha, cmap=cmap, mean=mean, std=std, normalize=False
@@ -175,6 +175,7 @@ def _draw(
     return fig
 
 
+@renamed(row_labels="row_names")
 def compare_cams(
     models: Mapping[str, nn.Module],
     images: torch.Tensor,
@@ -188,7 +189,7 @@ def compare_cams(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
-    row_labels: Sequence[str] | None = None,
+    row_names: Sequence[str] | None = None,
     fig: Figure | None = None,
 ) -> Figure:
     """Side-by-side CAM overlays of several models on the same images.
@@ -217,7 +218,7 @@ def compare_cams(
         std: Per-channel standard deviation the images were normalised with.
         class_names: Names of the classes for the titles (default ``model.classes``
             when the model has that attribute, else indices).
-        row_labels: One label per image, drawn left of each row.
+        row_names: One name per image, drawn left of each row.
         fig: Figure to draw into (cleared first); a new one when None.
 
     Returns:
@@ -253,13 +254,14 @@ def compare_cams(
         cmap=cmap,
         mean=mean,
         std=std,
-        row_labels=row_labels,
+        row_names=row_names,
         fig=fig,
         what=f"{method} (normalised)",
         layers=used,
     )
 
 
+@renamed(row_labels="row_names")
 def compare_feature_maps(
     models: Mapping[str, nn.Module],
     images: torch.Tensor,
@@ -272,7 +274,7 @@ def compare_feature_maps(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
-    row_labels: Sequence[str] | None = None,
+    row_names: Sequence[str] | None = None,
     fig: Figure | None = None,
 ) -> Figure:
     """Side-by-side channel-summed feature maps of several models on the same images.
@@ -292,7 +294,7 @@ def compare_feature_maps(
         mean: Per-channel mean the images were normalised with (for display).
         std: Per-channel standard deviation the images were normalised with.
         class_names: Class names for the titles.
-        row_labels: One label per image.
+        row_names: One name per image, drawn left of each row.
         fig: Figure to draw into (cleared first); a new one when None.
 
     Returns:
@@ -340,7 +342,7 @@ def compare_feature_maps(
         cmap=cmap,
         mean=mean,
         std=std,
-        row_labels=row_labels,
+        row_names=row_names,
         fig=fig,
         what=f"channel {reduce} (normalised)",
         layers=used,
