@@ -223,7 +223,7 @@ def run_demo(
     fast: bool = False,
     full: bool = False,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> Path:
     """Write every demo figure into ``out_dir``, with ``index.md`` and ``index.html``.
 

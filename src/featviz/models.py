@@ -120,7 +120,7 @@ def train_tiny_cnn(
     epochs: int = 4,
     n_train: int = 4000,
     class_names: Sequence[str] = SHAPE_CLASSES,
-    progress: bool = False,
+    progress: bool = True,
 ) -> TinyCNN:
     """Train a `TinyCNN` on `Shapes` from scratch (no cache involved).
 
@@ -234,7 +234,7 @@ def pretrained_tiny_cnn(
     class_names: Sequence[str] = SHAPE_CLASSES,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> TinyCNN:
     """A `TinyCNN` trained on `Shapes`, from the disk cache when possible.
 

@@ -492,7 +492,7 @@ def sanity_check(
     threshold: float = 0.5,
     random_state: int = 42,
     eval_mode: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> SanityReport:
     r"""Sanity checks (Adebayo et al. 2018) of one or more saliency methods, in one call.
 

@@ -115,7 +115,7 @@ def deletion_auc(
     batch_size: int = 64,
     probability: bool = True,
     eval_mode: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> CurveScores:
     r"""Deletion metric (Petsiuk et al. 2018): lower is better.
 
@@ -186,7 +186,7 @@ def insertion_auc(
     batch_size: int = 64,
     probability: bool = True,
     eval_mode: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> CurveScores:
     r"""Insertion metric (Petsiuk et al. 2018): higher is better.
 

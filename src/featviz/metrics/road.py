@@ -270,7 +270,7 @@ def road(
     batch_size: int = 64,
     probability: bool = True,
     eval_mode: bool = True,
-    progress: bool = False,
+    progress: bool = True,
     random_state: int = 0,
 ) -> RoadScores:
     r"""ROAD, RemOve And Debias (Rong et al. 2022): class scores after imputed removal.
