@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("grad_cam-out"))
     parser.add_argument("--fast", action="store_true", help="fewer images")
-    parser.add_argument("--force", action="store_true", help="replace existing files")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     big = torch.nn.functional.interpolate(images[:rows], scale_factor=4, mode="nearest")
     blended = overlay(big, maps[:rows], alpha=0.45)  # (rows, 256, 256, 3) uint8
     for i in range(rows):
-        save_image(blended[i], args.out / f"overlay_{i}.png", overwrite=args.force)
+        save_image(blended[i], args.out / f"overlay_{i}.png", overwrite=args.overwrite)
     print(f"wrote {args.out}")
     return 0
 
