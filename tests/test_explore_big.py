@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("bokeh", reason="featviz.explore needs bokeh (pip install bokeh)")
 
-from featviz import _explorer_big as big  # noqa: E402
-from featviz.explorer import explore  # noqa: E402
+from featviz import _explorer_big as big
+from featviz.explorer import explore
 
 HAS_JSCATTER = big.importlib.util.find_spec("jscatter") is not None
 needs_jscatter = pytest.mark.skipif(
@@ -35,9 +34,7 @@ needs_jscatter = pytest.mark.skipif(
 def colours(n: int) -> np.ndarray:
     """(n, 3) uint8 colours, neighbours far apart."""
     i = np.arange(n)
-    return np.stack([(37 * i) % 256, (91 * i + 40) % 256, (13 * i + 200) % 256], 1).astype(
-        np.uint8
-    )
+    return np.stack([(37 * i) % 256, (91 * i + 40) % 256, (13 * i + 200) % 256], 1).astype(np.uint8)
 
 
 def solid(n: int, size: int = 16) -> np.ndarray:
@@ -53,8 +50,9 @@ def decode(data: bytes) -> np.ndarray:
 
 def unpack(raw: bytes, layout: dict[str, Any], n: int) -> dict[str, np.ndarray]:
     return {
-        c["name"]: np.frombuffer(raw, dtype=np.dtype(c["dtype"]).newbyteorder("<"), count=n,
-                                 offset=c["offset"])
+        c["name"]: np.frombuffer(
+            raw, dtype=np.dtype(c["dtype"]).newbyteorder("<"), count=n, offset=c["offset"]
+        )
         for c in layout["columns"]
     }
 
@@ -72,8 +70,12 @@ def test_pack_round_trips_the_columns_in_8_bytes_per_point():
     cols = unpack(raw, layout, n)
     assert "index" not in cols  # the row numbers are not stored
     span = max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]))  # one scale for both: the aspect kept
-    np.testing.assert_allclose(cols["x"] * span / 65535 + xy[:, 0].min(), xy[:, 0], atol=span / 65535)
-    np.testing.assert_allclose(cols["y"] * span / 65535 + xy[:, 1].min(), xy[:, 1], atol=span / 65535)
+    np.testing.assert_allclose(
+        cols["x"] * span / 65535 + xy[:, 0].min(), xy[:, 0], atol=span / 65535
+    )
+    np.testing.assert_allclose(
+        cols["y"] * span / 65535 + xy[:, 1].min(), xy[:, 1], atol=span / 65535
+    )
     assert cols["y"].max() < 65535 // 4  # y spans a fifth of x
     # names sorted as numbers; the codes point at each point's name
     assert layout["names"]["label"] == [str(k) for k in range(12)]
@@ -102,8 +104,11 @@ def test_auto_renderer_switches_at_webgl_from(monkeypatch):
 
 
 def test_bad_renderer_names_the_parameter():
-    with pytest.raises(ValueError, match=r"The 'renderer' parameter of explore must be one of "
-                                         r"\['auto', 'bokeh', 'webgl'\]\. Got 'regl'"):
+    with pytest.raises(
+        ValueError,
+        match=r"The 'renderer' parameter of explore must be one of "
+        r"\['auto', 'bokeh', 'webgl'\]\. Got 'regl'",
+    ):
         explore(np.zeros((3, 2)), renderer="regl")
 
 
@@ -116,8 +121,13 @@ def test_missing_jupyter_scatter_is_an_import_error_with_the_fix(monkeypatch):
 # -- sheets ----------------------------------------------------------------------------------
 def test_sheets_hold_each_points_tile_where_the_page_looks(tmp_path):
     n = 2500  # 16 px tiles: 64 per row, 4096 per sheet; 8 px: 16384 per sheet
-    view = explore(np.random.default_rng(1).normal(size=(n, 2)), images=solid(n),
-                   heatmaps={"cam": np.zeros((n, 4, 4))}, renderer="webgl", image_format="png")
+    view = explore(
+        np.random.default_rng(1).normal(size=(n, 2)),
+        images=solid(n),
+        heatmaps={"cam": np.zeros((n, 4, 4))},
+        renderer="webgl",
+        image_format="png",
+    )
     keys = big.sheet_keys(view)
     assert list(keys) == ["thumb", "detail:image", "detail:cam"]
     g = keys["thumb"]
@@ -132,26 +142,36 @@ def test_sheets_hold_each_points_tile_where_the_page_looks(tmp_path):
 @needs_jscatter
 def test_save_streams_sheets_into_the_folder_and_the_page_is_small(tmp_path):
     n = 20_000
-    images = np.lib.format.open_memmap(tmp_path / "images.npy", mode="w+", dtype=np.uint8,
-                                       shape=(n, 16, 16, 3))
+    images = np.lib.format.open_memmap(
+        tmp_path / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 16, 16, 3)
+    )
     images[:] = solid(n)
     images.flush()
     images = np.load(tmp_path / "images.npy", mmap_mode="r")
     rng = np.random.default_rng(0)
-    view = explore(rng.normal(size=(n, 2)), images=images, labels=rng.integers(0, 10, n),
-                   renderer="webgl", image_format="png")
+    view = explore(
+        rng.normal(size=(n, 2)),
+        images=images,
+        labels=rng.integers(0, 10, n),
+        renderer="webgl",
+        image_format="png",
+    )
     path = view.save(tmp_path / "big.html")
     files = sorted(p.name for p in (tmp_path / "big_files").iterdir())
-    assert files == ["detail0_0.png", "detail0_1.png", "detail0_2.png", "detail0_3.png",
-                     "detail0_4.png", "thumb_0.png", "thumb_1.png", "thumb_2.png",
-                     "thumb_3.png", "thumb_4.png"]
-    np.testing.assert_array_equal(decode((tmp_path / "big_files/thumb_4.png").read_bytes())[
-        8, (19_999 - 4 * 4096) % 64 * 16 + 8], colours(n)[19_999])
+    # the click-through image is the thumbnail (16 px, never enlarged): its sheets are shared
+    assert files == ["thumb_0.png", "thumb_1.png", "thumb_2.png", "thumb_3.png", "thumb_4.png"]
+    assert '"detail:image": {"prefix": "big_files/thumb_", "ext": "png"}' in path.read_text()
+    np.testing.assert_array_equal(
+        decode((tmp_path / "big_files/thumb_4.png").read_bytes())[
+            8, (19_999 - 4 * 4096) % 64 * 16 + 8
+        ],
+        colours(n)[19_999],
+    )
     page = path.read_text()
     data = re.search(r'id="featviz-points">([^<]*)<', page).group(1)
     assert len(data) == 4 * -(-5 * n // 3)  # x, y, label: 5 bytes per point, base64
     assert len(page) - len(big.bundle()) < 7 * n + 20_000
-    assert "<script src" not in page and "http" not in page.split("<script type=\"module\">")[0]
+    assert "<script src" not in page and "http" not in page.split('<script type="module">')[0]
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         view.save(tmp_path / "big.html")
     (tmp_path / "big_files" / "notes.txt").write_text("mine")
@@ -164,8 +184,13 @@ def test_save_streams_sheets_into_the_folder_and_the_page_is_small(tmp_path):
 def test_widget_selection_and_sheet_requests_reach_python():
     pytest.importorskip("anywidget", reason="the live view needs anywidget (featviz[webgl])")
     n = 50
-    view = explore(np.random.default_rng(0).normal(size=(n, 2)), images=solid(n),
-                   labels=np.arange(n) % 3, renderer="webgl", image_format="png")
+    view = explore(
+        np.random.default_rng(0).normal(size=(n, 2)),
+        images=solid(n),
+        labels=np.arange(n) % 3,
+        renderer="webgl",
+        image_format="png",
+    )
     assert view.selected.tolist() == []
     widget = view.show()
     assert widget is view.widget and widget.meta["n"] == n and len(widget.points) == 5 * n
@@ -223,15 +248,26 @@ def big_page(tmp_path_factory):
     from selenium.webdriver.chrome.service import Service
 
     xy = _points()
-    view = explore(xy, images=solid(N, 8), labels=np.arange(N) % 7,
-                   heatmaps={"gradcam": np.ones((N, 2, 2))}, thumbnail_size=8,
-                   image_format="png", renderer="auto")
+    view = explore(
+        xy,
+        images=solid(N, 8),
+        labels=np.arange(N) % 7,
+        heatmaps={"gradcam": np.ones((N, 2, 2))},
+        thumbnail_size=8,
+        image_format="png",
+        renderer="auto",
+    )
     assert view.renderer == "webgl"
     path = view.save(tmp_path_factory.mktemp("big") / "explore.html")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--enable-unsafe-swiftshader"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--enable-unsafe-swiftshader",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     try:
@@ -255,7 +291,9 @@ def _screen(driver: Any, i: int) -> tuple[float, float]:
     return driver.execute_script(
         "const [x, y] = window.featviz.sp.getScreenPosition(arguments[0]);"
         "const r = document.querySelector('.featviz-plot canvas').getBoundingClientRect();"
-        "return [r.left + x, r.top + y];", i)
+        "return [r.left + x, r.top + y];",
+        i,
+    )
 
 
 def _pointer(driver: Any, *steps: tuple[str, float, float]) -> None:
@@ -279,11 +317,12 @@ def _pixel(element: Any, y: int, x: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_hover_shows_the_points_thumbnail_and_click_its_details(big_page):
-    view, driver = big_page
+    _, driver = big_page
     for i in PROBES:
         _pointer(driver, ("move", *_screen(driver, i)))
-        shown = _wait(driver, "const h = window.featviz.state.hover;"
-                              "return h && h.shown !== null && h.i;")
+        shown = _wait(
+            driver, "const h = window.featviz.state.hover;return h && h.shown !== null && h.i;"
+        )
         assert shown == i
         tip = driver.find_element("css selector", ".featviz-tip")
         assert f"#{i}\nlabel: {i % 7}" in tip.text
@@ -294,15 +333,16 @@ def test_hover_shows_the_points_thumbnail_and_click_its_details(big_page):
     assert _wait(driver, "return document.querySelector('.featviz-selected').value") == "77777"
     shown = driver.find_elements("css selector", ".featviz-detail-image")
     assert [e.get_attribute("data-name") for e in shown] == ["image", "gradcam"]
-    _wait(driver, "return document.querySelectorAll('.featviz-detail-image[data-index]')"
-                  ".length === 2")
+    _wait(
+        driver, "return document.querySelectorAll('.featviz-detail-image[data-index]').length === 2"
+    )
     assert shown[0].size == {"width": 160, "height": 160}  # shown at detail_size
     assert np.abs(_pixel(shown[0], 80, 80) - colours(N)[PROBES[1]]).max() <= 2
 
 
 @pytest.mark.slow
 def test_lasso_selects_exactly_the_cluster(big_page):
-    view, driver = big_page
+    _, driver = big_page
     driver.find_element("css selector", ".featviz-mode").click()  # drag draws a lasso
     corners = driver.execute_script(
         "const sp = window.featviz.sp, r = document.querySelector('.featviz-plot canvas')"
@@ -310,7 +350,9 @@ def test_lasso_selects_exactly_the_cluster(big_page):
         "for (const i of arguments[0]) { const [x, y] = sp.getScreenPosition(i);"
         " xs.push(x); ys.push(y); }"
         "return [r.left + Math.min(...xs) - 8, r.top + Math.min(...ys) - 8,"
-        " r.left + Math.max(...xs) + 8, r.top + Math.max(...ys) + 8];", GROUP.tolist())
+        " r.left + Math.max(...xs) + 8, r.top + Math.max(...ys) + 8];",
+        GROUP.tolist(),
+    )
     x0, y0, x1, y1 = corners
     path = [("move", x0, y0), ("down", x0, y0)]
     for (ax, ay), (bx, by) in pairwise([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]):

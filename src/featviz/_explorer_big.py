@@ -48,10 +48,10 @@ if TYPE_CHECKING:
     from featviz.explorer import ExploreView
 
 __all__ = [
+    "CSS",
     "RENDERERS",
     "WEBGL_FROM",
     "ImageSource",
-    "CSS",
     "bundle",
     "html",
     "meta",
@@ -101,7 +101,7 @@ def bundle() -> str:
 
 
 def page_code() -> str:
-    """featviz's page code (``_explorer_big.js``): ``featvizView(root, meta, raw, host)``."""
+    """Featviz's page code (``_explorer_big.js``): ``featvizView(root, meta, raw, host)``."""
     return (Path(__file__).with_name("_explorer_big.js")).read_text(encoding="utf-8")
 
 
@@ -262,6 +262,8 @@ def sheet_keys(view: ExploreView) -> dict[str, dict[str, Any]]:
             per_row, per_sheet = _grid(tile)
             out[key] = {"tile": list(tile), "per_row": per_row, "per_sheet": per_sheet}
             out[key] |= {"sheets": math.ceil(n / per_sheet), "ext": src.opts["image_format"]}
+        if out["detail:image"]["tile"] == out["thumb"]["tile"]:  # the same sheets: made once
+            out["detail:image"]["same_as"] = "thumb"
         return out
     sets = {"thumb": view.thumbnails} if view.thumbnails is not None else {}
     sets |= {f"detail:{k}": v for k, v in view.details.items()}
@@ -276,7 +278,8 @@ def sheet_keys(view: ExploreView) -> dict[str, dict[str, Any]]:
 def sheet_bytes(view: ExploreView, key: str, j: int) -> bytes:
     """Encoded sheet ``j`` of ``key`` (made now for a webgl view, stored for a bokeh one)."""
     if view.source is not None:
-        return view.source.sheet(key, j)
+        same = sheet_keys(view)[key].get("same_as")
+        return view.source.sheet(same or key, j)
     sprites = view.thumbnails if key == "thumb" else view.details[key[7:]]
     assert sprites is not None
     return sprites.sheets[j]
@@ -323,7 +326,8 @@ def meta(view: ExploreView, layout: Mapping[str, Any]) -> dict[str, Any]:
     """
     n = len(view)
     sheets = {
-        k: {g: v[g] for g in ("tile", "per_row", "per_sheet", "ext")} for k, v in sheet_keys(view).items()
+        k: {g: v[g] for g in ("tile", "per_row", "per_sheet", "ext")}
+        for k, v in sheet_keys(view).items()
     }
     return {
         "n": n,
@@ -343,7 +347,8 @@ def meta(view: ExploreView, layout: Mapping[str, Any]) -> dict[str, Any]:
 
 #: The page's style sheet (also the widget's).
 CSS = """
-.featviz-big{font:13px sans-serif}.featviz-bar{display:flex;gap:12px;align-items:center;margin:4px 0}
+.featviz-big{font:13px sans-serif}
+.featviz-bar{display:flex;gap:12px;align-items:center;margin:4px 0}
 .featviz-main{display:flex;gap:12px}.featviz-plot{position:relative;border:1px solid #ddd}
 .featviz-tip{position:absolute;pointer-events:none;background:#fff;border:1px solid #999;
 padding:4px;gap:6px;align-items:center;font-size:12px;z-index:2}
@@ -380,14 +385,13 @@ def html(view: ExploreView, urls: Mapping[str, Any] | None = None) -> str:
     raw, layout = pack(view.data)
     info = meta(view, layout)
     if urls is None:
-        urls = {
-            key: [
+        urls = {}
+        for key, g in sheet_keys(view).items():
+            urls[key] = urls.get(str(g.get("same_as"))) or [
                 f"data:{_MIMES[g['ext']]};base64,"
                 + base64.b64encode(sheet_bytes(view, key, j)).decode("ascii")
                 for j in range(g["sheets"])
             ]
-            for key, g in sheet_keys(view).items()
-        }
     info["urls"] = dict(urls)
     data = base64.b64encode(raw).decode("ascii")
     from html import escape
@@ -408,6 +412,9 @@ def _write_sheets(view: ExploreView, tmp: Path, name: str) -> dict[str, Any]:
     keys = sheet_keys(view)
     urls: dict[str, Any] = {}
     for key, g in keys.items():
+        if g.get("same_as") in urls:
+            urls[key] = urls[g["same_as"]]
+            continue
         stem = _stem(list(keys), key)
         for j in range(g["sheets"]):
             (tmp / f"{stem}{j}.{g['ext']}").write_bytes(sheet_bytes(view, key, j))
@@ -454,6 +461,7 @@ def save(view: ExploreView, path: str | Path, *, overwrite: bool, assets: str) -
         ``path`` as a `Path`.
     """
     path = check_destination(path, overwrite=overwrite)
+    bundle()  # jupyter-scatter is there: fail before any sheet is made
     keys = sheet_keys(view)
     urls = None
     folder = path.with_name(path.stem + "_files")
@@ -473,4 +481,3 @@ def save(view: ExploreView, path: str | Path, *, overwrite: bool, assets: str) -
     with atomic_path(path, overwrite=overwrite) as out:
         out.write_text(page, encoding="utf-8")
     return path
-

@@ -86,7 +86,7 @@ def make_widget(view: ExploreView) -> Any:
     except ImportError as exc:
         raise ImportError(f"ExploreView.show needs anywidget: {_INSTALL}.") from exc
 
-    class ExploreWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    class ExploreWidget(anywidget.AnyWidget):
         _esm = bundle() + "\n" + page_code() + "\n" + _WIDGET_JS
         _css = CSS
         meta = traitlets.Dict().tag(sync=True)
