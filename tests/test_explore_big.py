@@ -7,7 +7,9 @@ renderer's JavaScript comes from the jupyter-scatter wheel (``featviz[webgl]``).
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import re
 import shutil
@@ -362,3 +364,60 @@ def test_lasso_selects_exactly_the_cluster(big_page):
     value = _wait(driver, "return document.querySelector('.featviz-selected').value")
     assert value == ", ".join(map(str, GROUP))
     assert driver.find_element("css selector", ".featviz-count").text.startswith("1000 selected")
+
+
+WIDGET_PAGE = """<!DOCTYPE html><html><head><style>%s</style></head><body><div id="w"></div>
+<script type="module">
+%s
+const state = {meta: %s, points: new DataView(Uint8Array.from(atob("%s"), (c) => c.charCodeAt(0))
+  .buffer), selected: []};
+const handlers = {}, sheet = Uint8Array.from(atob("%s"), (c) => c.charCodeAt(0));
+window.sent = []; window.saved = [];
+const model = {
+  get: (k) => state[k], set: (k, v) => { state[k] = v; },
+  save_changes: () => window.saved.push(state.selected.slice()),
+  on: (event, callback) => { handlers[event] = callback; },
+  send: (msg) => {
+    window.sent.push(msg);  // the kernel answers with the sheet's bytes
+    setTimeout(() => handlers["msg:custom"](msg, [sheet.buffer]));
+  },
+};
+const el = document.getElementById("w");
+__widget.render({model, el});
+window.el = el;
+</script></body></html>"""
+
+
+@pytest.mark.slow
+def test_widget_page_code_sends_the_selection_and_asks_for_sheets(big_page, tmp_path):
+    """The widget's JavaScript with a stand-in for the kernel's model (no Jupyter)."""
+    pytest.importorskip("anywidget", reason="the live view needs anywidget (featviz[webgl])")
+    _, driver = big_page
+    n = 50
+    xy = np.stack([np.arange(n) % 10, np.arange(n) // 10], 1).astype(float)
+    view = explore(xy, images=solid(n), renderer="webgl", image_format="png")
+    widget = view.show()
+    esm = widget._esm.replace("export default {", "const __widget = {")
+    raw = base64.b64encode(widget.points).decode()
+    sheet = base64.b64encode(big.sheet_bytes(view, "thumb", 0)).decode()
+    page = tmp_path / "widget.html"
+    page.write_text(WIDGET_PAGE % (widget._css, esm, json.dumps(widget.meta), raw, sheet))
+    driver.get(page.as_uri())
+    assert _wait(driver, "return window.el && window.el.featviz && window.el.featviz.state.ready")
+    driver.execute_script("window.el.featviz.sp.select([7, 3])")
+    assert _wait(driver, "return window.saved.length") == 1
+    assert driver.execute_script("return window.saved") == [[3, 7]]
+    x, y = driver.execute_script(
+        "const [x, y] = window.el.featviz.sp.getScreenPosition(12);"
+        "const r = window.el.querySelector('canvas').getBoundingClientRect();"
+        "return [r.left + x, r.top + y];"
+    )
+    _pointer(driver, ("move", x, y))
+    assert _wait(driver, "const h = window.el.featviz.state.hover; return h && h.shown !== null")
+    # the click-through image of point 3 (shown on selecting), then the hovered thumbnail
+    assert driver.execute_script("return window.sent") == [
+        {"type": "sheet", "key": "detail:image", "j": 0},
+        {"type": "sheet", "key": "thumb", "j": 0},
+    ]
+    thumb = driver.find_element("css selector", "#w .featviz-thumb")
+    assert np.abs(_pixel(thumb, 8, 8) - colours(n)[12]).max() <= 2

@@ -221,9 +221,16 @@ class ImageSource:
 
         per_row, per_sheet = _grid(self.tile(key))
         rows = slice(j * per_sheet, min((j + 1) * per_sheet, int(self.nhwc.shape[0])))
-        x = rgb_float(self.nhwc[rows], self.ms, channels_first=True)  # (n, 3, H, W)
-        tiles = _to_uint8(resize(x, self.tile(key), antialias=True))
-        del x
+        chunk = self.nhwc[rows]
+        if self.tile(key) == tuple(chunk.shape[1:3]) and chunk.dtype == torch.uint8:
+            if chunk.shape[3] == 3:  # RGB at its own size: the pixels as they are
+                tiles = chunk.permute(0, 3, 1, 2).contiguous()
+            else:
+                tiles = _to_uint8(rgb_float(chunk, self.ms, channels_first=True))
+        else:
+            x = rgb_float(chunk, self.ms, channels_first=True)  # (n, 3, H, W) in [0, 1]
+            tiles = _to_uint8(resize(x, self.tile(key), antialias=True))
+        del chunk
         _release(self.images)
         if key.startswith("detail:") and key != "detail:image":
             blended = overlay(tiles, self.maps[key[7:]][rows].to(tiles.device))

@@ -50,6 +50,7 @@ export default {
       onSelect: (ids) => { model.set("selected", ids); model.save_changes(); },
     };
     const view = await featvizView(el, meta, raw, host);
+    el.featviz = view;  // the scatterplot and timings, for debugging and tests
     return () => view.sp.destroy();
   },
 };
