@@ -130,7 +130,7 @@ sp.subscribe("draw", () => {
 sp.zoomToArea({x: -0.6 + 0.1 * arguments[0], y: -0.5, width: 0.8, height: 0.8},
               {transition: false});"""
 SAVE_SCRIPT = """
-import resource, sys, time
+import sys, time
 import numpy as np
 from featviz.explorer import explore
 images = np.load(sys.argv[1], mmap_mode="r")
@@ -140,7 +140,11 @@ t = time.perf_counter()
 view = explore(rng.normal(size=(n, 2)), images=images, labels=rng.integers(0, 10, n),
                thumbnail_size=32)
 view.save(sys.argv[2])
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+# peak RSS of this process image: VmHWM (ru_maxrss would include the parent's, kept
+# across exec, and the parent has just written the memory map)
+with open("/proc/self/status") as f:
+    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+print(time.perf_counter() - t, hwm / 1e6)
 """
 
 
