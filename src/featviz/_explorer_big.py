@@ -31,7 +31,7 @@ import mmap
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ import torch
 from featviz._images import rgb_float
 from featviz._io import atomic_path, check_destination
 from featviz._ops import resize
+from featviz._palette import class_order, class_palette
 
 if TYPE_CHECKING:
     from featviz.explorer import ExploreView
@@ -111,15 +112,10 @@ def _script_safe(text: str) -> str:
 
 
 # -- points as binary columns ----------------------------------------------------------------
-def _sort_key(s: str) -> tuple[bool, int, str]:
-    numeric = s.lstrip("-").isdigit()
-    return (not numeric, int(s) if numeric else 0, s)
-
-
-def _codes(values: Any) -> tuple[np.ndarray, list[str]]:
-    """Class names as codes into their sorted (numbers first, by value) unique names."""
+def _codes(values: Any, class_names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    """Class names as codes into their unique names, in legend order (`featviz._palette`)."""
     uniq, inverse = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
-    names = sorted(uniq.tolist(), key=_sort_key)
+    names = [str(v) for v in class_order(uniq.tolist(), class_names)]
     position = {name: k for k, name in enumerate(names)}
     remap = np.array([position[u] for u in uniq.tolist()], dtype=np.int64)
     dtype = np.uint8 if len(names) <= 256 else np.uint16 if len(names) <= 65536 else np.uint32
@@ -135,12 +131,15 @@ def _quantise(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, lis
     return qx, qy, [float(qx.max()) / 2, float(qy.max()) / 2]
 
 
-def pack(data: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def pack(
+    data: Mapping[str, Any], class_names: Sequence[str] | None = None
+) -> tuple[bytes, dict[str, Any]]:
     """The view's columns as one little-endian buffer and its description.
 
     Args:
         data: `ExploreView.data`: ``x``, ``y``, ``index`` and optionally ``label``,
             ``prediction`` (names, (N,)), ``confidence`` ((N,) floats in [0, 1]).
+        class_names: The view's class names (they fix the order of the class codes).
 
     Returns:
         ``(buffer, {"columns": [{name, dtype, offset}], "names": {column: names},
@@ -154,7 +153,7 @@ def pack(data: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
         cols["index"] = index.astype(np.uint32)
     for name in ("label", "prediction"):
         if name in data:
-            cols[name], names[name] = _codes(data[name])
+            cols[name], names[name] = _codes(data[name], class_names)
     if "confidence" in data:
         cols["confidence"] = np.rint(np.asarray(data["confidence"]) * 65535).astype(np.uint16)
     order = sorted(cols, key=lambda k: -cols[k].dtype.itemsize)
@@ -298,16 +297,6 @@ def _stem(keys: list[str], key: str) -> str:
 
 
 # -- the page --------------------------------------------------------------------------------
-def _palette(k: int) -> list[str]:
-    from bokeh.palettes import Category10, Category20, Turbo256
-
-    if k <= 10:
-        return list(Category10[10][:k])
-    if k <= 20:
-        return list(Category20[20][:k])
-    return [Turbo256[round(i * 255 / (k - 1))] for i in range(k)]
-
-
 def _colors(view: ExploreView, names: Mapping[str, list[str]]) -> dict[str, Any]:
     from bokeh.palettes import Viridis256
 
@@ -320,7 +309,8 @@ def _colors(view: ExploreView, names: Mapping[str, list[str]]) -> dict[str, Any]
         elif name == "all":
             out[name] = {"names": ["all"], "colors": ["#1f77b4"]}
         else:
-            out[name] = {"names": names[name], "colors": _palette(len(names[name]))}
+            palette = class_palette(names[name], view.class_names)
+            out[name] = {"names": names[name], "colors": [palette[k] for k in names[name]]}
     return out
 
 
@@ -389,7 +379,7 @@ def html(view: ExploreView, urls: Mapping[str, Any] | None = None) -> str:
     Returns:
         One HTML string: the bundle, the page code, the points as base64 binary.
     """
-    raw, layout = pack(view.data)
+    raw, layout = pack(view.data, view.class_names)
     info = meta(view, layout)
     if urls is None:
         urls = {}

@@ -94,7 +94,7 @@ def make_widget(view: ExploreView) -> Any:
         points = traitlets.Bytes().tag(sync=True)
         selected = traitlets.List(traitlets.Int()).tag(sync=True)
 
-    raw, layout = pack(view.data)
+    raw, layout = pack(view.data, view.class_names)
     info = meta(view, layout)
     widget = ExploreWidget(meta=info, points=raw, selected=[])
     widget.on_msg(lambda w, content, buffers: on_message(view, w, content, buffers))
