@@ -20,7 +20,22 @@ projector on the same points (64-d features, labels, a sprite of the same images
 bytes of its assets per point (tensors.tsv + metadata.tsv + sprite.png). The projector's
 own load time needs a running TensorBoard server and is not measured here.
 
+With ``--large`` it measures the webgl renderer (regl-scatterplot, ``featviz[webgl]``)
+instead, against today's bokeh page in the same run:
+
+- 1,000,000 points without images: save time (``explore`` + ``save``), bytes per point
+  (page minus the fixed bundle), first render (from ``driver.get`` until the page's
+  first draw) and redraw after a zoom, timed in the page (``zoomToArea`` until the next
+  draw, with a 1-pixel ``readPixels`` so the software GPU has finished);
+- 1,000,000 points with 32 px thumbnails from a memory-mapped uint8 (N, 32, 32, 3) array
+  (written to a temporary .npy first): save time and peak RSS of a fresh process that
+  saves it, and the time from the pointer stopping on a point to its thumbnail decoded
+  and shown (measured in the page);
+- 50,000 points (the standard data above, thumbnails, folder): bokeh vs webgl first
+  render and bytes, with their ratio.
+
 Usage: python benchmarks/explore.py [--quick] [--sizes N ...] [--no-browser]
+       python benchmarks/explore.py --large [--large-n N]
 """
 
 from __future__ import annotations
@@ -38,7 +53,7 @@ import torch
 def data(n: int) -> dict[str, torch.Tensor]:
     from featviz.datasets import Shapes
 
-    pool = Shapes(min(n, 1000), seed=1)
+    pool = Shapes(min(n, 1000), random_state=1)
     images, labels = pool.tensors()
     rep = torch.arange(n) % len(pool)
     gen = torch.Generator().manual_seed(0)
@@ -104,12 +119,212 @@ def tensorboard_bytes(d: dict[str, torch.Tensor], tmp: Path) -> float:
     return sum(p.stat().st_size for p in files) / len(d["labels"])
 
 
+# -- the webgl renderer at 1,000,000 points -------------------------------------------------
+WEBGL_READY = "return window.featviz && window.featviz.state.ready"
+ZOOM = """const done = arguments[arguments.length - 1];
+const sp = window.featviz.sp, gl = sp.get("regl")._gl, t = performance.now();
+sp.subscribe("draw", () => {
+  gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
+  done(performance.now() - t);
+}, 1);
+sp.zoomToArea({x: -0.6 + 0.1 * arguments[0], y: -0.5, width: 0.8, height: 0.8},
+              {transition: false});"""
+SAVE_SCRIPT = """
+import sys, time
+import numpy as np
+from featviz.explorer import explore
+images = np.load(sys.argv[1], mmap_mode="r")
+n = len(images)
+rng = np.random.default_rng(0)
+t = time.perf_counter()
+view = explore(rng.normal(size=(n, 2)), images=images, labels=rng.integers(0, 10, n),
+               thumbnail_size=32)
+view.save(sys.argv[2])
+# peak RSS of this process image: VmHWM (ru_maxrss would include the parent's, kept
+# across exec, and the parent has just written the memory map)
+with open("/proc/self/status") as f:
+    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+print(time.perf_counter() - t, hwm / 1e6)
+"""
+
+
+def webgl_render(driver, path: Path) -> float:
+    start = time.perf_counter()
+    driver.get(path.as_uri())
+    while not driver.execute_script(WEBGL_READY):
+        if time.perf_counter() - start > 300:
+            return float("nan")
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+def hover_ms(driver, i: int) -> float:
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    x, y = driver.execute_script(
+        "const [x, y] = window.featviz.sp.getScreenPosition(arguments[0]);"
+        "const r = document.querySelector('.featviz-plot canvas').getBoundingClientRect();"
+        "return [r.left + x, r.top + y];",
+        i,
+    )
+    actions = ActionBuilder(driver, duration=50)
+    actions.pointer_action.move_to_location(round(x), round(y))
+    actions.perform()
+    start = time.perf_counter()
+    while time.perf_counter() - start < 30:
+        shown = driver.execute_script("const h = window.featviz.state.hover; return h && h.shown")
+        if shown:
+            return float(shown)
+        time.sleep(0.01)
+    return float("nan")
+
+
+def large(n: int) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from featviz.explorer import explore
+
+    print(f"load average: {os.getloadavg()}, cores: {os.cpu_count()}")
+    driver, why = browser()
+    if driver is None:
+        print(f"no browser timings: {why}")
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            # 1M points, no images
+            centres = rng.normal(size=(10, 2)) * 6
+            labels = rng.integers(0, 10, n)
+            t = time.perf_counter()
+            view = explore(
+                centres[labels] + rng.normal(size=(n, 2)),
+                labels=labels,
+                predictions=rng.normal(size=(n, 10)).astype(np.float32),
+            )
+            path = view.save(tmp / "big.html")
+            save_s = time.perf_counter() - t
+            per = (path.stat().st_size - len(webgl_fixed())) / n
+            render = webgl_render(driver, path) if driver else float("nan")
+            zooms = [driver.execute_async_script(ZOOM, k) for k in range(5)] if driver else []
+            zoom = float(np.median(zooms)) if zooms else float("nan")
+            rows.append((f"{n:,} points, labels + logits", save_s, per, render, zoom, "-", "-"))
+            # 1M points with 32 px thumbnails from a memory map
+            images = np.lib.format.open_memmap(
+                tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 32, 32, 3)
+            )
+            pool = thumbnails_32()  # 1,000 distinct Shapes images, repeated
+            for start in range(0, n, 65536):
+                stop = min(n, start + 65536)
+                images[start:stop] = pool[np.arange(start, stop) % len(pool)]
+            images.flush()
+            del images
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    SAVE_SCRIPT,
+                    str(tmp / "images.npy"),
+                    str(tmp / "thumbs.html"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            save_s, rss = map(float, out.stdout.split())
+            hover = float("nan")
+            if driver:
+                webgl_render(driver, tmp / "thumbs.html")
+                hover = float(np.median([hover_ms(driver, i) for i in (5, 50_000, n - 7)]))
+            rows.append(
+                (
+                    f"{n:,} points, 32 px thumbnails (memmap)",
+                    save_s,
+                    float("nan"),
+                    float("nan"),
+                    float("nan"),
+                    f"{rss:.2f}",
+                    f"{hover:.0f}",
+                )
+            )
+            # 50k: today's bokeh page against the webgl one, same data
+            d = data(50_000)
+            for kind in ("bokeh", "webgl"):
+                v = explore(
+                    d["points"],
+                    images=d["images"],
+                    labels=d["labels"],
+                    predictions=d["logits"],
+                    renderer=kind,
+                )
+                page = v.save(tmp / f"50k_{kind}.html", assets="folder")
+                size = page.stat().st_size + sum(
+                    f.stat().st_size for f in tmp.glob(f"50k_{kind}_files/*")
+                )
+                r = (
+                    (first_render(driver, page) if kind == "bokeh" else webgl_render(driver, page))
+                    if driver
+                    else float("nan")
+                )
+                rows.append(
+                    (
+                        f"50,000 points, thumbnails, {kind}",
+                        float("nan"),
+                        size / 50_000,
+                        r,
+                        float("nan"),
+                        "-",
+                        "-",
+                    )
+                )
+        finally:
+            if driver is not None:
+                driver.quit()
+    print(
+        "| what | save s | bytes/point | first render s | zoom redraw ms | peak RSS GB | hover ms |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for what, save_s, per, render, zoom, rss, hover in rows:
+        fmt = lambda v, f: "-" if v != v else format(v, f)  # noqa: E731 - NaN shows as "-"
+        print(
+            f"| {what} | {fmt(save_s, '.1f')} | {fmt(per, ',.1f')} | {fmt(render, '.2f')} |"
+            f" {fmt(zoom, '.0f')} | {rss} | {hover} |"
+        )
+    (b, wb), (w, ww) = [(r[3], r[2]) for r in rows[-2:]]
+    print(f"\n50k webgl / bokeh (today's page): first render x{w / b:.2f}, bytes x{ww / wb:.2f}")
+
+
+def thumbnails_32() -> np.ndarray:
+    """(1000, 32, 32, 3) uint8 Shapes images (the 64 px ones, halved)."""
+    from featviz.datasets import Shapes
+
+    images, _ = Shapes(1000, random_state=1).tensors()
+    small = 255 * torch.nn.functional.interpolate(
+        images.float(), size=(32, 32), antialias=True, mode="bilinear"
+    )
+    return small.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def webgl_fixed() -> str:
+    """The part of every webgl page that does not grow with N: the renderer's bundle."""
+    from featviz._explorer_big import bundle
+
+    return bundle()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1,000 points only")
     p.add_argument("--sizes", type=int, nargs="+", default=None)
     p.add_argument("--no-browser", action="store_true", help="skip the Chromium timing")
+    p.add_argument("--large", action="store_true", help="the webgl renderer at 1M points")
+    p.add_argument("--large-n", type=int, default=1_000_000)
     args = p.parse_args()
+    if args.large:
+        large(args.large_n)
+        return
     sizes = args.sizes or ([1000] if args.quick else [1000, 10_000, 50_000])
 
     from featviz.explorer import explore

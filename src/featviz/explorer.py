@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from featviz import _explorer_big as _webgl
 from featviz._errors import describe, param_error
 from featviz._explorer_page import (
     FORMATS,
@@ -184,16 +185,20 @@ def _check_class_names(class_names: Any) -> list[str] | None:
 
 # -- images and heatmaps -------------------------------------------------------------------
 def _images_sprites(
-    images: Any, heatmaps: Any, n: int, opts: dict[str, Any]
-) -> tuple[Sprites | None, dict[str, Sprites]]:
-    """Thumbnail and click-through sprites from the images and heatmaps."""
+    images: Any, heatmaps: Any, n: int, opts: dict[str, Any], lazy: bool = False
+) -> tuple[Sprites | None, dict[str, Sprites]] | _webgl.ImageSource | None:
+    """Thumbnail and click-through sprites from the images and heatmaps.
+
+    With ``lazy`` (the webgl renderer): the checked inputs as an `ImageSource` (or None),
+    which makes each sheet when it is saved or shown.
+    """
     if heatmaps is not None and not isinstance(heatmaps, Mapping):
         expected = 'a mapping of names to (N, h, w) maps, e.g. {"gradcam": m}'
         raise _type_error("heatmaps", expected, heatmaps)
     if images is None:
         if heatmaps:
             raise _error("images", "given when 'heatmaps' is (the maps are drawn on them)", None)
-        return None, {}
+        return None if lazy else (None, {})
     if heatmaps and "image" in heatmaps:
         raise _error("heatmaps", "named other than 'image' (the name of the plain image)", "image")
     batch = image_batch(images, func="explore", n=n)
@@ -202,6 +207,8 @@ def _images_sprites(
         str(k): heatmap_batch(v, func="explore", n=n, key=str(k)).maps
         for k, v in (heatmaps or {}).items()
     }
+    if lazy:
+        return _webgl.ImageSource(batch.nhwc, ms, maps, opts, images)
     return make_sprites(batch.nhwc, ms, maps, opts)
 
 
@@ -228,6 +235,10 @@ class ExploreView:
         detail_px: Display size (longer side) of the click-through images in pixels.
         class_names: Names of the class indices: label and prediction legends list the
             classes in this order, each in the colour of its index (`featviz._palette`).
+        renderer: ``"bokeh"`` or ``"webgl"`` (regl-scatterplot; `featviz._explorer_big`).
+        source: For ``"webgl"``: the images and heatmaps its sheets are made from when
+            saved or shown (``thumbnails`` and ``details`` stay empty), or None.
+        widget: The live Jupyter widget last made by `show` (holds the selection).
     """
 
     data: dict[str, Any]
@@ -239,6 +250,9 @@ class ExploreView:
     height: int = 600
     detail_px: int = 160
     class_names: list[str] | None = None
+    renderer: str = "bokeh"
+    source: _webgl.ImageSource | None = field(default=None, repr=False)
+    widget: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.data["x"])
@@ -265,6 +279,8 @@ class ExploreView:
 
     def html(self, urls: Mapping[str, list[str]] | None = None) -> str:
         """The standalone page: one HTML string with bokeh's JavaScript inlined (no CDN)."""
+        if self.renderer == "webgl":
+            return _webgl.html(self, urls)
         from bokeh.embed import file_html
         from bokeh.resources import INLINE
 
@@ -301,6 +317,8 @@ class ExploreView:
                 "The 'assets' parameter of ExploreView.save must be one of 'auto', 'inline', "
                 f"'folder'. Got {assets!r} instead."
             )
+        if self.renderer == "webgl":
+            return _webgl.save(self, path, overwrite=overwrite, assets=assets)
         path = check_destination(path, overwrite=overwrite)
         folder = assets == "folder" or (assets == "auto" and self.image_bytes > INLINE_LIMIT)
         urls = write_folder(self, path, overwrite) if folder else None
@@ -317,6 +335,36 @@ class ExploreView:
         if prefix is None:
             return {key: sp.data_uris() for key, sp in named.items()}
         return {key: [f"{prefix}/{n}" for n in file_names(self, key)] for key in named}
+
+    def show(self) -> Any:
+        """The view live in Jupyter: a widget whose selection lands in `selected`.
+
+        Drawn with regl-scatterplot (the ``"webgl"`` page) for either renderer; the
+        thumbnails and click-through images are sent when the page first needs them.
+        Needs ``pip install featviz[webgl]`` (anywidget and jupyter-scatter).
+
+        Returns:
+            The widget (also kept as ``view.widget``); display it, select points, then
+            read ``view.selected`` in the next cell.
+        """
+        from featviz._explorer_widget import make_widget
+
+        self.widget = make_widget(self)
+        return self.widget
+
+    @property
+    def selected(self) -> np.ndarray:
+        """(k,) int64 indices selected in the live widget (`show`), sorted; empty before."""
+        ids = [] if self.widget is None else list(self.widget.selected)
+        return np.asarray(ids, dtype=np.int64)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        """A webgl view with anywidget installed: the live widget; else the page (HTML)."""
+        import importlib.util
+
+        if self.renderer == "webgl" and importlib.util.find_spec("anywidget") is not None:
+            return self.show()._repr_mimebundle_(include=include, exclude=exclude)
+        return {"text/html": self._repr_html_()}
 
     def _repr_html_(self) -> str:
         """The page in an iframe, so notebooks show it without a bokeh setup."""
@@ -364,6 +412,7 @@ def explore(
     image_format: str = "webp",
     quality: int = 80,
     title: str = "featviz explore",
+    renderer: str = "auto",
 ) -> ExploreView:
     """An interactive scatter of a projection with thumbnails, predictions and heatmaps.
 
@@ -404,6 +453,10 @@ def explore(
             ``"png"`` (lossless).
         quality: Encoder quality for WebP/JPEG, in [1, 100].
         title: Plot and page title.
+        renderer: ``"bokeh"`` (the page above), ``"webgl"`` (regl-scatterplot: for up to
+            millions of points; points as binary, thumbnails loaded when hovered; needs
+            ``pip install featviz[webgl]``) or ``"auto"``: ``"webgl"`` from
+            `featviz._explorer_big.WEBGL_FROM` (100,000) points on.
 
     Returns:
         An `ExploreView`; ``view.save("explore.html")`` writes the page (and, above
@@ -415,6 +468,7 @@ def explore(
             names the parameter.
     """
     _check_options(thumbnail_size, detail_size, image_format, quality)
+    _renderer(renderer, 0)  # checked before a FeatureSet is projected
     check_pair(mean, std, func="explore")
     names = _check_class_names(class_names)
     xy, own_labels, outputs = _points(points, layers, method, random_state, project_kwargs)
@@ -438,7 +492,13 @@ def explore(
     opts: dict[str, Any] = {"thumbnail_size": thumbnail_size, "detail_size": detail_size}
     opts |= {"mean": mean}
     opts |= {"image_format": image_format, "quality": quality, "std": std}
-    thumbnails, details = _images_sprites(images, heatmaps, n, opts)
+    kind = _renderer(renderer, n)
+    source = None
+    if kind == "webgl":
+        source = _images_sprites(images, heatmaps, n, opts, lazy=True)
+        thumbnails, details = None, {}
+    else:
+        thumbnails, details = _images_sprites(images, heatmaps, n, opts)  # type: ignore[misc]
     if thumbnails is not None:
         where = thumbnails.where(np.arange(n))
         data |= {
@@ -454,7 +514,18 @@ def explore(
         title=title,
         detail_px=detail_size,
         class_names=names,
+        renderer=kind,
+        source=source,  # type: ignore[arg-type]
     )
+
+
+def _renderer(renderer: Any, n: int) -> str:
+    """``"bokeh"`` or ``"webgl"`` for ``renderer`` and N points."""
+    if renderer not in _webgl.RENDERERS:
+        raise _error("renderer", f"one of {list(_webgl.RENDERERS)}", renderer)
+    if renderer == "auto":
+        return "webgl" if n >= _webgl.WEBGL_FROM else "bokeh"
+    return str(renderer)
 
 
 def _index(points: Any, n: int) -> np.ndarray:

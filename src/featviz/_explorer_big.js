@@ -1,0 +1,151 @@
+// The large-set view of featviz.explore: regl-scatterplot draws the points (WebGL), this
+// code adds the page around it. It is appended to regl-scatterplot's bundle, taken at save
+// time from the jupyter-scatter wheel, in the same module: `createScatterplot` is the
+// bundle's. Used by the saved page and by the Jupyter widget (featviz._explorer_widget).
+//
+// featvizView(root, meta, raw, host):
+//   root: an empty element; meta: the view's description (featviz._explorer_big.meta);
+//   raw: Uint8Array of the packed columns; host.sheetUrl(key, j) -> Promise of the URL of
+//   sheet j of "thumb" or "detail:<name>"; host.onSelect(indices) is told each selection.
+const featvizView = async (root, meta, raw, host) => {
+  const n = meta.n;
+  const TYPES = { uint8: Uint8Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array };
+  const col = (c) => new TYPES[c.dtype](raw.buffer, raw.byteOffset + c.offset, n);
+  const columns = Object.fromEntries(meta.columns.map((c) => [c.name, col(c)]));
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const index = columns.index ? (i) => columns.index[i] : (i) => i;
+  const state = { t0: performance.now(), ready: null, hover: null, draws: 0, lastDraw: null };
+
+  // -- page -----------------------------------------------------------------------------
+  root.classList.add("featviz-big");
+  root.innerHTML = `
+<div class="featviz-bar"><b>${esc(meta.title)}</b>
+ <label>Colour by <select class="featviz-color-by"></select></label>
+ <button class="featviz-mode" title="drag selects (lasso); shift+drag always does">Lasso</button>
+ <span class="featviz-count">0 selected</span></div>
+<div class="featviz-main">
+ <div class="featviz-plot" style="width:${meta.width}px;height:${meta.height}px">
+  <canvas style="width:${meta.width}px;height:${meta.height}px"></canvas>
+  <div class="featviz-tip" style="display:none"></div></div>
+ <div class="featviz-side"><div class="featviz-legend"></div><div class="featviz-detail"></div></div>
+</div>
+<div class="featviz-bar"><textarea class="featviz-selected" rows="3" readonly
+ placeholder="Selected indices (copy)" style="width:${meta.width}px"></textarea>
+ <button class="featviz-copy">Copy indices</button></div>`;
+  const $ = (sel) => root.querySelector(sel);
+  const tip = $(".featviz-tip"), detail = $(".featviz-detail"), legend = $(".featviz-legend");
+
+  // -- points: x, y in [-1, 1], the colouring in valueA (classes) or valueB (0..1) --------
+  const x = new Float32Array(n), y = new Float32Array(n), b = new Float32Array(n);
+  const [hx, hy] = meta.xy.half;
+  for (let i = 0; i < n; i++) {
+    x[i] = ((columns.x[i] - hx) / 32767.5) * 0.95; // a margin at the edges
+    y[i] = ((columns.y[i] - hy) / 32767.5) * 0.95;
+  }
+  if (columns.confidence) for (let i = 0; i < n; i++) b[i] = columns.confidence[i] / 65535;
+  const names = (name) => meta.names[name] || [];
+  const classes = (name) => {
+    if (name !== "correct") return columns[name];
+    // correct: the predicted name equals the label's name
+    const lab = names("label"), same = names("prediction").map((p) => lab.indexOf(p));
+    const out = new Uint8Array(n), l = columns.label, p = columns.prediction;
+    for (let i = 0; i < n; i++) out[i] = same[p[i]] === l[i] ? 0 : 1;
+    return out;
+  };
+
+  const canvas = root.querySelector("canvas");
+  const sp = createScatterplot({
+    canvas, width: meta.width, height: meta.height, pointSize: meta.point_size,
+    performanceMode: meta.performance_mode, lassoOnLongPress: false, lassoInitiator: false,
+    backgroundColor: [1, 1, 1, 1], pointColorHover: [0, 0, 0, 1], deselectOnEscape: true,
+  });
+  sp.subscribe("draw", () => { state.draws += 1; state.lastDraw = performance.now(); });
+
+  const colorBy = async (name, first) => {
+    const c = meta.colors[name];
+    const a = name === "confidence" || name === "all" ? new Float32Array(n) : Float32Array.from(classes(name));
+    const opts = first ? {} : { spatialIndex: sp.get("spatialIndex"), preventFilterReset: true };
+    sp.set({ colorBy: name === "confidence" ? "valueB" : "valueA", pointColor: c.colors });
+    await sp.draw({ x, y, valueA: a, valueB: b }, opts);
+    legend.innerHTML = `<b>${esc(name)}</b>` + (name === "confidence"
+      ? `<div class="featviz-bar-scale" style="background:linear-gradient(to right,${c.colors.filter((_, k) => k % 32 === 0).join(",")})"></div><span>0</span><span style="float:right">1</span>`
+      : c.names.map((s, k) => `<div><i style="background:${c.colors[k]}"></i>${esc(s)}</div>`).join(""));
+  };
+  const select = $(".featviz-color-by");
+  for (const name of Object.keys(meta.colors)) select.add(new Option(name, name));
+  select.onchange = () => colorBy(select.value, false);
+  const mode = $(".featviz-mode");
+  mode.onclick = () => {
+    const lasso = sp.get("mouseMode") !== "lasso";
+    sp.set({ mouseMode: lasso ? "lasso" : "panZoom" });
+    mode.classList.toggle("featviz-on", lasso);
+  };
+
+  // -- images: tiles cut out of sheets that load when first needed ------------------------
+  const images = new Map();
+  const sheetImage = (url) => {
+    if (!images.has(url)) {
+      const img = new Image();
+      img.src = url;
+      images.set(url, img.decode().then(() => img));
+    }
+    return images.get(url);
+  };
+  const tile = async (el, key, i, px) => {
+    const g = meta.sheets[key];
+    const j = Math.floor(i / g.per_sheet), k = i % g.per_sheet, [h, w] = g.tile;
+    const count = Math.min(g.per_sheet, n - j * g.per_sheet), cols = Math.min(g.per_row, count);
+    const f = (px || Math.max(h, w)) / Math.max(h, w);
+    const url = await host.sheetUrl(key, j);
+    await sheetImage(url);
+    const sx = (k % g.per_row) * w * f, sy = Math.floor(k / g.per_row) * h * f;
+    const size = `${cols * w * f}px ${Math.ceil(count / cols) * h * f}px`;
+    el.style.cssText = `width:${w * f}px;height:${h * f}px;flex:none;background:url('${url}') -${sx}px -${sy}px / ${size};`
+      + (f > 1 ? "image-rendering:pixelated" : "");
+    el.dataset.index = String(i);
+  };
+
+  const describe = (i) => {
+    let out = `<b>#${index(i)}</b>`;
+    for (const name of ["label", "prediction"]) if (columns[name]) out += `<br>${name}: ${esc(names(name)[columns[name][i]])}`;
+    if (columns.confidence) out += `<br>confidence: ${b[i].toFixed(3)}`;
+    return out;
+  };
+  sp.subscribe("pointover", async (i) => {
+    const t = performance.now();
+    state.hover = { i, shown: null };
+    const rel = sp.getScreenPosition(i) || [0, 0];
+    tip.innerHTML = `<div class="featviz-thumb"></div><div>${describe(i)}</div>`;
+    tip.style.cssText = `display:flex;left:${rel[0] + 12}px;top:${rel[1] + 12}px`;
+    if (meta.sheets.thumb) await tile(tip.querySelector(".featviz-thumb"), "thumb", i);
+    if (state.hover && state.hover.i === i) state.hover.shown = performance.now() - t;
+  });
+  sp.subscribe("pointout", () => { tip.style.display = "none"; state.hover = null; });
+
+  // -- selection -------------------------------------------------------------------------
+  const text = $(".featviz-selected"), count = $(".featviz-count");
+  const showSelection = (points) => {
+    const ids = Array.from(points, index).sort((p, q) => p - q);
+    text.value = ids.join(", ");
+    count.textContent = `${ids.length} selected` + (ids.length ? " (indices below)" : "");
+    host.onSelect(ids);
+    detail.innerHTML = "";
+    if (!points.length) return;
+    const i = points.reduce((p, q) => (index(q) < index(p) ? q : p));
+    detail.innerHTML = describe(i).replace(/<br>/g, " &nbsp;")
+      + (points.length > 1 ? ` (first of ${points.length})` : "") + '<div class="featviz-details"></div>';
+    for (const key of Object.keys(meta.sheets).filter((s) => s.startsWith("detail:"))) {
+      const fig = document.createElement("figure");
+      fig.innerHTML = `<div class="featviz-detail-image" data-name="${esc(key.slice(7))}"></div><figcaption>${esc(key.slice(7))}</figcaption>`;
+      detail.querySelector(".featviz-details").append(fig);
+      tile(fig.firstChild, key, i, meta.detail_px);
+    }
+  };
+  sp.subscribe("select", ({ points }) => showSelection(points));
+  sp.subscribe("deselect", () => showSelection([]));
+  $(".featviz-copy").onclick = () => navigator.clipboard.writeText(text.value).catch(() => {});
+
+  await colorBy(select.value || Object.keys(meta.colors)[0], true);
+  state.ready = performance.now() - state.t0;
+  return { sp, state, showSelection };
+};
