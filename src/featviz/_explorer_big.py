@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import io
 import json
 import math
 import mmap
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +37,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
+from featviz._explorer_page import assets_folder, encode_sheet, remove_folder, write_assets
 from featviz._images import rgb_float
 from featviz._io import atomic_path, check_destination
 from featviz._ops import resize
@@ -70,7 +68,6 @@ WEBGL_FROM = 100_000
 _INSTALL = "pip install 'featviz[webgl]' (or pip install jupyter-scatter)"
 _EXPORT = re.compile(r"\nexport \{\s*index_default as default\s*\};")
 _MIMES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
-_FILE = re.compile(r"^(thumb|detail\d+)_\d+\.(webp|jpeg|png)$")  # as the bokeh page's folder
 _CORRECT = {"correct": "#2ca02c", "wrong": "#d62728"}
 
 
@@ -234,27 +231,11 @@ class ImageSource:
         if key.startswith("detail:") and key != "detail:image":
             blended = overlay(tiles, self.maps[key[7:]][rows].to(tiles.device))
             tiles = blended.permute(0, 3, 1, 2)
-        return _encode(tiles.cpu(), per_row, self.opts["image_format"], self.opts["quality"])
+        return encode_sheet(tiles.cpu(), per_row, self.opts["image_format"], self.opts["quality"])
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x * 255 + 0.5).clamp(0, 255).to(torch.uint8)
-
-
-def _encode(tiles: torch.Tensor, per_row: int, fmt: str, quality: int) -> bytes:
-    """uint8 (n, 3, h, w) tiles as one sheet image, row by row."""
-    from PIL import Image
-
-    n, _, h, w = tiles.shape
-    cols = min(per_row, n)
-    rows = math.ceil(n / cols)
-    grid = torch.full((rows * cols, 3, h, w), 255, dtype=torch.uint8)
-    grid[:n] = tiles
-    sheet = grid.view(rows, cols, 3, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, 3)
-    buf = io.BytesIO()
-    extra = {"method": 0} if fmt == "webp" else {}  # as the bokeh page's sheets
-    Image.fromarray(sheet.numpy()).save(buf, format=fmt.upper(), quality=quality, **extra)
-    return buf.getvalue()
 
 
 def sheet_keys(view: ExploreView) -> dict[str, dict[str, Any]]:
@@ -419,31 +400,6 @@ def _write_sheets(view: ExploreView, tmp: Path, name: str) -> dict[str, Any]:
     return urls
 
 
-def _replace_folder(tmp: Path, folder: Path) -> None:
-    old = folder.with_name(f".{folder.name}.old") if folder.exists() else None
-    if old is not None:
-        folder.rename(old)
-    tmp.rename(folder)
-    if old is not None:
-        shutil.rmtree(old)
-
-
-def _check_folder(folder: Path, overwrite: bool) -> None:
-    if not folder.exists():
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"The image folder {str(folder)!r} of the page exists; pass overwrite=True "
-            "to replace it."
-        )
-    foreign = [p.name for p in folder.iterdir() if not _FILE.match(p.name)]
-    if foreign or not folder.is_dir():
-        raise FileExistsError(
-            f"{str(folder)!r} holds files featviz did not write ({foreign[:3]}); "
-            "move them or save the page under another name."
-        )
-
-
 def save(view: ExploreView, path: str | Path, *, overwrite: bool, assets: str) -> Path:
     """Write the page (and its sheets, one file at a time, to ``<stem>_files``).
 
@@ -461,20 +417,15 @@ def save(view: ExploreView, path: str | Path, *, overwrite: bool, assets: str) -
     bundle()  # jupyter-scatter is there: fail before any sheet is made
     keys = sheet_keys(view)
     urls = None
-    folder = path.with_name(path.stem + "_files")
     if keys and assets != "inline":
-        _check_folder(folder, overwrite)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{folder.name}."))
-        try:
-            urls = _write_sheets(view, tmp, folder.name)
-            page = html(view, urls)
-            with atomic_path(path, overwrite=overwrite) as out:
-                out.write_text(page, encoding="utf-8")
-                _replace_folder(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        name = assets_folder(path).name
+        with atomic_path(path, overwrite=overwrite) as out:
+            # the sheets first (all or nothing, one at a time), then the page that needs them
+            urls = write_assets(path, overwrite, lambda tmp: _write_sheets(view, tmp, name))
+            out.write_text(html(view, urls), encoding="utf-8")
         return path
     page = html(view, urls)
     with atomic_path(path, overwrite=overwrite) as out:
         out.write_text(page, encoding="utf-8")
+    remove_folder(path)  # an inline page over a folder one: its old sheets go
     return path
