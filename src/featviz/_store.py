@@ -310,8 +310,12 @@ def _top_spec(root: Path | None) -> StoreSpec:
     )
 
 
-def _rank_spec(root: Path | None, rank: int) -> StoreSpec:
-    """One rank's shards: ``rank<r>/`` on disk, locked by ``rank<r>.lock`` beside it."""
+def _rank_spec(root: Path | None, rank: int, *, locked: bool = True) -> StoreSpec:
+    """One rank's shards: ``rank<r>/`` on disk, locked by ``rank<r>.lock`` beside it.
+
+    ``locked=False``: a worker writing shards into a store whose lock another process (the
+    driver of a Ray job) holds.
+    """
     return StoreSpec(
         FORMAT,
         FORMAT_VERSION,
@@ -320,16 +324,25 @@ def _rank_spec(root: Path | None, rank: int) -> StoreSpec:
         owned=_shard_owned,
         versioned="config",
         optional=UNCHECKED_BEFORE_V1_1,
-        lock=rank,
+        lock=rank if locked else None,
         lock_dir=root,
         home=root,
         survey=_surveyed_by_top,
     )
 
 
-def open_sink(root: Path | None, config: Mapping[str, Any], rank: int) -> ShardSink:
-    """`extract`'s sink: the ``"disk"`` backend for a folder, ``"memory"`` for None."""
-    return ShardSink(backend("memory" if root is None else "disk"), root, config, rank)
+def open_sink(
+    root: Path | None, config: Mapping[str, Any], rank: int, *, locked: bool = True
+) -> ShardSink:
+    """`extract`'s sink: the ``"disk"`` backend for a folder, ``"memory"`` for None.
+
+    ``locked=False`` gives a worker's sink (`featviz.extraction_ray`): it only checks
+    (``skip``) and writes (``write``) batches, idempotently (a batch written twice is
+    the same files, replaced atomically), under the lock the driver's sink holds.
+    """
+    return ShardSink(
+        backend("memory" if root is None else "disk"), root, config, rank, locked=locked
+    )
 
 
 class ShardSink:
@@ -341,17 +354,25 @@ class ShardSink:
             resume, each rank finishes its own rows).
         config: The run's description (the manifests' ``config``).
         rank: This process's rank.
+        locked: False for a worker that writes batches under another process's lock
+            (see `open_sink`).
     """
 
     def __init__(
-        self, cls: type[Store], root: Path | None, config: Mapping[str, Any], rank: int
+        self,
+        cls: type[Store],
+        root: Path | None,
+        config: Mapping[str, Any],
+        rank: int,
+        *,
+        locked: bool = True,
     ) -> None:
         self.cls = cls
         self.root = root
         self.config = dict(config)
         self.rank = rank
         self.top = cls(_top_spec(root))
-        self.store = cls(_rank_spec(root, rank))
+        self.store = cls(_rank_spec(root, rank, locked=locked))
         self.fields: dict[str, Any] = {}
         self.unverified: list[int] = []
         self.warned_unchecked = False
@@ -497,6 +518,8 @@ class ShardSink:
                 "yielded nothing or fewer batches than before. Delete the folder and start "
                 "over."
             )
+        if not self.fields:  # every batch was written by workers (featviz.extraction_ray)
+            self.fields = dict((self.store.load_manifest() or {}).get("fields") or {})
         self._save(complete=True, num_shards=len(present))
         if self.config["world_size"] > 1 and self.root is not None:
             barrier()  # every rank's shards are final
