@@ -23,7 +23,6 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -333,7 +332,7 @@ def _sink(store: str | os.PathLike[str] | None, config: dict[str, Any], rank: in
             "samples; pass store=PATH to merge all ranks in dataset order.",
             stacklevel=user_stacklevel(),
         )
-    return open_sink(None if store is None else Path(store), config, rank)
+    return open_sink(store, config, rank)
 
 
 def _run(step: _Step, loader: Any, sink: Sink, max_batches: int | None, progress: bool) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +46,7 @@ from featviz._batch import (
 from featviz._fingerprints import code_fingerprint
 from featviz._ops import eval_mode
 from featviz._store import open_sink
+from featviz._store_zarr import split_location
 from featviz.featureset import FeatureSet
 from featviz.hooks import capture
 
@@ -86,7 +86,7 @@ class _Worker:
         keys = [] if self.cap is None else list(self.cap.layers)
         dev = input_device(self.model, job["device"])
         self.step = Step(self.model, self.cap, keys, dev, job["cast"], job["outputs"])
-        self.sink = open_sink(Path(job["root"]), job["config"], 0, locked=False)
+        self.sink = open_sink(job["root"], job["config"], 0, locked=False)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run and store the batches numbered ``batch["batch"]``; their rows."""
@@ -216,7 +216,7 @@ def extract_ray(
     job = _job(model, dataset, layers, n, store, batch_size, reduce, dtype, device, outputs)
     job.update(model_fn=model_fn, collate_fn=collate_fn, threads=num_cpus)
     del model
-    sink = open_sink(Path(store), job["config"], 0)
+    sink = open_sink(job["root"], job["config"], 0)
     try:
         result = sink.open()
         if result is None:
@@ -230,6 +230,12 @@ def extract_ray(
         return FeatureSet._from_parts(result)
     finally:
         sink.close()
+
+
+def _location(store: str | os.PathLike[str]) -> str:
+    """``store`` as every node reads it: a URL as given, a local path made absolute."""
+    scheme, path = split_location(store)
+    return str(store) if scheme is not None else str(path.resolve())
 
 
 def _job(
@@ -268,7 +274,7 @@ def _job(
         "dataset": dataset,
         "layers": layers,
         "n": n,
-        "root": str(Path(store).resolve()),
+        "root": _location(store),
         "batch_size": batch_size,
         "reduce": reduce,
         "cast": cast,

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from featviz._hookable import hookable
+from featviz._ops import user_stacklevel
 from featviz._resolve import (
     LayerSpec,
     _map_tensors,
@@ -36,7 +37,6 @@ from featviz._resolve import (
     resolve_layers,
     unwrap_model,
 )
-from featviz._ops import user_stacklevel
 
 __all__ = [
     "Capture",
