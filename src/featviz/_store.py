@@ -654,7 +654,7 @@ def _rank_parts(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return [(d, m) for d in dirs if (m := _featviz_manifest(d / "manifest.json"))]
 
 
-def read_store(root: Path | str, *, mmap: bool = True) -> Parts:
+def read_store(root: str | os.PathLike[str], *, mmap: bool = True) -> Parts:
     """Open a store folder (merging finished ranks first when needed), or a Zarr store.
 
     Raises:

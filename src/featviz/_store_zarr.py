@@ -24,6 +24,7 @@ is no lock: one writer per store is the user's promise.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,6 @@ class ZarrStore(Store):
         self.lock = None
         if spec.lock is not None and self.scheme is None:
             self.lock = StoreLock(Path(spec.lock_dir or self.root), spec.lock, self.owner)
-        self._zs: Any = None
 
     @property
     def path(self) -> Path | None:
@@ -93,21 +93,20 @@ class ZarrStore(Store):
         """The location, for messages."""
         return str(self.root) if self.scheme is None else f"{self.scheme}://{self.root}"
 
-    def _store(self) -> Any:
-        if self._zs is None:
-            import zarr.storage
+    def _store(self, mode: str = "a") -> Any:
+        """A fresh zarr store object (zarr may turn one opened with ``mode="r"`` read-only)."""
+        import zarr.storage
 
-            if self.scheme is None:
-                self._zs = zarr.storage.LocalStore(str(self.root))
-            else:
-                self._zs = zarr.storage.FsspecStore.from_url(self.where)
-        return self._zs
+        read_only = mode == "r"
+        if self.scheme is None:
+            return zarr.storage.LocalStore(str(self.root), read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(self.where, read_only=read_only)
 
     def _group(self, mode: str = "r") -> Any:
         import zarr
 
         try:
-            return zarr.open_group(self._store(), mode=mode)  # type: ignore[arg-type]
+            return zarr.open_group(self._store(mode), mode=mode)  # type: ignore[arg-type]
         except FileNotFoundError:
             if mode == "r":
                 return None
@@ -121,7 +120,7 @@ class ZarrStore(Store):
         import zarr
 
         try:
-            return zarr.open_array(self._store(), path=_key(name), mode="r")
+            return zarr.open_array(self._store("r"), path=_key(name), mode="r")
         except Exception:
             return None
 
@@ -207,7 +206,10 @@ class ZarrStore(Store):
         if group is None:
             return []
         out = []
-        for path, node in group.members(max_depth=None):
+        with warnings.catch_warnings():  # the lock file is no zarr node
+            warnings.filterwarnings("ignore", "Object at", category=UserWarning)
+            members = list(group.members(max_depth=None))
+        for path, node in members:
             if type(node).__name__ == "Array" and node.attrs.get("complete"):
                 out.append(path if node.attrs.get("text") else f"{path}.npy")
         return sorted(out)
@@ -254,17 +256,21 @@ class ZarrStore(Store):
         return None if data is None else self._checked(data, f"{self.where} (zarr.json)")
 
     def remove(self) -> None:
-        """Delete the manifest; delete the group when nothing else is left in it."""
-        group = self._group()
-        if group is None:
+        """Delete the manifest; delete the group when no array is left in it."""
+        if self._group() is None:
             return
+        group = self._group("a")
         attrs = dict(group.attrs)
         attrs.pop("featviz", None)
-        if list(group.keys()) or attrs:
+        with warnings.catch_warnings():  # the lock file is no zarr node
+            warnings.filterwarnings("ignore", "Object at", category=UserWarning)
+            arrays = [p for p, n in group.members(max_depth=None) if type(n).__name__ == "Array"]
+        if arrays or attrs:
             group.attrs.put(attrs)
             return
         if self.scheme is None:  # only what zarr wrote; a folder with other files stays
-            (self.root / "zarr.json").unlink(missing_ok=True)
+            for meta in self.root.rglob("zarr.json"):
+                meta.unlink()
             for sub in sorted(self.root.rglob("*"), key=lambda p: -len(p.parts)):
                 if sub.is_dir() and not any(sub.iterdir()):
                     sub.rmdir()
