@@ -674,7 +674,7 @@ def read_store(root: str | os.PathLike[str], *, mmap: bool = True) -> Parts:
     return parts_of(DiskStore(_top_spec(root)), manifest, mmap=mmap)
 
 
-def _read_zarr(location: Path | str, mmap: bool) -> Parts:
+def _read_zarr(location: str | os.PathLike[str], mmap: bool) -> Parts:
     """A finished Zarr store (`featviz._store_zarr`); its arrays are read into RAM."""
     scheme, root = split_location(location)
     top = backend("zarr")(_top_spec(root, scheme))

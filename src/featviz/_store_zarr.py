@@ -277,7 +277,7 @@ class ZarrStore(Store):
             if not any(self.root.iterdir()):
                 self.root.rmdir()
         else:
-            import fsspec
+            import fsspec  # type: ignore[import-untyped]
 
             fs, path = fsspec.core.url_to_fs(self.where)
             fs.rm(path, recursive=True)
