@@ -104,6 +104,9 @@ def cluster():
     """A head and a worker node on 127.0.0.1, killed (process groups) even on failure."""
     ray_bin = str(Path(sys.executable).with_name("ray"))
     temp = tempfile.mkdtemp(prefix="fvray", dir="/tmp")  # short: Unix socket paths
+    # no token authentication on this private loopback cluster, whatever ~/.ray holds
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -149,6 +152,10 @@ def cluster():
             ray.shutdown()
         for proc in reversed(procs):
             _kill_group(proc)
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
 
 
 def _wait_gcs(port: int) -> bool:
@@ -187,7 +194,7 @@ def _assert_same(fs, ref: dict[str, np.ndarray]) -> None:
 
 
 def _shards(store: Path) -> int:
-    return len(list((store / "rank00000").glob("*-index.npy")))
+    return len(list((store / "rank00000").glob("*-index*")))  # .npy files or Zarr arrays
 
 
 def test_two_workers_with_one_killed_equal_extract(cluster, tmp_path):
@@ -219,10 +226,13 @@ def test_two_workers_with_one_killed_equal_extract(cluster, tmp_path):
 
 
 def test_stopped_job_resumes_skipping_stored_batches(cluster, tmp_path):
+    """Into a Zarr store at a file:// URL (the other test writes a .npy folder)."""
     from featviz.extraction_ray import extract_ray
 
+    zarr = pytest.importorskip("zarr")
     ref = _reference(tmp_path, 5)
-    store, log = tmp_path / "ray", tmp_path / "calls.txt"
+    local, log = tmp_path / "ray.zarr", tmp_path / "calls.txt"
+    store = f"file://{local}"
     with pytest.raises(Exception, match="stopped"):
         extract_ray(
             Builder(log=str(log), fail_after=3),
@@ -233,8 +243,8 @@ def test_stopped_job_resumes_skipping_stored_batches(cluster, tmp_path):
             concurrency=1,
             max_retries=0,
         )
-    stored = _shards(store)
-    assert 1 <= stored < 8 and not (store / "manifest.json").exists()
+    stored = _shards(local)
+    assert 1 <= stored < 8 and not (local / "data").exists()
     # a different model, batch size or layer list is refused; nothing is changed
     for kwargs, what in (
         ({"model_fn": Builder(w2=3.0), "batch_size": 5}, "weights"),
@@ -242,7 +252,7 @@ def test_stopped_job_resumes_skipping_stored_batches(cluster, tmp_path):
     ):
         with pytest.raises(ValueError, match=what):
             extract_ray(dataset=data(), layers=["conv", "act"], store=store, **kwargs)
-    assert _shards(store) == stored
+    assert _shards(local) == stored
     log.unlink()
     fs = extract_ray(
         Builder(log=str(log)), data(), ["conv", "act"], store=store, batch_size=5, concurrency=2
@@ -252,3 +262,4 @@ def test_stopped_job_resumes_skipping_stored_batches(cluster, tmp_path):
     again = extract_ray(Builder(log=str(log)), data(), ["conv", "act"], store=store, batch_size=5)
     assert len(log.read_text().splitlines()) == 8 - stored  # finished: opened, not run
     _assert_same(again, ref)
+    assert np.array_equal(zarr.open_group(local, mode="r")["data/layer0"][:], ref["conv"])

@@ -140,3 +140,25 @@ def test_a_foreign_zarr_group_and_a_url_without_zarr_are_refused(tmp_path):
 
 def test_npy_stores_stay_readable_beside_zarr(tmp_path):
     same(FeatureSet.open(run(tmp_path / "old").path), run())
+
+
+def test_the_docs_readers_pandas_and_xarray(tmp_path):
+    """The snippets of docs/scale.md ("Reading the result without featviz")."""
+    xr = pytest.importorskip("xarray")
+    pd = pytest.importorskip("pandas")
+    ref = run(tmp_path / "feats.zarr")
+    path = str(tmp_path / "feats.zarr")
+    # --- docs/scale.md: xarray
+    ds = xr.open_zarr(path, group="data", consolidated=False)
+    # --- docs/scale.md: pandas
+    g = zarr.open_group(path, mode="r")
+    df = pd.DataFrame(g["data/outputs"][:], index=g["data/index"][:])
+    df["label"] = g["data/labels"][:]
+    names = g.attrs["featviz"]["config"]["layers"]  # layer0 -> "conv", layer1 -> "act"
+    # ---
+    assert names == ["conv", "act"] and ds.sizes["sample"] == 11
+    assert np.array_equal(ds["layer1"].values, ref.layers["act"])
+    assert ds["layer1"].dims == ("sample", "layer1_1", "layer1_2", "layer1_3")
+    assert np.array_equal(df.to_numpy()[:, :3], ref.outputs) and df["label"].tolist() == [
+        i % 3 for i in range(11)
+    ]
