@@ -294,12 +294,15 @@ def _run(
     max_retries: int,
 ) -> None:
     """Every batch in ``todo`` through a pool of ``concurrency`` actors."""
-    items = ray.data.from_items([{"batch": b} for b in todo], override_num_blocks=len(todo))
+    # a few blocks per actor, each a run of batch numbers: few Ray tasks (each costs
+    # scheduling), yet work to steal at the end; a retried block skips what it wrote
+    blocks = min(len(todo), 4 * concurrency)
+    items = ray.data.from_items([{"batch": b} for b in todo], override_num_blocks=blocks)
     out = items.map_batches(
         _Worker,
         fn_constructor_kwargs={"job": job},
-        batch_size=1,
-        concurrency=min(concurrency, len(todo)),
+        batch_size=None,  # a whole block per call
+        concurrency=min(concurrency, blocks),
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         max_restarts=max_retries,
