@@ -8,6 +8,7 @@ gives the exact rows to compare against.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -51,6 +52,7 @@ class Net(nn.Module):
             self.conv.weight.copy_(torch.tensor([1.0, w2]).reshape(2, 1, 1, 1))
             self.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]))
         self.log, self.kill, self.fail_after, self.calls = log, kill, fail_after, 0
+        self.pause = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
@@ -62,6 +64,7 @@ class Net(nn.Module):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("stopped")
+        time.sleep(self.pause)
         return self.fc(self.act(self.conv(x)).mean((2, 3)))
 
 
@@ -77,7 +80,10 @@ class Builder:
         self.kwargs = kwargs
 
     def __call__(self) -> Net:
-        return Net(**self.kwargs)
+        pause = self.kwargs.pop("pause", 0.0)
+        net = Net(**self.kwargs)
+        net.pause, self.kwargs["pause"] = pause, pause
+        return net
 
 
 def _free_port() -> int:
@@ -146,7 +152,7 @@ def cluster():
             if time.monotonic() > deadline:
                 pytest.fail("the Ray worker node did not join in 60 s")
             time.sleep(0.5)
-        yield
+        yield f"127.0.0.1:{port}"
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -194,7 +200,14 @@ def _assert_same(fs, ref: dict[str, np.ndarray]) -> None:
 
 
 def _shards(store: Path) -> int:
-    return len(list((store / "rank00000").glob("*-index*")))  # .npy files or Zarr arrays
+    """Finished batches: ``.npy`` index files, or Zarr index arrays marked complete."""
+    n = 0
+    for p in (store / "rank00000").glob("*-index*"):
+        try:
+            n += p.is_file() or json.loads((p / "zarr.json").read_text())["attributes"]["complete"]
+        except (OSError, ValueError, KeyError):
+            continue  # being written
+    return n
 
 
 def test_two_workers_with_one_killed_equal_extract(cluster, tmp_path):
@@ -233,16 +246,25 @@ def test_stopped_job_resumes_skipping_stored_batches(cluster, tmp_path):
     ref = _reference(tmp_path, 5)
     local, log = tmp_path / "ray.zarr", tmp_path / "calls.txt"
     store = f"file://{local}"
-    with pytest.raises(Exception, match="stopped"):
-        extract_ray(
-            Builder(log=str(log), fail_after=3),
-            data(),
-            ["conv", "act"],
-            store=store,
-            batch_size=5,
-            concurrency=1,
-            max_retries=0,
-        )
+    # the driver is SIGKILLed mid-run (its actors die with it)
+    job = (
+        "import ray, sys; from test_ray import Builder, data; "
+        "from featviz.extraction_ray import extract_ray; ray.init(address=sys.argv[1]); "
+        "extract_ray(Builder(log=sys.argv[3], pause=0.5), data(), ['conv', 'act'], "
+        "store=sys.argv[2], batch_size=5, concurrency=1)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
+    driver = subprocess.Popen([sys.executable, "-c", job, cluster, store, str(log)], env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while _shards(local) < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert driver.poll() is None, "the driver ended before it was killed"
+    finally:
+        _kill_group(driver)
+    time.sleep(5)  # the job's actors are gone
     stored = _shards(local)
     assert 1 <= stored < 8 and not (local / "data").exists()
     # a different model, batch size or layer list is refused; nothing is changed
