@@ -99,7 +99,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=6)
             return
         except subprocess.TimeoutExpired:
             continue
