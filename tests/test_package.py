@@ -7,7 +7,7 @@ import pytest
 import featviz
 from featviz.cli import main
 
-HEAVY = ["matplotlib.pyplot", "sklearn", "cv2", "torchvision", "seaborn", "pandas"]
+HEAVY = ["matplotlib.pyplot", "sklearn", "cv2", "torchvision", "seaborn", "pandas", "ray", "zarr"]
 
 
 def test_import_is_lazy():

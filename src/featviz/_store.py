@@ -17,6 +17,7 @@ rank keeps two runs out of one store.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from featviz._fingerprints import fingerprint
 from featviz._ops import user_stacklevel
 from featviz._store_base import Store, StoreSpec, backend, check_version
 from featviz._store_disk import DiskStore, StoreLock, base_name, read_json
+from featviz._store_zarr import is_zarr, split_location
 from featviz._version import __version__
 
 __all__ = [
@@ -295,7 +297,7 @@ def _survey_folder(root: Path) -> None:
         raise _refuse_foreign(root, found.foreign, what)
 
 
-def _top_spec(root: Path | None) -> StoreSpec:
+def _top_spec(root: Path | None, scheme: str | None = None) -> StoreSpec:
     """The merged result: ``manifest.json`` and ``data/<field>.npy`` (rank 0's lock)."""
     return StoreSpec(
         FORMAT,
@@ -307,11 +309,18 @@ def _top_spec(root: Path | None) -> StoreSpec:
         optional=UNCHECKED_BEFORE_V1_1,
         lock=None,  # written by rank 0 holding its own lock
         survey=_survey_folder,
+        scheme=scheme,
     )
 
 
-def _rank_spec(root: Path | None, rank: int) -> StoreSpec:
-    """One rank's shards: ``rank<r>/`` on disk, locked by ``rank<r>.lock`` beside it."""
+def _rank_spec(
+    root: Path | None, rank: int, *, locked: bool = True, scheme: str | None = None
+) -> StoreSpec:
+    """One rank's shards: ``rank<r>/`` on disk, locked by ``rank<r>.lock`` beside it.
+
+    ``locked=False``: a worker writing shards into a store whose lock another process (the
+    driver of a Ray job) holds.
+    """
     return StoreSpec(
         FORMAT,
         FORMAT_VERSION,
@@ -320,16 +329,40 @@ def _rank_spec(root: Path | None, rank: int) -> StoreSpec:
         owned=_shard_owned,
         versioned="config",
         optional=UNCHECKED_BEFORE_V1_1,
-        lock=rank,
+        lock=rank if locked else None,
         lock_dir=root,
         home=root,
         survey=_surveyed_by_top,
+        scheme=scheme,
     )
 
 
-def open_sink(root: Path | None, config: Mapping[str, Any], rank: int) -> ShardSink:
-    """`extract`'s sink: the ``"disk"`` backend for a folder, ``"memory"`` for None."""
-    return ShardSink(backend("memory" if root is None else "disk"), root, config, rank)
+def open_sink(
+    store: str | os.PathLike[str] | None,
+    config: Mapping[str, Any],
+    rank: int,
+    *,
+    locked: bool = True,
+) -> ShardSink:
+    """`extract`'s sink over the backend ``store`` names.
+
+    ``"memory"`` for None, ``"zarr"`` for a location ending in ``.zarr`` (a path or an
+    fsspec URL), else ``"disk"`` (a folder).
+
+    ``locked=False`` gives a worker's sink (`featviz.extraction_ray`): it only checks
+    (``skip``) and writes (``write``) batches, idempotently (a batch written twice is
+    the same files, replaced atomically), under the lock the driver's sink holds.
+    """
+    if store is None:
+        return ShardSink(backend("memory"), None, config, rank, locked=locked)
+    scheme, root = split_location(store)
+    if not is_zarr(store) and scheme is not None:
+        raise ValueError(
+            f"The 'store' parameter is the URL {str(store)!r}; a store at a URL must be a "
+            "Zarr store (a name ending in '.zarr'), e.g. 's3://bucket/features.zarr'."
+        )
+    cls = backend("zarr" if is_zarr(store) else "disk")
+    return ShardSink(cls, root, config, rank, locked=locked, scheme=scheme)
 
 
 class ShardSink:
@@ -341,17 +374,29 @@ class ShardSink:
             resume, each rank finishes its own rows).
         config: The run's description (the manifests' ``config``).
         rank: This process's rank.
+        locked: False for a worker that writes batches under another process's lock
+            (see `open_sink`).
+        scheme: The fsspec scheme of a store at a remote URL (``root`` is the path after
+            ``scheme://``); None for a local one.
     """
 
     def __init__(
-        self, cls: type[Store], root: Path | None, config: Mapping[str, Any], rank: int
+        self,
+        cls: type[Store],
+        root: Path | None,
+        config: Mapping[str, Any],
+        rank: int,
+        *,
+        locked: bool = True,
+        scheme: str | None = None,
     ) -> None:
         self.cls = cls
+        self.scheme = scheme
         self.root = root
         self.config = dict(config)
         self.rank = rank
-        self.top = cls(_top_spec(root))
-        self.store = cls(_rank_spec(root, rank))
+        self.top = cls(_top_spec(root, scheme))
+        self.store = cls(_rank_spec(root, rank, locked=locked, scheme=scheme))
         self.fields: dict[str, Any] = {}
         self.unverified: list[int] = []
         self.warned_unchecked = False
@@ -388,7 +433,7 @@ class ShardSink:
         if self.root is None:
             return
         for r in range(int(self.config["world_size"])):
-            other = self.cls(_rank_spec(self.root, r))
+            other = self.cls(_rank_spec(self.root, r, scheme=self.scheme))
             found = other.load_manifest() if r != self.rank else None
             if found is not None:
                 where = f"{str(self.root)!r} (rank{r:05d}/manifest.json)"
@@ -497,13 +542,16 @@ class ShardSink:
                 "yielded nothing or fewer batches than before. Delete the folder and start "
                 "over."
             )
+        if not self.fields:  # every batch was written by workers (featviz.extraction_ray)
+            self.fields = dict((self.store.load_manifest() or {}).get("fields") or {})
         self._save(complete=True, num_shards=len(present))
         if self.config["world_size"] > 1 and self.root is not None:
             barrier()  # every rank's shards are final
             try:
                 if self.rank == 0:
                     ranks = range(int(self.config["world_size"]))
-                    merge_store(self.top, [self.cls(_rank_spec(self.root, r)) for r in ranks])
+                    specs = [_rank_spec(self.root, r, scheme=self.scheme) for r in ranks]
+                    merge_store(self.top, [self.cls(spec) for spec in specs])
             finally:
                 barrier()  # the merged files exist (or rank 0 failed and reading says so)
         else:
@@ -606,14 +654,17 @@ def _rank_parts(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return [(d, m) for d in dirs if (m := _featviz_manifest(d / "manifest.json"))]
 
 
-def read_store(root: Path, *, mmap: bool = True) -> Parts:
-    """Open a store folder (merging finished ranks first when needed).
+def read_store(root: str | os.PathLike[str], *, mmap: bool = True) -> Parts:
+    """Open a store folder (merging finished ranks first when needed), or a Zarr store.
 
     Raises:
         FileNotFoundError: No folder, no manifest, or a file the manifest names is missing.
         ValueError: Incomplete, not a featviz store, a damaged file, or a manifest naming
             a file outside the store.
     """
+    if is_zarr(root):
+        return _read_zarr(root, mmap)
+    root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"The 'path' parameter names no folder: {str(root)!r}.")
     manifest = read_json(root / "manifest.json")
@@ -621,6 +672,20 @@ def read_store(root: Path, *, mmap: bool = True) -> Parts:
         manifest = _merge_finished(root)
     _check_format(manifest, root)
     return parts_of(DiskStore(_top_spec(root)), manifest, mmap=mmap)
+
+
+def _read_zarr(location: str | os.PathLike[str], mmap: bool) -> Parts:
+    """A finished Zarr store (`featviz._store_zarr`); its arrays are read into RAM."""
+    scheme, root = split_location(location)
+    top = backend("zarr")(_top_spec(root, scheme))
+    manifest = top.load_manifest()
+    if manifest is None:
+        raise FileNotFoundError(
+            f"The 'path' parameter names {str(location)!r}, which holds no finished featviz "
+            "Zarr store; if an extract call into it stopped, repeat it to resume."
+        )
+    _check_format(manifest, root)
+    return parts_of(top, manifest, mmap=mmap)
 
 
 def _merge_finished(root: Path) -> dict[str, Any]:

@@ -40,7 +40,9 @@ serves both.
 Backends (the registry `BACKENDS`, read by `backend`): ``"memory"`` is `MemoryStore` (here:
 values in dicts; `extract` without ``store=`` and the `Recorder` without ``store=``) and
 ``"disk"`` is `featviz._store_disk.DiskStore` (a folder of ``.npy`` files, a lock file, a
-JSON manifest; used for every ``store=PATH``).
+JSON manifest; used for every ``store=PATH``); ``"zarr"`` is
+`featviz._store_zarr.ZarrStore` (a Zarr v3 group, local or at an fsspec URL; used for a
+``store=`` location ending in ``.zarr``).
 
 How to add a backend (a Zarr or Parquet store, say): one new private module
 ``featviz/_store_<name>.py`` holding one subclass of `Store` that implements the abstract
@@ -171,6 +173,9 @@ class StoreSpec:
             ``root``). *(on disk)*
         survey: Replaces the flat survey of ``root`` (for layouts with sub-folders): raises
             ValueError for what the store did not write. *(on disk)*
+        scheme: The fsspec scheme (``"s3"``, ``"gs"``, ...) of a store at a remote URL,
+            ``root`` then being the path after ``scheme://``; None for a local path. Only
+            backends that reach URLs (``"zarr"``) read it.
     """
 
     format: str
@@ -185,6 +190,7 @@ class StoreSpec:
     lock_dir: Path | None = None
     home: Path | None = None
     survey: Callable[[Path], None] | None = None
+    scheme: str | None = None
 
 
 class Store(abc.ABC):
@@ -385,6 +391,7 @@ class MemoryStore(Store):
 BACKENDS: dict[str, str | type[Store]] = {
     "disk": "featviz._store_disk:DiskStore",
     "memory": "featviz._store_base:MemoryStore",
+    "zarr": "featviz._store_zarr:ZarrStore",
 }
 
 
@@ -392,7 +399,8 @@ def backend(name: str) -> type[Store]:
     """The `Store` subclass registered in `BACKENDS` under ``name``.
 
     Args:
-        name: ``"disk"`` (what ``store=PATH`` uses) or ``"memory"`` (``store=None``).
+        name: ``"disk"`` (what ``store=PATH`` uses), ``"zarr"`` (``store="x.zarr"``) or
+            ``"memory"`` (``store=None``).
 
     Returns:
         The class; build a store with ``backend(name)(spec)``.

@@ -23,144 +23,31 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from featviz._fingerprints import code_fingerprint, model_fingerprint
+from featviz._batch import Step as _Step
+from featviz._batch import callable_name as _callable_name
+from featviz._batch import input_device as _input_device
+from featviz._batch import len_or_none as _len_or_none
+from featviz._batch import reducer as _reducer
+from featviz._batch import run_config
+from featviz._batch import split_batch as _split_batch
+from featviz._batch import torch_dtype as _torch_dtype
+from featviz._batch import transform_for as _transform
+from featviz._fingerprints import code_fingerprint
 from featviz._ops import eval_mode, user_stacklevel
-from featviz._outputs import find_logits
-from featviz._store import FORMAT, FORMAT_VERSION, Sink, dist_info, open_sink
+from featviz._store import Sink, dist_info, open_sink
 from featviz.featureset import FeatureSet
-from featviz.hooks import capture, to_numpy, unwrap_model
+from featviz.hooks import capture
 
 if TYPE_CHECKING:
-    from featviz.hooks import Capture, LayerSpec
+    from featviz.hooks import LayerSpec
 
 __all__ = ["FeatureSet", "extract"]
-
-
-# ---------------------------------------------------------------------------------------
-# argument handling
-# ---------------------------------------------------------------------------------------
-def _reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, Any]:
-    """The reduce function and a JSON description of it (for the manifest)."""
-    if reduce is None:
-        return None, None
-    if isinstance(reduce, str):
-        if reduce == "flatten":
-            return (lambda t: t.reshape(t.shape[0], -1)), reduce
-        if reduce == "avg":
-            warnings.warn(
-                "reduce='avg' of extract is renamed reduce='mean'; 'avg' will be removed in "
-                "the next release.",
-                FutureWarning,
-                stacklevel=user_stacklevel(),
-            )
-            reduce = "mean"
-        if reduce == "mean":
-            return (lambda t: t.mean(dim=_pooled_axes(t)) if t.ndim > 2 else t), reduce
-        if reduce == "max":
-            return (lambda t: t.amax(dim=_pooled_axes(t)) if t.ndim > 2 else t), reduce
-        if reduce == "cls":
-            return _class_token, reduce
-    elif callable(reduce):
-        return reduce, _callable_name(reduce)
-    raise ValueError(
-        "The 'reduce' parameter of extract must be None, 'flatten', 'mean', 'max', 'cls' or a "
-        f"callable. Got {reduce!r} instead."
-    )
-
-
-def _callable_name(fn: Callable[..., Any]) -> str:
-    """``module.qualname`` of a function or callable object (for the manifest)."""
-    name = getattr(fn, "__qualname__", type(fn).__qualname__)
-    return f"{getattr(fn, '__module__', '')}.{name}"
-
-
-def _pooled_axes(t: torch.Tensor) -> tuple[int, ...]:
-    """Axes ``mean``/``max`` pool: the tokens of (N, T, C), else every axis after C."""
-    return (1,) if t.ndim == 3 else tuple(range(2, t.ndim))
-
-
-def _class_token(t: torch.Tensor) -> torch.Tensor:
-    """The first token (N, C) of tokens (N, T, C)."""
-    if t.ndim != 3:
-        raise ValueError(
-            "reduce='cls' of extract keeps the class token of tokens (N, T, C). Got a "
-            f"layer output of shape {tuple(t.shape)} instead; use 'mean' or 'flatten'."
-        )
-    return t[:, 0]
-
-
-def _torch_dtype(dtype: Any) -> torch.dtype | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, torch.dtype):
-        out = dtype
-    else:
-        try:
-            out = getattr(torch, np.dtype(dtype).name)
-        except (TypeError, AttributeError) as exc:
-            raise ValueError(
-                f"The 'dtype' parameter of extract must be a floating torch/numpy dtype such "
-                f"as torch.float16. Got {dtype!r} instead."
-            ) from exc
-    if not out.is_floating_point or out == torch.bfloat16:
-        raise ValueError(
-            "The 'dtype' parameter of extract must be a floating dtype numpy can hold "
-            f"(float16, float32, float64). Got {dtype!r} instead."
-        )
-    return out
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
-def _split_batch(batch: Any, b: int) -> tuple[torch.Tensor, Any]:
-    if isinstance(batch, torch.Tensor):
-        return batch, None
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    first = type(batch[0]).__name__ if isinstance(batch, (tuple, list)) and batch else None
-    raise TypeError(
-        "The 'loader' parameter of extract must yield tensors or (input, target, ...) "
-        f"sequences whose first element is a tensor. Batch {b} is a {type(batch).__name__}"
-        + (f" whose first element is a {first}." if first else ".")
-    )
-
-
-def _labels_array(target: Any, n: int, b: int) -> np.ndarray:
-    if isinstance(target, torch.Tensor):
-        arr = np.asarray(to_numpy(target.detach().cpu()))
-    else:
-        try:
-            arr = np.asarray(target)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"extract: the target of batch {b} ({type(target).__name__}) cannot be "
-                "turned into an array."
-            ) from exc
-    if arr.ndim == 0 or arr.shape[0] != n:
-        raise ValueError(
-            f"extract: batch {b} has {n} inputs but its target has shape {arr.shape}; "
-            "targets must have one entry per sample."
-        )
-    if arr.dtype.hasobject:
-        raise TypeError(
-            f"extract: the target of batch {b} holds Python objects ({type(target).__name__} "
-            "of mixed or non-numeric items); yield tensors, numbers or strings as targets."
-        )
-    return arr
 
 
 # ---------------------------------------------------------------------------------------
@@ -407,34 +294,6 @@ def _check_args(model: Any, loader: Any, max_batches: Any) -> None:
         )
 
 
-def _input_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    model_device = _model_device(model)
-    dev = model_device if device is None else torch.device(device)
-    if device is not None and dev.type != model_device.type:
-        raise ValueError(
-            f"The 'device' parameter of extract is {str(dev)!r} but the model's parameters are "
-            f"on {str(model_device)!r}; move the model there first (extract does not move it)."
-        )
-    return dev
-
-
-def _transform(
-    reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None, cast: torch.dtype | None
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What the capture hooks apply to each layer output, on the device."""
-
-    def transform(t: torch.Tensor) -> torch.Tensor:
-        if reduce_fn is not None:
-            t = reduce_fn(t)
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(
-                f"The 'reduce' callable of extract must return a tensor. Got {type(t).__name__}."
-            )
-        return _cast(t, cast)
-
-    return transform
-
-
 def _config(
     model: nn.Module,
     loader: Any,
@@ -452,23 +311,18 @@ def _config(
             "torch.utils.data.DataLoader over a map-style dataset (with a DistributedSampler), "
             f"so that each sample's dataset index is known. Got {type(loader).__name__}."
         )
-    inner_cls = type(unwrap_model(model))
-    return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "model_class": f"{inner_cls.__module__}.{inner_cls.__qualname__}",
-        "layers": keys,
-        "reduce": reduce_name,
-        "dtype": None if cast is None else str(cast).replace("torch.", ""),
-        "batch_size": getattr(loader, "batch_size", None),
-        "num_batches": _num_batches(loader, None),
-        "dataset_length": _len_or_none(getattr(loader, "dataset", None)),
-        "max_batches": max_batches,
-        "world_size": world,
-        "index_source": "sampler" if tracked else "count",
-        # resuming with other weights (same class) would mix two models' rows
-        "weights": model_fingerprint(unwrap_model(model)),
-    }
+    return run_config(
+        model,
+        keys,
+        reduce_name,
+        cast,
+        batch_size=getattr(loader, "batch_size", None),
+        num_batches=_num_batches(loader, None),
+        dataset_length=_len_or_none(getattr(loader, "dataset", None)),
+        max_batches=max_batches,
+        world=world,
+        index_source="sampler" if tracked else "count",
+    )
 
 
 def _sink(store: str | os.PathLike[str] | None, config: dict[str, Any], rank: int) -> Sink:
@@ -478,52 +332,7 @@ def _sink(store: str | os.PathLike[str] | None, config: dict[str, Any], rank: in
             "samples; pass store=PATH to merge all ranks in dataset order.",
             stacklevel=user_stacklevel(),
         )
-    return open_sink(None if store is None else Path(store), config, rank)
-
-
-@dataclass
-class _Step:
-    """Runs one batch through the model and turns it into the rows of each field."""
-
-    model: nn.Module
-    cap: Capture | None
-    keys: list[str]
-    device: torch.device
-    cast: torch.dtype | None
-    select: Callable[[Any], torch.Tensor] | None = None
-    warned: set[str] = field(default_factory=set)
-
-    def arrays(
-        self, b: int, inputs: torch.Tensor, target: Any, idx: np.ndarray | None, offset: int
-    ) -> dict[str, np.ndarray]:
-        """``{"index": (B,), "outputs": (B, ...), "labels": (B, ...), "layer<i>": ...}``."""
-        n = int(inputs.shape[0]) if inputs.ndim else 0
-        if self.cap is not None:
-            self.cap.clear()
-        out = self.model(inputs.to(self.device, non_blocking=True))
-        if self.select is not None:
-            out = self.select(out)
-        elif not isinstance(out, torch.Tensor):
-            found = find_logits(out)
-            out = out if found is None else found
-        index = idx if idx is not None else np.arange(offset, offset + n, dtype=np.int64)
-        if index.shape[0] != n:
-            raise ValueError(
-                f"extract: batch {b} holds {n} inputs but its sampler drew {index.shape[0]} "
-                "indices (a collate_fn that drops or adds samples?)."
-            )
-        if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != n:
-            raise ValueError(
-                f"extract: the model must return a tensor with one row per sample (N={n}); "
-                f"for batch {b} it returned {_describe(out)}. Pass outputs=callable to "
-                "pick one tensor from it, e.g. outputs=lambda o: o['out'].mean((2, 3))."
-            )
-        arrays = {"index": index, "outputs": to_numpy(_cast(out, self.cast).cpu())}
-        if target is not None:
-            arrays["labels"] = _labels_array(target, n, b)
-        for i, key in enumerate(self.keys):
-            arrays[f"layer{i}"] = _layer_array(self.cap, key, n, b, self.warned)
-        return arrays
+    return open_sink(store, config, rank)
 
 
 def _run(step: _Step, loader: Any, sink: Sink, max_batches: int | None, progress: bool) -> None:
@@ -541,54 +350,6 @@ def _run(step: _Step, loader: Any, sink: Sink, max_batches: int | None, progress
                 bar.update(1)
         finally:
             bar.close()
-
-
-def _cast(t: torch.Tensor, cast: torch.dtype | None) -> torch.Tensor:
-    if cast is not None and t.is_floating_point():
-        return t.to(cast)
-    if t.dtype == torch.bfloat16:
-        return t.float()
-    return t
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    return f"a {type(value).__name__}"
-
-
-def _layer_array(cap: Any, key: str, n: int, b: int, warned: set[str]) -> np.ndarray:
-    if key not in cap.activations:
-        raise ValueError(
-            f"extract: layer {key!r} produced nothing for batch {b}: the model's forward did "
-            "not call it. Choose a layer on the forward path."
-        )
-    value = cap.activations[key]
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(
-            f"extract: layer {key!r} returned a {type(value).__name__}, not a tensor; pick "
-            f"one element with a selector such as '{key}[0]'."
-        )
-    if value.ndim == 0 or value.shape[0] != n:
-        raise ValueError(
-            f"extract: layer {key!r} gave a tensor of shape {tuple(value.shape)} for a batch "
-            f"of {n} samples; each layer (after 'reduce') needs one row per sample."
-        )
-    calls = cap.calls.get(key, 0)
-    if calls > 1 and key not in warned:
-        warned.add(key)
-        warnings.warn(
-            f"extract: layer {key!r} ran {calls} times per forward pass; its last output is kept.",
-            stacklevel=user_stacklevel(),
-        )
-    return np.asarray(to_numpy(value.cpu()))
-
-
-def _len_or_none(obj: Any) -> int | None:
-    try:
-        return len(obj) if obj is not None else None
-    except TypeError:
-        return None
 
 
 class _NoBar:

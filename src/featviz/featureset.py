@@ -252,8 +252,11 @@ class FeatureSet:
         store's lock meanwhile). Every file is checked against the shape and dtype the
         manifest records; only files inside ``path`` are read, never unpickled.
 
+        A Zarr store (``path`` ending in ``.zarr``, also an fsspec URL such as
+        ``"s3://bucket/feats.zarr"``) is read the same way, its arrays loaded into RAM.
+
         Args:
-            path: The store folder.
+            path: The store folder, or a Zarr store's path or URL.
             mmap: Memory-map the arrays read-only (default); False loads them into RAM.
 
         Returns:
@@ -267,7 +270,7 @@ class FeatureSet:
                 damaged; the manifest names a file outside ``path``.
             RuntimeError: The shards need merging but an `extract` call holds the lock.
         """
-        return cls._from_parts(read_store(Path(path), mmap=mmap))
+        return cls._from_parts(read_store(os.fspath(path), mmap=mmap))
 
     @classmethod
     def _from_parts(cls, parts: Parts) -> FeatureSet:
