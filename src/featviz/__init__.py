@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     # whole-dataset extraction
     "extract": "featviz.extraction",
     "FeatureSet": "featviz.featureset",
+    "extract_ray": "featviz.extraction_ray",
     # class activation maps
     "grad_cam": "featviz.cam",
     "class_activation_map": "featviz.cam",
@@ -122,6 +123,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
     )
     from featviz.explorer import ExploreView, explore
     from featviz.extraction import extract
+    from featviz.extraction_ray import extract_ray
     from featviz.featuremaps import normalize, plot_feature_grid, sum_channels, upsample
     from featviz.featureset import FeatureSet
     from featviz.hooks import Capture, capture, hookable, resolve_layers, to_numpy
