@@ -3,7 +3,7 @@
 1. Seed pattern vs ``extract``: the seed collects each batch's outputs with
    ``.cpu().data.numpy()`` and grows one array with ``np.append`` (quadratic), for
    N = 2k, 4k, 8k, 16k rows of 512 floats. Both run the same cheap model.
-2. ``extract(..., store=...)`` with a 512x7x7 layer kept whole (reduce=None) in float16,
+2. ``extract(..., store=...)`` with a 512x7x7 layer kept whole (pool=None) in float16,
    over 20k samples (--quick: 4k) and over 2k (--quick: 400): peak RSS (VmHWM of a fresh
    subprocess per run) and throughput relative to the same inference loop without capture.
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     big, small = (4000, 400) if args.quick else (20000, 2000)
     print(
-        "\n2. store=..., layer 512x7x7 float16 (reduce=None), batch 64, fresh process per run, "
+        "\n2. store=..., layer 512x7x7 float16 (pool=None), batch 64, fresh process per run, "
         "best of 2"
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,14 +57,14 @@ def main() -> None:
     ray.init(num_cpus=max(2, args.workers), include_dashboard=False, log_to_driver=False)
     try:
         t = time.perf_counter()
-        ref = extract(model_fn(), DataLoader(ds, batch_size=bs), layers, reduce="mean",
+        ref = extract(model_fn(), DataLoader(ds, batch_size=bs), layers, pool="mean",
                       store=tmp / "one", progress=False)  # fmt: skip
         base = time.perf_counter() - t
         print(f"{args.images} images, batch {bs}; extract on one process: {base:.2f} s")
         for workers in sorted({1, args.workers}):
             t = time.perf_counter()
             fs = extract_ray(model_fn, ds, layers, store=tmp / f"ray{workers}", batch_size=bs,
-                             reduce="mean", concurrency=workers)  # fmt: skip
+                             pool="mean", concurrency=workers)  # fmt: skip
             secs = time.perf_counter() - t
             equal = all(
                 np.array_equal(fs.layers[k], ref.layers[k]) for k in fs.layers

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = args.out / f"features-{n}"  # one store per run size: a rerun reopens it
     # "pool" is the penultimate layer: global-average-pooled features (N, 64, 1, 1)
-    fs = extract(model, loader, ["pool"], reduce="flatten", store=store, progress=False)
+    fs = extract(model, loader, ["pool"], pool="flatten", store=store, progress=False)
 
     reopened = FeatureSet.open(store)  # memory-mapped, no pickle involved
     pred = np.asarray(reopened.outputs).argmax(axis=1)

@@ -455,10 +455,10 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     # -- extract and the store (fixed elsewhere: current behaviour) ------------------------
     ("extract-layers", lambda c: extract(c.model, c.loader, "nope"), ValueError, r"'layers'"),
     (
-        "extract-reduce",
-        lambda c: extract(c.model, c.loader, "0", reduce="median", progress=False),
+        "extract-pool",
+        lambda c: extract(c.model, c.loader, "0", pool="median", progress=False),
         ValueError,
-        r"'reduce'",
+        r"'pool'",
     ),
     (
         "extract-max-batches",

@@ -131,7 +131,7 @@ def test_layers_none_keeps_outputs_labels_index():
 )
 def test_reduce_on_device(reduce, row):
     fs = extract(
-        conv_net(), DataLoader(conv_data(5), batch_size=2), "0", reduce=reduce, progress=False
+        conv_net(), DataLoader(conv_data(5), batch_size=2), "0", pool=reduce, progress=False
     )
     expected = np.stack([row(k) for k in range(5)])
     np.testing.assert_array_equal(fs.layers["0"], expected)
@@ -144,7 +144,7 @@ def test_dtype_downcast_applies_to_layers_and_outputs_not_labels():
         conv_net(),
         DataLoader(conv_data(5), batch_size=2),
         ["0"],
-        reduce="mean",
+        pool="mean",
         dtype=torch.float16,
         progress=False,
     )
@@ -178,7 +178,7 @@ def test_mode_restored_and_hooks_removed_also_on_error():
 
 def test_shapes_namedtuple_batches_with_builtin_model(tiny_model, shapes_test):
     loader = DataLoader(shapes_test, batch_size=64)
-    fs = extract(tiny_model, loader, ["features.13", "pool"], reduce="flatten", progress=False)
+    fs = extract(tiny_model, loader, ["features.13", "pool"], pool="flatten", progress=False)
     assert fs.layers["features.13"].shape == (256, 64 * 16 * 16)
     assert fs.layers["pool"].shape == (256, 64)
     np.testing.assert_array_equal(fs.labels, shapes_test.labels.numpy())
@@ -229,8 +229,8 @@ def test_bad_inputs_raise_clear_errors():
         extract(Lin(), loader, ["unused"], progress=False)
     with pytest.raises(ValueError, match="Closest valid names"):
         extract(Lin(), loader, ["fc3"], progress=False)
-    with pytest.raises(ValueError, match=r"'reduce'.*Got 'median' instead"):
-        extract(Lin(), loader, ["fc1"], reduce="median", progress=False)
+    with pytest.raises(ValueError, match=r"'pool'.*Got 'median' instead"):
+        extract(Lin(), loader, ["fc1"], pool="median", progress=False)
     with pytest.raises(ValueError, match="'dtype'"):
         extract(Lin(), loader, dtype=torch.int8, progress=False)
     with pytest.raises(ValueError, match=r"'max_batches'.*\[1, inf\).*Got 0 instead"):
@@ -240,7 +240,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="yielded no batches"):
         extract(Lin(), [], progress=False)
     with pytest.raises(ValueError, match="one row per sample"):
-        extract(Lin(), loader, ["fc1"], reduce=lambda t: t.sum(), progress=False)
+        extract(Lin(), loader, ["fc1"], pool=lambda t: t.sum(), progress=False)
     with pytest.raises(ValueError, match="target has shape"):
         extract(Lin(), [(lin_data(4).tensors[0], [1, 2])], progress=False)
     with pytest.raises(TypeError, match="Python objects"):
@@ -390,7 +390,7 @@ def test_incompatible_store_is_refused_and_left_untouched(tmp_path):
     with pytest.raises(ValueError, match=r"different extract call \(layers: stored \['fc1'\]"):
         extract(Lin(), loader, ["act"], store=store, progress=False)
     with pytest.raises(ValueError, match="reduce: stored None, this call 'mean'"):
-        extract(Lin(), loader, ["fc1"], reduce="mean", store=store, progress=False)
+        extract(Lin(), loader, ["fc1"], pool="mean", store=store, progress=False)
     assert _snapshot(store) == before
     # an interrupted store is protected the same way
     part = tmp_path / "p"
@@ -572,9 +572,13 @@ def test_ddp_two_processes_gloo(tmp_path, shuffle):
 def test_reduce_avg_is_a_deprecated_alias_of_mean():
     loader = [(torch.ones(2, 2), torch.tensor([0, 1]))]
     model = torch.nn.Sequential(torch.nn.Unflatten(1, (2, 1, 1)))
-    with pytest.warns(FutureWarning, match="reduce='mean'"):
-        old = extract(model, loader, ["0"], reduce="avg", progress=False)
-    new = extract(model, loader, ["0"], reduce="mean", progress=False)
+    with pytest.warns(FutureWarning, match="pool='mean'"):
+        old = extract(model, loader, ["0"], pool="avg", progress=False)
+    # `reduce` was the old name of `pool` (it sums channels in sum_channels)
+    with pytest.warns(FutureWarning, match="'reduce' parameter of extract is renamed 'pool'"):
+        renamed = extract(model, loader, ["0"], reduce="mean", progress=False)
+    assert np.array_equal(renamed.layers["0"], old.layers["0"])
+    new = extract(model, loader, ["0"], pool="mean", progress=False)
     assert np.array_equal(old.layers["0"], new.layers["0"])
     assert old.layers["0"].shape == (2, 2)
 
@@ -617,11 +621,11 @@ def test_reduce_pools_tokens_never_channels():
         ("max", tokens.amax(1)),
         ("cls", tokens[:, 0]),
     ]:
-        fs = extract(wrapped, loader, "tok", reduce=reduce, progress=False)
+        fs = extract(wrapped, loader, "tok", pool=reduce, progress=False)
         assert fs.layers["tok"].shape == (6, 4)  # (N, C): never (N, T)
         np.testing.assert_allclose(fs.layers["tok"], ref.numpy(), rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match=r"reduce='cls'.*\(4, 12\)"):
-        extract(wrapped, loader, "inner.embed", reduce="cls", progress=False)
+    with pytest.raises(ValueError, match=r"pool='cls'.*\(4, 12\)"):
+        extract(wrapped, loader, "inner.embed", pool="cls", progress=False)
 
 
 def test_reduce_mean_on_vit_gives_one_vector_per_image():
@@ -632,7 +636,7 @@ def test_reduce_mean_on_vit_gives_one_vector_per_image():
     )
     x = torch.rand(3, 3, 32, 32)
     layer = "encoder.layers.encoder_layer_0"
-    fs = extract(vit, [x], layer, reduce="mean", progress=False)
+    fs = extract(vit, [x], layer, pool="mean", progress=False)
     assert fs.layers[layer].shape == (3, 8)  # hidden size, not the 5 tokens
 
 
@@ -665,15 +669,15 @@ def test_outputs_picks_what_to_keep():
             fs = extract(model, loader, progress=False)
             np.testing.assert_allclose(fs.outputs, y.numpy(), rtol=1e-6)
         elif kind == "dict":
-            with pytest.raises(ValueError, match=r"Pass outputs=callable"):
+            with pytest.raises(ValueError, match=r"Pass output_transform=callable"):
                 extract(model, loader, progress=False)
-            fs = extract(model, loader, outputs=lambda o: o["aux"], progress=False)
+            fs = extract(model, loader, output_transform=lambda o: o["aux"], progress=False)
             np.testing.assert_allclose(fs.outputs, 2 * y.numpy(), rtol=1e-6)
         else:
             fs = extract(
                 model,
                 loader,
-                outputs=lambda dets: torch.stack([d["scores"].max() for d in dets]),
+                output_transform=lambda dets: torch.stack([d["scores"].max() for d in dets]),
                 progress=False,
             )
             np.testing.assert_allclose(fs.outputs, y.softmax(1).amax(1).numpy(), rtol=1e-6)
@@ -692,18 +696,20 @@ def test_outputs_callable_is_recorded_and_checked_on_resume(tmp_path):
     loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
     model = _Dicts("dict")
     store = tmp_path / "store"
-    fs = extract(model, loader, outputs=_aux, store=store, progress=False)
+    fs = extract(model, loader, output_transform=_aux, store=store, progress=False)
     name = f"{__name__}._aux"
     assert fs.metadata["outputs"] == name
     manifest = json.loads((store / "manifest.json").read_text())
     assert manifest["config"]["outputs"] == name
     assert manifest["metadata"]["outputs"] == name
     before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
-    for other in ({"outputs": _out}, {}):  # another callable, or none: refused, nothing changed
+    # another callable, or none: refused, nothing changed
+    for other in ({"output_transform": _out}, {}):
         with pytest.raises(ValueError, match=r"outputs: stored '.*_aux', this call"):
             extract(model, loader, store=store, progress=False, **other)
         assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
-    again = extract(model, loader, outputs=_aux, store=store, progress=False)  # same: reopened
+    # the same callable: reopened
+    again = extract(model, loader, output_transform=_aux, store=store, progress=False)
     np.testing.assert_array_equal(again.outputs, fs.outputs)
     plain = extract(_Dicts("logits"), loader, progress=False)  # no callable: no entry
     assert "outputs" not in plain.metadata
@@ -736,10 +742,10 @@ def test_resume_with_another_outputs_lambda_is_refused(tmp_path):
     first, second = (lambda o: o[:, :1]), (lambda o: o[:, 1:])  # both __qualname__ <lambda>
     assert first.__qualname__ == second.__qualname__
     store = tmp_path / "s"
-    fs = extract(Lin(), loader, outputs=first, store=store, progress=False)
+    fs = extract(Lin(), loader, output_transform=first, store=store, progress=False)
     with pytest.raises(ValueError, match=r"\(outputs_code: stored '[0-9a-f]{32}', this call"):
-        extract(Lin(), loader, outputs=second, store=store, progress=False)
-    again = extract(Lin(), loader, outputs=lambda o: o[:, :1], store=store, progress=False)
+        extract(Lin(), loader, output_transform=second, store=store, progress=False)
+    again = extract(Lin(), loader, output_transform=lambda o: o[:, :1], store=store, progress=False)
     np.testing.assert_array_equal(again.outputs, fs.outputs)  # the same code: reopened
 
 
@@ -749,4 +755,4 @@ def test_rows_of_different_shapes_error_names_mean_not_avg(tmp_path):
     for store in (None, tmp_path / "s"):
         with pytest.raises(ValueError, match="rows of") as exc:
             extract(conv, batches, store=store, progress=False)
-        assert "reduce='mean'" in str(exc.value) and "avg" not in str(exc.value)
+        assert "pool='mean'" in str(exc.value) and "avg" not in str(exc.value)

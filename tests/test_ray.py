@@ -213,7 +213,7 @@ def _shards(store: Path) -> int:
 def test_two_workers_with_one_killed_equal_extract(cluster, tmp_path):
     from featviz.extraction_ray import extract_ray
 
-    ref = _reference(tmp_path, 4, reduce="mean", dtype=torch.float16)
+    ref = _reference(tmp_path, 4, pool="mean", dtype=torch.float16)
     marker = tmp_path / "killed"
     fs = extract_ray(
         Builder(kill=str(marker)),
@@ -221,7 +221,7 @@ def test_two_workers_with_one_killed_equal_extract(cluster, tmp_path):
         ["conv", "act"],
         store=tmp_path / "ray",
         batch_size=4,
-        reduce="mean",
+        pool="mean",
         dtype=torch.float16,
         concurrency=2,
         max_retries=3,

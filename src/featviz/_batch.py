@@ -53,7 +53,7 @@ def reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None,
             return (lambda t: t.reshape(t.shape[0], -1)), reduce
         if reduce == "avg":
             warnings.warn(
-                "reduce='avg' of extract is renamed reduce='mean'; 'avg' will be removed in "
+                "pool='avg' of extract is renamed pool='mean'; 'avg' will be removed in "
                 "the next release.",
                 FutureWarning,
                 stacklevel=user_stacklevel(),
@@ -68,7 +68,7 @@ def reducer(reduce: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None,
     elif callable(reduce):
         return reduce, callable_name(reduce)
     raise ValueError(
-        "The 'reduce' parameter of extract must be None, 'flatten', 'mean', 'max', 'cls' or a "
+        "The 'pool' parameter of extract must be None, 'flatten', 'mean', 'max', 'cls' or a "
         f"callable. Got {reduce!r} instead."
     )
 
@@ -88,7 +88,7 @@ def _class_token(t: torch.Tensor) -> torch.Tensor:
     """The first token (N, C) of tokens (N, T, C)."""
     if t.ndim != 3:
         raise ValueError(
-            "reduce='cls' of extract keeps the class token of tokens (N, T, C). Got a "
+            "pool='cls' of extract keeps the class token of tokens (N, T, C). Got a "
             f"layer output of shape {tuple(t.shape)} instead; use 'mean' or 'flatten'."
         )
     return t[:, 0]
@@ -181,7 +181,7 @@ def transform_for(
             t = reduce_fn(t)
         if not isinstance(t, torch.Tensor):
             raise TypeError(
-                f"The 'reduce' callable of extract must return a tensor. Got {type(t).__name__}."
+                f"The 'pool' callable of extract must return a tensor. Got {type(t).__name__}."
             )
         return cast_to(t, cast)
 
@@ -222,8 +222,8 @@ class Step:
         if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != n:
             raise ValueError(
                 f"extract: the model must return a tensor with one row per sample (N={n}); "
-                f"for batch {b} it returned {_describe(out)}. Pass outputs=callable to "
-                "pick one tensor from it, e.g. outputs=lambda o: o['out'].mean((2, 3))."
+                f"for batch {b} it returned {_describe(out)}. Pass output_transform=callable to "
+                "pick one tensor from it, e.g. output_transform=lambda o: o['out'].mean((2, 3))."
             )
         arrays = {"index": index, "outputs": to_numpy(cast_to(out, self.cast).cpu())}
         if target is not None:
@@ -262,7 +262,7 @@ def _layer_array(cap: Any, key: str, n: int, b: int, warned: set[str]) -> np.nda
     if value.ndim == 0 or value.shape[0] != n:
         raise ValueError(
             f"extract: layer {key!r} gave a tensor of shape {tuple(value.shape)} for a batch "
-            f"of {n} samples; each layer (after 'reduce') needs one row per sample."
+            f"of {n} samples; each layer (after 'pool') needs one row per sample."
         )
     calls = cap.calls.get(key, 0)
     if calls > 1 and key not in warned:

@@ -118,7 +118,7 @@ def metadata_for(config: Mapping[str, Any], duplicates: int) -> dict[str, Any]:
         "index_source": config["index_source"],
         "duplicates_dropped": duplicates,
         "featviz_version": __version__,
-        # only where an outputs= callable chose what to keep (older manifests lack it)
+        # only where an output_transform= callable chose what to keep (older manifests lack it)
         **({"outputs": config["outputs"]} if "outputs" in config else {}),
     }
 
@@ -132,7 +132,7 @@ def _first_of_each(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _rows_mismatch(field: str, rows: Any) -> ValueError:
     return ValueError(
         f"extract: field {field!r} has rows of different shapes {sorted(rows)} in "
-        "different batches; pool them with reduce='mean' (or 'max'), or use inputs of one "
+        "different batches; pool them with pool='mean' (or 'max'), or use inputs of one "
         "size."
     )
 
@@ -448,7 +448,7 @@ class ShardSink:
             warnings.warn(
                 f"extract: the store {str(self.root)!r} was written by an older featviz that "
                 f"kept no {' or '.join(lacking)} fingerprint; resuming without checking that "
-                "the model's weights (and outputs= callable) are the same.",
+                "the model's weights (and output_transform= callable) are the same.",
                 stacklevel=user_stacklevel(),
             )
 
@@ -517,7 +517,7 @@ class ShardSink:
                 raise ValueError(
                     f"extract: batch {b} gives {name!r} rows of shape {tuple(info['shape'])}, "
                     f"but earlier batches gave rows of shape {tuple(old['shape'])}; pool them "
-                    "with reduce='mean' (or 'max'), or use inputs of one size."
+                    "with pool='mean' (or 'max'), or use inputs of one size."
                 )
         if not self.fields:
             self.fields = new

@@ -10,7 +10,7 @@ shards on disk (resumable, memory flat in N, no pickle) that `FeatureSet.open`
 memory-maps back.
 
 Example:
-    >>> fs = featviz.extract(model, loader, ["features.13"], reduce="mean")  # doctest: +SKIP
+    >>> fs = featviz.extract(model, loader, ["features.13"], pool="mean")  # doctest: +SKIP
     >>> fs.layers["features.13"].shape, fs.outputs.shape, fs.labels.shape  # doctest: +SKIP
     ((256, 64), (256, 4), (256,))
 """
@@ -41,6 +41,7 @@ from featviz._batch import transform_for as _transform
 from featviz._fingerprints import code_fingerprint
 from featviz._ops import eval_mode, user_stacklevel
 from featviz._store import Sink, dist_info, open_sink
+from featviz._validation import renamed
 from featviz.featureset import FeatureSet
 from featviz.hooks import capture
 
@@ -162,18 +163,19 @@ def _num_batches(loader: Any, limit: int | None) -> int | None:
 # ---------------------------------------------------------------------------------------
 # extract
 # ---------------------------------------------------------------------------------------
+@renamed(reduce="pool", outputs="output_transform")
 def extract(
     model: nn.Module,
     loader: Iterable[Any],
     layers: LayerSpec | Sequence[LayerSpec] | None = None,
     *,
-    reduce: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+    pool: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
     dtype: torch.dtype | str | np.dtype[Any] | type | None = None,
     store: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
     max_batches: int | None = None,
-    outputs: Callable[[Any], torch.Tensor] | None = None,
+    output_transform: Callable[[Any], torch.Tensor] | None = None,
 ) -> FeatureSet:
     """Run ``model`` over ``loader``; collect layer activations, outputs, labels and indices.
 
@@ -210,7 +212,7 @@ def extract(
         layers: Layers whose activations to keep, as for `featviz.capture`
             (names, globs, types, modules; ``"name[0]"`` picks part of a tuple output).
             None keeps only outputs, labels and index.
-        reduce: Applied to each layer's activation on the device before the transfer:
+        pool: Applied to each layer's activation on the device before the transfer:
             None (keep (N, C, H, W)), ``"flatten"`` (N, C*H*W), ``"mean"`` or ``"max"``
             (pool the positions: (N, C, H, W) -> (N, C); a 3-D output is read as
             transformer tokens (N, T, C) and pooled over the tokens -> (N, C), never
@@ -225,10 +227,11 @@ def extract(
             parameters. The model must already be there.
         progress: Show a tqdm progress bar.
         max_batches: Stop after this many batches (the first ones of the loader).
-        outputs: What to keep of the model's output, a callable ``output -> (B, ...)``
-            tensor with one row per sample, e.g. ``lambda o: o["out"].mean((2, 3))`` for
-            a segmenter or ``lambda dets: torch.stack([d["scores"][:1].sum() for d in
-            dets])`` for a torchvision detector (a list of dicts). None: a tensor output
+        output_transform: What to keep of the model's output, a callable
+            ``output -> (B, ...)`` tensor with one row per sample, e.g.
+            ``lambda o: o["out"].mean((2, 3))`` for a segmenter or
+            ``lambda dets: torch.stack([d["scores"][:1].sum() for d in dets])`` for a
+            torchvision detector (a list of dicts). None: a tensor output
             as it is, else its logits (``.logits``, a ``"logits"`` key or a tuple's
             first element, as Hugging Face models return them).
 
@@ -239,7 +242,7 @@ def extract(
     Raises:
         TypeError: ``model`` is not a module, the loader yields no input tensor, or a
             target holds Python objects.
-        ValueError: Bad ``reduce``/``dtype``/``max_batches``/``device``; a layer
+        ValueError: Bad ``pool``/``dtype``/``max_batches``/``device``; a layer
             produced no tensor with one row per sample; the loader yielded nothing;
             ``store`` holds a different run's manifest, a foreign folder or files
             featviz did not write; the samples of a batch being resumed differ from the
@@ -249,21 +252,21 @@ def extract(
             intact and the same call resumes.
     """
     _check_args(model, loader, max_batches)
-    reduce_fn, reduce_name = _reducer(reduce)
+    reduce_fn, reduce_name = _reducer(pool)
     cast = _torch_dtype(dtype)
     dev = _input_device(model, device)
     cap = None if layers is None else capture(model, layers, transform=_transform(reduce_fn, cast))
     keys = [] if cap is None else list(cap.layers)
     rank, world = dist_info()
     config = _config(model, loader, keys, reduce_name, cast, max_batches, world)
-    if outputs is not None:  # absent otherwise: stores written before it stay byte-equal
-        config["outputs"] = _callable_name(outputs)
-        config["outputs_code"] = code_fingerprint(outputs)
+    if output_transform is not None:  # absent otherwise: earlier stores stay byte-equal
+        config["outputs"] = _callable_name(output_transform)
+        config["outputs_code"] = code_fingerprint(output_transform)
     sink = _sink(store, config, rank)
     try:
         result = sink.open()  # a finished store: opened without running the model
         if result is None:
-            step = _Step(model, cap, keys, dev, cast, outputs)
+            step = _Step(model, cap, keys, dev, cast, output_transform)
             _run(step, loader, sink, max_batches, progress)
             tracked = config["index_source"] == "sampler"
             result = sink.finish(_num_batches(loader, max_batches) if tracked else None)

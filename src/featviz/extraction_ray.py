@@ -47,6 +47,7 @@ from featviz._fingerprints import code_fingerprint
 from featviz._ops import eval_mode
 from featviz._store import open_sink
 from featviz._store_zarr import split_location
+from featviz._validation import renamed
 from featviz.featureset import FeatureSet
 from featviz.hooks import capture
 
@@ -144,6 +145,7 @@ def _check(dataset: Any, batch_size: Any, concurrency: Any, max_retries: Any) ->
     return n
 
 
+@renamed(reduce="pool", outputs="output_transform")
 def extract_ray(
     model_fn: Callable[[], nn.Module],
     dataset: Any,
@@ -151,10 +153,10 @@ def extract_ray(
     *,
     store: str | os.PathLike[str],
     batch_size: int = 64,
-    reduce: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+    pool: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
     dtype: torch.dtype | str | np.dtype[Any] | type | None = None,
     device: str | torch.device | None = None,
-    outputs: Callable[[Any], torch.Tensor] | None = None,
+    output_transform: Callable[[Any], torch.Tensor] | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     concurrency: int = 1,
     num_cpus: float = 1,
@@ -165,7 +167,7 @@ def extract_ray(
 
     Call it in a process connected to Ray (``ray.init(address=...)``; without one, Ray
     starts a local cluster). The result equals ``extract(model_fn(), DataLoader(dataset,
-    batch_size, collate_fn=collate_fn), layers, reduce=..., dtype=..., store=...)``: same
+    batch_size, collate_fn=collate_fn), layers, pool=..., dtype=..., store=...)``: same
     rows in dataset order, same reductions and dtypes, and the same store files, so either
     can resume the other's store.
 
@@ -178,10 +180,10 @@ def extract_ray(
         layers: Layers to keep, as for `featviz.extract`.
         store: The store folder; every node must see it at this path (shared storage).
         batch_size: Samples per batch (the last one may be shorter).
-        reduce: As for `featviz.extract`.
+        pool: As for `featviz.extract`.
         dtype: As for `featviz.extract`.
         device: Where inputs go in each actor (default: the model's device there).
-        outputs: As for `featviz.extract`.
+        output_transform: As for `featviz.extract`.
         collate_fn: Makes a batch of a list of items (default: torch's default_collate).
         concurrency: Actors (models) running at once.
         num_cpus: CPUs each actor reserves (its torch threads, at least 1).
@@ -213,7 +215,7 @@ def extract_ray(
             "The 'model_fn' parameter of extract_ray must return a torch.nn.Module. Got "
             f"{type(model).__name__} instead."
         )
-    job = _job(model, dataset, layers, n, store, batch_size, reduce, dtype, device, outputs)
+    job = _job(model, dataset, layers, n, store, batch_size, pool, dtype, device, output_transform)
     job.update(model_fn=model_fn, collate_fn=collate_fn, threads=num_cpus)
     del model
     sink = open_sink(job["root"], job["config"], 0)
