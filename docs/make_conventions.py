@@ -21,11 +21,15 @@ import importlib
 import inspect
 import re
 import sys
-import tomllib
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, from PyPI (the dev extra)
+    import tomli as tomllib
 
 HERE = Path(__file__).parent
 GLOSSARY = HERE / "glossary.toml"
@@ -69,16 +73,22 @@ def public_callables(records: frozenset[str] = frozenset()) -> Iterator[tuple[st
 
 
 def _members(cls: type, base: str, record: bool) -> Iterator[tuple[str, Any]]:
-    if issubclass(cls, (Exception, Warning)) or (issubclass(cls, tuple) and hasattr(cls, "_fields")):
+    if issubclass(cls, (Exception, Warning)) or (
+        issubclass(cls, tuple) and hasattr(cls, "_fields")
+    ):
         return
     members: list[tuple[str, Any]] = [("__init__", cls.__init__)]
-    members += [(a, v) for a, v in vars(cls).items() if not a.startswith("_") and inspect.isfunction(v)]
+    members += [
+        (a, v) for a, v in vars(cls).items() if not a.startswith("_") and inspect.isfunction(v)
+    ]
     members += [
         (a, v.__func__)
         for a, v in vars(cls).items()
         if isinstance(v, (classmethod, staticmethod)) and not a.startswith("_")
     ]
-    if record or (dataclasses.is_dataclass(cls) and not cls.__module__.startswith("featviz.targets")):
+    if record or (
+        dataclasses.is_dataclass(cls) and not cls.__module__.startswith("featviz.targets")
+    ):
         members = [m for m in members if m[0] != "__init__"]
     for attr, fn in members:
         if fn is not object.__init__:
@@ -114,7 +124,7 @@ def _annotation(annotation: Any) -> str:
 def _split_union(text: str) -> list[str]:
     depth, start, out = 0, 0, []
     for i, ch in enumerate(text):
-        depth += ch in "[(" 
+        depth += ch in "[("
         depth -= ch in "])"
         if ch == "|" and depth == 0:
             out.append(text[start:i])
@@ -132,12 +142,13 @@ def load(path: Path = GLOSSARY) -> dict[str, Any]:
 def check(glossary: dict[str, Any], uses: dict[str, list[Use]]) -> list[str]:
     """Every disagreement between the glossary and the code, one line each."""
     names: dict[str, Any] = glossary["name"]
-    renamed = {old for old in glossary.get("renamed", {})}
+    # an old name that is still a glossary name elsewhere keeps only that meaning
+    retired = {r["old"]: r["new"] for r in glossary.get("renamed", []) if r["old"] not in names}
     problems = []
     for name, found in sorted(uses.items()):
         entry = names.get(name)
-        if name in renamed:
-            problems += [f"{u.where}({name}): an old name; use {glossary['renamed'][name]!r}" for u in found]
+        if name in retired:
+            problems += [f"{u.where}({name}): an old name; use {retired[name]!r}" for u in found]
             continue
         if entry is None:
             problems.append(f"{name}: used by {[u.where for u in found]} but not in the glossary")
@@ -190,9 +201,16 @@ def render(glossary: dict[str, Any]) -> str:
         by_section[entry.get("section", "Other")].append((name, entry))
     out = [BEGIN, ""]
     for section in glossary["sections"]:
-        out += [f"### {section}", "", "| name | type | meaning | used in |", "| --- | --- | --- | --- |"]
+        out += [
+            f"### {section}",
+            "",
+            "| name | type | meaning | used in |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, entry in sorted(by_section.pop(section, [])):
-            types = "; ".join(f"`{t}`" for t in entry.get("types", [])) or "any"
+            # "or" for a union: a "|" would split the markdown table's cell
+            types = "; ".join(f"`{t.replace(' | ', ' or ')}`" for t in entry.get("types", []))
+            types = types or "any"
             meaning = entry["meaning"]
             if "default" in entry:
                 meaning += f" Default `{entry['default']!r}`"
@@ -208,8 +226,13 @@ def render(glossary: dict[str, Any]) -> str:
         out.append("")
     if by_section:
         raise ValueError(f"glossary sections not listed in 'sections': {sorted(by_section)}")
-    out += ["### Renamed (old name -> new name)", "", "| old | new |", "| --- | --- |"]
-    out += [f"| `{old}` | {new} |" for old, new in glossary.get("renamed", {}).items()]
+    out += [
+        "### Renamed (old name -> new name)",
+        "",
+        "| old | new | where |",
+        "| --- | --- | --- |",
+    ]
+    out += [f"| `{r['old']}` | `{r['new']}` | {r['where']} |" for r in glossary.get("renamed", [])]
     out += ["", END]
     return "\n".join(out) + "\n"
 

@@ -239,7 +239,7 @@ def test_views(tmp_path):
     from PIL import Image
 
     rec = _recorded()
-    fig = rec.plot_timeline(images=[0, 2])
+    fig = rec.plot_timeline(index=[0, 2])
     assert len(fig.axes) == 6
     assert [a.get_title() for a in fig.axes[:3]] == ["step 0", "step 1", "step 2"]
     shown = fig.axes[0].images[0].get_array()
@@ -248,14 +248,14 @@ def test_views(tmp_path):
     assert [line.get_label() for line in ax.lines] == ["confidence", "accuracy"]
     np.testing.assert_array_equal(ax.lines[1].get_ydata(), rec._metrics()["accuracy"])
     assert len(rec.plot_projection_timeline().axes) == 3
-    path = rec.animate(tmp_path / "a.gif", images=[0, 1])
+    path = rec.animate(tmp_path / "a.gif", index=[0, 1])
     with Image.open(path) as im:
         # issue 23.7: 8 px tiles enlarged 16x to 128 px, under a 24 px caption strip
         assert im.n_frames == 3 and im.size == (2 * 128, 24 + 128)
     with pytest.raises(FileExistsError):
         rec.animate(tmp_path / "a.gif")
-    with pytest.raises(ValueError, match="'images'"):
-        rec.plot_timeline(images=[9])
+    with pytest.raises(ValueError, match="'index'"):
+        rec.plot_timeline(index=[9])
 
 
 def test_tensorboard_writer_gets_images_and_scalars():
@@ -517,7 +517,7 @@ def test_animation_and_projection_timeline_are_readable(tmp_path):
     from PIL import Image
 
     rec = _recorded()
-    path = rec.animate(tmp_path / "a.gif", images=[0, 1])
+    path = rec.animate(tmp_path / "a.gif", index=[0, 1])
     tiles = np.concatenate(list(rec._overlays([0, 1], "gradcam", 0)), axis=1)  # (8, 16, 3)
     with Image.open(path) as im:
         frame = np.asarray(im.convert("RGB")).astype(int)
@@ -543,3 +543,10 @@ def test_animation_and_projection_timeline_are_readable(tmp_path):
     ]
     assert fig.get_suptitle().startswith("pca of 4 features over training")
     assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("component 1", "component 2")
+
+
+def test_plot_timeline_old_name_images_warns():
+    rec = _recorded()
+    with pytest.warns(FutureWarning, match="'images' parameter of Recorder.plot_timeline"):
+        fig = rec.plot_timeline(images=[1])
+    assert len(fig.axes) == 3  # one row, three records

@@ -33,7 +33,7 @@ from featviz._io import atomic_path
 from featviz._ops import eval_mode, kept_buffers
 from featviz._store import dist_info
 from featviz._store_base import Store, StoreSpec, backend
-from featviz._validation import check_choice, check_int
+from featviz._validation import check_choice, check_int, renamed
 from featviz.projection import ALIGN, align_procrustes, project_steps
 from featviz.projection import METHODS as PROJECTIONS
 from featviz.projection._core import _project_settings
@@ -464,7 +464,7 @@ class Recorder:
         maps = torch.from_numpy(np.array(self._field(f"heatmaps_{method}")[r][idx]))
         return overlay(self.probe_images[idx], maps, mean=mean, std=std).numpy()
 
-    def _check_view(self, images: Sequence[int], method: str | None, func: str) -> str:
+    def _check_view(self, index: Sequence[int], method: str | None, func: str) -> str:
         if not len(self.steps_):
             raise ValueError(
                 f"{func} has nothing to show: the Recorder has no records; record at least "
@@ -473,13 +473,14 @@ class Recorder:
         method = self.methods[0] if method is None else method
         check_choice(method, "method", func, self.methods)
         n = self.probe_images.shape[0]
-        for i in images:
-            check_int(i, "images", func, 0, n - 1)
+        for i in index:
+            check_int(i, "index", func, 0, n - 1)
         return method
 
+    @renamed(images="index")
     def plot_timeline(
         self,
-        images: Sequence[int] = (0,),
+        index: Sequence[int] = (0,),
         method: str | None = None,
         fig: Figure | None = None,
         *,
@@ -489,7 +490,7 @@ class Recorder:
         """Rows: probe images; columns: recorded steps; each cell the heatmap over the image.
 
         Args:
-            images: Indices of probe images.
+            index: Which probe images to show, by position in the probe batch.
             method: A recorded method (None: the first).
             fig: Figure to draw into (cleared first); None makes one.
             mean: Per-channel mean the probe images were standardised with.
@@ -500,21 +501,21 @@ class Recorder:
         """
         from featviz._figures import new_figure
 
-        method = self._check_view(images, method, "Recorder.plot_timeline")
+        method = self._check_view(index, method, "Recorder.plot_timeline")
         steps = self.steps_
-        rows, cols = len(images), len(steps)
+        rows, cols = len(index), len(steps)
         if fig is None:
             fig = new_figure((1.8 * cols + 0.6, 1.8 * rows + 0.5), layout="constrained")
         fig.clear()
         axes = fig.subplots(rows, cols, squeeze=False)
         for c in range(cols):
-            tiles = self._overlays(images, method, c, mean, std)
+            tiles = self._overlays(index, method, c, mean, std)
             for r in range(rows):
                 axes[r, c].imshow(tiles[r])
                 axes[r, c].set_xticks([])
                 axes[r, c].set_yticks([])
             axes[0, c].set_title(f"step {steps[c]}", fontsize=8)
-        for r, i in enumerate(images):
+        for r, i in enumerate(index):
             axes[r, 0].set_ylabel(f"image {i}", fontsize=8)
         fig.suptitle(f"{method} over training", fontsize=10)
         return fig
@@ -618,12 +619,13 @@ class Recorder:
         )
         return fig
 
+    @renamed(images="index")
     def animate(
         self,
         path: str | Path,
         overwrite: bool = False,
         *,
-        images: Sequence[int] = (0,),
+        index: Sequence[int] = (0,),
         method: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -637,7 +639,7 @@ class Recorder:
         Args:
             path: Destination ``.gif`` file (written atomically).
             overwrite: Replace an existing file.
-            images: Indices of probe images.
+            index: Which probe images to show, by position in the probe batch.
             method: A recorded method (None: the first).
             mean: Per-channel mean the probe images were standardised with.
             std: Per-channel standard deviation they were standardised with.
@@ -645,7 +647,7 @@ class Recorder:
         Returns:
             ``path`` as a `Path`.
         """
-        method = self._check_view(images, method, "Recorder.animate")
+        method = self._check_view(index, method, "Recorder.animate")
         if Path(path).suffix.lower() != ".gif":
             raise ValueError(
                 f"The 'path' parameter of Recorder.animate must end in .gif. Got {str(path)!r} "
@@ -653,7 +655,7 @@ class Recorder:
             )
         frames = []
         for r, step in enumerate(self.steps_):
-            tiles = self._overlays(images, method, r, mean, std)
+            tiles = self._overlays(index, method, r, mean, std)
             caption = f"step {step}  ({r + 1}/{len(self.steps_)})  {method}"
             frames.append(_gif_frame(np.concatenate(list(tiles), axis=1), caption))
         with atomic_path(path, overwrite=overwrite) as tmp:

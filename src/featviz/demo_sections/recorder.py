@@ -36,7 +36,7 @@ def run(ctx: DemoContext) -> None:
         rec.step(step)
 
     shown = [0, 1, 2, 3]
-    fig = rec.plot_timeline(images=shown)
+    fig = rec.plot_timeline(index=shown)
     ctx.save_figure(
         fig,
         "recorder_timeline.png",
@@ -51,4 +51,4 @@ def run(ctx: DemoContext) -> None:
     fig = rec.plot_projection_timeline(class_names=list(ctx.data.classes))
     ctx.save_figure(fig, "recorder_projections.png", "Probe features (PCA), aligned across steps")
     path = ctx.note("recorder.gif", "The same Grad-CAMs as an animation, one frame per record")
-    rec.animate(path, overwrite=ctx.overwrite, images=shown)
+    rec.animate(path, overwrite=ctx.overwrite, index=shown)
