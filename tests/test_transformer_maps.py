@@ -248,7 +248,7 @@ def test_registry_and_results() -> None:
 
 def test_tiny_vit_and_torchvision_b16_shapes() -> None:
     torch.manual_seed(0)
-    model = TinyViT(image_size=32, dim=16, depth=2, heads=2, mlp=32).eval()
+    model = TinyViT(size=32, width=16, depth=2, heads=2, mlp_width=32).eval()
     x = _images(2)
     for method in ATTENTION_METHODS:
         assert CAM(model, method=method)(x).shape == (2, 32, 32)

@@ -63,15 +63,15 @@ class TinyViT(nn.Module):
 
     Args:
         num_classes: Number of output classes.
-        image_size: Input height and width, a multiple of ``patch_size``.
+        size: Input height and width, a multiple of ``patch_size``.
         patch_size: Side of the square patches.
-        dim: Token width.
+        width: Token width.
         depth: Number of blocks.
-        heads: Attention heads per block (``dim`` must be a multiple).
-        mlp: Hidden width of the blocks' MLPs.
+        heads: Attention heads per block (``width`` must be a multiple).
+        mlp_width: Hidden width of the blocks' MLPs.
 
     Shapes:
-        input (N, 3, image_size, image_size) float; output (N, num_classes) logits.
+        input (N, 3, size, size) float; output (N, num_classes) logits.
     """
 
     num_prefix_tokens = 1
@@ -79,27 +79,27 @@ class TinyViT(nn.Module):
     def __init__(
         self,
         num_classes: int = len(SHAPE_CLASSES),
-        image_size: int = 64,
+        size: int = 64,
         patch_size: int = 8,
-        dim: int = 48,
+        width: int = 48,
         depth: int = 3,
         heads: int = 3,
-        mlp: int = 96,
+        mlp_width: int = 96,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("image_size", image_size)):
+        for name, value in (("num_classes", num_classes), ("size", size), ("depth", depth)):
             check_int(value, name, "TinyViT", 1)
-        for name, value in (("patch_size", patch_size), ("dim", dim), ("depth", depth)):
+        for name, value in (("patch_size", patch_size), ("width", width), ("heads", heads)):
             check_int(value, name, "TinyViT", 1)
-        check_int(heads, "heads", "TinyViT", 1)
-        check_int(mlp, "mlp", "TinyViT", 1)
-        if image_size % patch_size or dim % heads:
+        check_int(mlp_width, "mlp_width", "TinyViT", 1)
+        if size % patch_size or width % heads:
             raise ValueError(
-                "The 'image_size' parameter of TinyViT must be a multiple of 'patch_size' and "
-                f"'dim' a multiple of 'heads'. Got image_size={image_size}, "
-                f"patch_size={patch_size}, dim={dim}, heads={heads} instead."
+                "The 'size' parameter of TinyViT must be a multiple of 'patch_size' and "
+                f"'width' a multiple of 'heads'. Got size={size}, patch_size={patch_size}, "
+                f"width={width}, heads={heads} instead."
             )
-        tokens = (image_size // patch_size) ** 2
+        dim, mlp = width, mlp_width
+        tokens = (size // patch_size) ** 2
         self.patch_embed = nn.Conv2d(3, dim, patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, tokens + 1, dim) * 0.02)
@@ -169,7 +169,7 @@ def train_tiny_vit(
     ).tensors()
     with grad_enabled(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
-        model = TinyViT(len(classes), image_size=recipe["size"])
+        model = TinyViT(len(classes), size=recipe["size"])
         gen = torch.Generator().manual_seed(random_state)
         opt = torch.optim.AdamW(
             model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"]
@@ -234,7 +234,7 @@ def pretrained_tiny_vit(
     path = (Path(cache_dir) if cache_dir is not None else _cache_dir()) / f"tiny_vit-{key}.pt"
     if cache and path.exists():
         with grad_enabled(), torch.random.fork_rng(devices=[]):
-            model = TinyViT(len(classes), image_size=recipe["size"])
+            model = TinyViT(len(classes), size=recipe["size"])
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             with torch.inference_mode(False), torch.no_grad():
