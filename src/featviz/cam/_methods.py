@@ -24,7 +24,7 @@ from torch import nn
 
 from featviz._ops import minmax, resize, user_stacklevel
 from featviz._scoring import Scorer
-from featviz.cam import _attention
+from featviz.cam._attention import AttentionResult, Options, relevance, rollout
 from featviz.cam._batching import masked_batch_size
 
 __all__ = ["ATTENTION_METHODS", "METHODS"]
@@ -174,8 +174,8 @@ _Weighting = Callable[[torch.Tensor, torch.Tensor | None, _Job], torch.Tensor]
 
 
 _AttentionMap = Callable[
-    [nn.Module, torch.Tensor, Any, "list[str] | None", _attention.Options],
-    _attention.AttentionResult,
+    [nn.Module, torch.Tensor, Any, "list[str] | None", Options],
+    AttentionResult,
 ]
 
 
@@ -202,8 +202,8 @@ _METHODS: dict[str, _Method] = {
     "layercam": _Method(_w_layercam, gradients=True),
     "scorecam": _Method(_w_scorecam, gradients=False),
     "eigencam": _Method(_w_eigencam, gradients=False, target=False, centered=True),
-    "rollout": _Method(_w_none, gradients=False, target=False, attention=_attention.rollout),
-    "relevance": _Method(_w_none, gradients=True, attention=_attention.relevance),
+    "rollout": _Method(_w_none, gradients=False, target=False, attention=rollout),
+    "relevance": _Method(_w_none, gradients=True, attention=relevance),
 }
 
 

@@ -35,17 +35,20 @@ from featviz._ops import (
 from featviz._outputs import Target, target_on
 from featviz._scoring import Scorer, is_class_target, resolve
 from featviz._validation import renamed
-from featviz.cam._attention import HEAD_FUSIONS, Options
-from featviz.cam._layers import layout, prefix_tokens, probe_layer, vit_grid
+from featviz.cam._checks import (
+    Size,
+    attention_options,
+    check_differentiable,
+    check_reshape,
+    check_size,
+)
+from featviz.cam._layers import layout, prefix_tokens, probe_layer
 from featviz.cam._methods import _HW, _METHODS, _SCORE_UNITS, _Job, _method_name, _principal_map
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "NearZeroMapWarning", "Size", "class_activation_map", "grad_cam"]
 
 logger = logging.getLogger(__name__)
-
-#: Output size: ``"input"`` (the images' size), None (the layer's size) or ``(H, W)``.
-Size = Literal["input"] | tuple[int, int] | None
 
 
 class NearZeroMapWarning(RuntimeWarning):
@@ -54,61 +57,6 @@ class NearZeroMapWarning(RuntimeWarning):
 
 #: ``aug_smooth``'s views: (horizontal flip, intensity factor), pytorch-grad-cam's six.
 _AUG_VIEWS = tuple((flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1))
-
-
-def _check_differentiable(scores: torch.Tensor, method: str) -> None:
-    if not scores.requires_grad:
-        raise ValueError(
-            f"The 'target' callable returned scores with no gradient, so method={method!r} "
-            "cannot differentiate them. Got a tensor without grad_fn (made with .detach(), "
-            ".item(), argmax, comparisons or constants?) instead; return a differentiable "
-            "function of the outputs, such as outputs[:, k], or use method='eigencam' or "
-            "'scorecam', which need no gradient."
-        )
-
-
-def _check_size(size: Any) -> Size:
-    if size is None or size == "input":
-        return size
-    if (
-        isinstance(size, (tuple, list))
-        and len(size) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
-    ):
-        return (int(size[0]), int(size[1]))
-    raise ValueError(
-        "The 'size' parameter must be 'input', None or a pair (H, W) of ints >= 1. "
-        f"Got {size!r} instead."
-    )
-
-
-def _attention_options(head_fusion: Any, discard_ratio: Any) -> Options:
-    if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(
-            f"The 'head_fusion' parameter of CAM must be one of {list(HEAD_FUSIONS)}. "
-            f"Got {head_fusion!r} instead."
-        )
-    if (
-        isinstance(discard_ratio, bool)
-        or not isinstance(discard_ratio, (int, float))
-        or not 0 <= discard_ratio < 1
-    ):
-        raise ValueError(
-            "The 'discard_ratio' parameter of CAM must be a float in the range [0, 1). "
-            f"Got {discard_ratio!r} instead."
-        )
-    return Options(head_fusion, float(discard_ratio))
-
-
-def _check_reshape(reshape: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    if reshape == "vit":
-        return vit_grid
-    if reshape is None or callable(reshape):
-        return reshape
-    raise TypeError(
-        "The 'reshape_transform' parameter must be None, 'vit' or a callable. "
-        f"Got {reshape!r} instead."
-    )
 
 
 class CAM:
@@ -266,8 +214,8 @@ class CAM:
         )
         self.fc = fc
         self.average_classes = bool(average_classes)
-        self.reshape_transform = _check_reshape(reshape_transform)
-        self.size = _check_size(size)
+        self.reshape_transform = check_reshape(reshape_transform)
+        self.size = check_size(size)
         self.relu = bool(relu)
         self.normalize = bool(normalize)
         if batch_size is not None and (
@@ -282,7 +230,7 @@ class CAM:
         self.progress = bool(progress)
         self.aug_smooth = bool(aug_smooth)
         self.eigen_smooth = bool(eigen_smooth)
-        self._options = _attention_options(head_fusion, discard_ratio)
+        self._options = attention_options(head_fusion, discard_ratio)
         self.head_fusion, self.discard_ratio = head_fusion, discard_ratio
         self._fc_weight: torch.Tensor | None = None
         if self.method == "cam":
@@ -539,7 +487,7 @@ class CAM:
             scorer = self._resolve(target, outputs, images)
             scores = scorer(outputs)
             if scorer.fn is not None:
-                _check_differentiable(scores, self.method)
+                check_differentiable(scores, self.method)
             grads = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
         for key, g in zip(keys, grads, strict=True):
             if g is None:
