@@ -269,3 +269,22 @@ def test_bad_options_and_models() -> None:
         CAM(TinyCNN(), method="rollout")(torch.rand(1, 3, 32, 32))
     with pytest.raises(ValueError, match="needs the model's self-attention modules"):
         CAM(m, "conv_proj", method="relevance")(_images(1))
+
+
+def test_tiny_vit_training_is_cached_and_deterministic(tmp_path) -> None:
+    from featviz.models_vit import pretrained_tiny_vit, train_tiny_vit
+
+    state = torch.random.get_rng_state()
+    trained = pretrained_tiny_vit(epochs=1, n_train=64, cache_dir=tmp_path)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG as found
+    (file,) = tmp_path.glob("tiny_vit-*.pt")
+    loaded = pretrained_tiny_vit(epochs=1, n_train=64, cache_dir=tmp_path)
+    again = train_tiny_vit(epochs=1, n_train=64)
+    x = _images(2, 64)
+    with torch.no_grad():
+        assert torch.equal(trained(x), loaded(x)) and torch.equal(trained(x), again(x))
+    assert not loaded.training and loaded.classes == ("circle", "square", "triangle", "cross")
+    assert all(p.grad is None for p in trained.parameters())
+    assert len(list(tmp_path.iterdir())) == 1 and file.exists()
+    with pytest.raises(ValueError, match="'width' a multiple of 'heads'"):
+        TinyViT(width=10, heads=3)
