@@ -196,6 +196,7 @@ def test_hugging_face_vit_matches_its_own_attentions() -> None:
     )
     torch.manual_seed(0)
     model = transformers.ViTForImageClassification(config).eval()
+    assert model.config._attn_implementation == "sdpa"  # the fused path
     x = _images()
     got = _raw(model, "rollout", x)
     model.config._attn_implementation = "eager"
