@@ -23,8 +23,10 @@ Rows per model:
   ``reshape_transform`` where the installed torchcam takes one, else the row is left
   out).
 
-Score-CAM: featviz vs pytorch-grad-cam ``ScoreCAM`` and the floor (the N * C masked
-forward passes alone, masks built beforehand), timed round-robin. On a CPU the default
+Score-CAM: featviz (masked batches sized from memory, its default) vs featviz with the
+old fixed batch (16 per pass on the CPU, 64 elsewhere), pytorch-grad-cam ``ScoreCAM``
+and the floor (the N * C masked forward passes alone, masks built beforehand), timed
+round-robin. ``--no-gradcam`` runs the Score-CAM rows only. On a CPU the default
 is smaller (``resnet18``, 1 image, 112x112: 512 masked forward passes per image instead
 of 2048): choose with ``--scorecam-arch/--scorecam-batch/--scorecam-size``. For the map
 comparison pytorch-grad-cam's mask upsampling (``UpsamplingBilinear2d``, i.e.
