@@ -44,7 +44,8 @@ def activation_bytes(model: nn.Module, image: torch.Tensor) -> int:
     """Bytes one image's forward pass writes: its input and every leaf module's outputs.
 
     An upper bound of the memory a no-grad pass holds at once per image (outputs are
-    freed as the pass goes). Hooks are attached for this one pass only.
+    freed as the pass goes; TorchScript submodules, which take no hooks, are not
+    counted). Hooks are attached for this one pass only.
 
     Args:
         model: The model.
@@ -59,7 +60,12 @@ def activation_bytes(model: nn.Module, image: torch.Tensor) -> int:
         items = output if isinstance(output, (tuple, list)) else [output]
         total[0] += sum(t.numel() * t.element_size() for t in items if isinstance(t, torch.Tensor))
 
-    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    # TorchScript modules (inside `featviz.hookable` wrappers) take no hooks: left out
+    leaves = [
+        m
+        for m in model.modules()
+        if next(m.children(), None) is None and not isinstance(m, torch.jit.ScriptModule)
+    ]
     handles = []
     try:
         handles = [m.register_forward_hook(count) for m in leaves]
