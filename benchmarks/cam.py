@@ -23,8 +23,10 @@ Rows per model:
   ``reshape_transform`` where the installed torchcam takes one, else the row is left
   out).
 
-Score-CAM: featviz vs pytorch-grad-cam ``ScoreCAM`` and the floor (the N * C masked
-forward passes alone, masks built beforehand), timed round-robin. On a CPU the default
+Score-CAM: featviz (masked batches sized from memory, its default) vs featviz with the
+old fixed batch (16 per pass on the CPU, 64 elsewhere), pytorch-grad-cam ``ScoreCAM``
+and the floor (the N * C masked forward passes alone, masks built beforehand), timed
+round-robin. ``--no-gradcam`` runs the Score-CAM rows only. On a CPU the default
 is smaller (``resnet18``, 1 image, 112x112: 512 masked forward passes per image instead
 of 2048): choose with ``--scorecam-arch/--scorecam-batch/--scorecam-size``. For the map
 comparison pytorch-grad-cam's mask upsampling (``UpsamplingBilinear2d``, i.e.
@@ -255,6 +257,11 @@ def score_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple
     x = torch.rand(n, 3, size, size, device=device)
     cam = featviz.CAM(model, "layer4", method="scorecam", batch_size=args.scorecam_chunk)
     cam.progress = False
+    # the rule before featviz sized the batches from memory: 16 per pass on the CPU
+    old = featviz.CAM(
+        model, "layer4", method="scorecam", batch_size=16 if device.type == "cpu" else 64
+    )
+    old.progress = False
     # the floor: only the N * C masked forward passes (masks built beforehand, no hooks,
     # pytorch-grad-cam's 16 per pass), which every Score-CAM implementation must run
     with torch.no_grad(), featviz.capture(model, "layer4") as cap:
@@ -281,8 +288,13 @@ def score_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple
             original = tqdm.tqdm
             tqdm.tqdm = lambda it, *a, **k: it  # type: ignore[assignment]
             try:
-                (t_floor, _), (t_ours, maps), (t_pgc, ref) = timeit_interleaved(
-                    [floor, lambda: cam(x), lambda: pgc(input_tensor=x, targets=None)],
+                (t_floor, _), (t_ours, maps), (t_old, _), (t_pgc, ref) = timeit_interleaved(
+                    [
+                        floor,
+                        lambda: cam(x),
+                        lambda: old(x),
+                        lambda: pgc(input_tensor=x, targets=None),
+                    ],
                     device,
                     reps,
                 )
@@ -293,6 +305,7 @@ def score_cam_rows(args: argparse.Namespace, device: torch.device) -> list[tuple
     return [
         (f"Score-CAM: floor ({len(masks)} masked forwards, {floor_chunk} per pass)", t_floor, "-"),
         (f"Score-CAM: featviz ({what})", t_ours, "-"),
+        (f"Score-CAM: featviz, fixed {old.batch_size} per pass (the old rule)", t_old, "-"),
         (f"Score-CAM: pytorch-grad-cam ({what})", t_pgc, f"{d:.1e}"),
     ]
 
@@ -316,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scorecam-chunk", type=int, default=None, help="featviz batch_size (default: its own)"
     )
     p.add_argument("--no-scorecam", action="store_true")
+    p.add_argument("--no-gradcam", action="store_true", help="Score-CAM rows only")
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (1 is steadier on a busy CPU)"
     )
@@ -339,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats}"
     )
     rows: list[tuple[str, float, str]] = []
-    for arch in archs:
+    for arch in [] if args.no_gradcam else archs:
         rows += grad_cam_rows(arch, args, device)
     if not args.no_scorecam:
         if not cuda:

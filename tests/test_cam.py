@@ -515,7 +515,7 @@ def test_pointing_game_on_builtin_model(tiny_model, shapes_test):
 
 
 def test_scorecam_batch_size_sets_masked_passes():
-    """None: 16 masked inputs per forward pass on the CPU; an int: that many."""
+    """None: sized from memory (here all 40 masked inputs in one pass); an int: that many."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 40, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
@@ -529,13 +529,39 @@ def test_scorecam_batch_size_sets_masked_passes():
     assert bool((flat.amax(2) > flat.amin(2)).all())  # 40 non-constant channels
     sizes.clear()
     default = CAM(model, "0", method="scorecam", progress=False)(x)
-    assert sizes == [1, 16, 16, 8]  # the forward with hooks, then 40 masked inputs
+    # the forward with hooks, the footprint probe, then 40 masked inputs in one pass
+    assert sizes == [1, 1, 40]
     sizes.clear()
     wide = CAM(model, "0", method="scorecam", batch_size=48, progress=False)(x)
     assert sizes == [1, 40]
     torch.testing.assert_close(default, wide)
     with pytest.raises(ValueError, match="None or an int"):
         CAM(model, "0", method="scorecam", batch_size=2.0)  # type: ignore[arg-type]
+
+
+def test_scorecam_batches_sized_from_memory(monkeypatch):
+    """A quarter of the free memory over one masked input's footprint, by hand."""
+    from featviz.cam import _batching
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 40, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    x = torch.rand(1, 3, 6, 6) + 0.1
+    # input 3*6*6*4 = 432 bytes; conv and ReLU 40*6*6*4 = 5760 each; pool, flatten 160 each
+    assert _batching.activation_bytes(model, x) == 432 + 2 * 5760 + 2 * 160
+    per_input = 12272 + 2 * 432  # plus the mask and the masked input
+    assert _batching.masked_batch_size(model, x, 40, lambda d: 4 * 7 * per_input) == 7
+    assert _batching.masked_batch_size(model, x, 40, lambda d: 4 * 7 * per_input - 1) == 6
+    assert _batching.masked_batch_size(model, x, 40, lambda d: 0) == 1
+    assert _batching.masked_batch_size(model, x, 1000, lambda d: 2**40) == 256
+    assert all(not m._forward_hooks for m in model.modules())
+    sizes: list[int] = []
+    model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    monkeypatch.setattr(_batching, "available_bytes", lambda d: 4 * 16 * per_input)
+    maps = CAM(model, "0", method="scorecam", progress=False)(x)
+    assert sizes == [1, 1, 16, 16, 8]
+    torch.testing.assert_close(maps, CAM(model, "0", method="scorecam", batch_size=3)(x))
 
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam", "eigencam"])

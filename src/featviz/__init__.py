@@ -81,6 +81,10 @@ _EXPORTS: dict[str, str] = {
     "SanityReport": "featviz.sanity",
     "plot_sanity_maps": "featviz.sanity",
     "plot_sanity_curves": "featviz.sanity",
+    # a small trained vision transformer (the transformer-native CAM methods' test bed)
+    "TinyViT": "featviz.models_vit",
+    "pretrained_tiny_vit": "featviz.models_vit",
+    "train_tiny_vit": "featviz.models_vit",
 }
 
 _SUBMODULES = ("datasets", "models", "metrics", "targets")
@@ -136,6 +140,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names for IDEs a
         to_image,
         unstandardize,
     )
+    from featviz.models_vit import TinyViT, pretrained_tiny_vit, train_tiny_vit
     from featviz.overlays import colorize, overlay, plot_overlays
     from featviz.projection import (
         Projection,

@@ -7,6 +7,8 @@ rooms:
 
 - ``_methods``: the methods registry, one channel-weight function and one row of
   ``_METHODS`` per method (a new method is one function and one row);
+- ``_attention``: the transformer-native maps (attention rollout, gradient-weighted
+  attention relevance), rows of the same registry (`ATTENTION_METHODS`);
 - ``_layers``: layer finding (the auto layer), token grids and channel-last outputs;
 - ``_pipeline``: `CAM`, `grad_cam` and `class_activation_map`: hooks (attached only
   during a call, via `featviz.capture`), target scores (the one scoring path shared
@@ -22,7 +24,14 @@ Example:
 
 from __future__ import annotations
 
-from featviz.cam._methods import METHODS
+from featviz.cam._methods import ATTENTION_METHODS, METHODS
 from featviz.cam._pipeline import CAM, NearZeroMapWarning, class_activation_map, grad_cam
 
-__all__ = ["CAM", "METHODS", "NearZeroMapWarning", "class_activation_map", "grad_cam"]
+__all__ = [
+    "ATTENTION_METHODS",
+    "CAM",
+    "METHODS",
+    "NearZeroMapWarning",
+    "class_activation_map",
+    "grad_cam",
+]

@@ -19,7 +19,7 @@ from torch import nn
 from featviz._ops import user_stacklevel
 from featviz.hooks import capture, unwrap_model
 
-__all__ = ["layout", "prefix_tokens", "probe_layer", "vit_grid"]
+__all__ = ["layout", "prefix_tokens", "probe_layer", "token_grid", "vit_grid"]
 
 
 def vit_grid(tokens: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,12 @@ def _token_grid(t: int, size: tuple[int, int], prefix: int | None) -> _TokenGrid
             if hh >= 1 and g % hh == 0 and _is_grid(hh, g // hh, size):
                 return _TokenGrid(extra, hh, g // hh)
     return None
+
+
+def token_grid(t: int, size: tuple[int, int], prefix: int | None) -> tuple[int, int, int] | None:
+    """(prefix tokens, h, w) of ``t`` tokens for an input of ``size``, or None (no grid)."""
+    grid = _token_grid(t, size, prefix)
+    return None if grid is None else (grid.prefix, grid.h, grid.w)
 
 
 def layout(

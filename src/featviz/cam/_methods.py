@@ -5,6 +5,11 @@ gradients of the target score $G$ to weights $w$ (per channel, (N, C, 1, 1), or 
 channel and position, (N, C, h, w)); the pipeline (`featviz.cam.CAM`) does the rest,
 $L = \mathrm{ReLU}(\sum_k w_k A_k)$. A new method is one function
 ``(activations, gradients, job) -> weights`` and one row of `_METHODS`.
+
+Transformer-native methods (``rollout``, ``relevance``) are rows too, but build the
+whole map from the model's attention probabilities instead of a layer's channels
+(`featviz.cam._attention`): their row names that function in ``attention`` and
+``layers`` selects attention modules (None: all of them).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from torch import nn
 
 from featviz._ops import minmax, resize, user_stacklevel
 from featviz._scoring import Scorer
+from featviz.cam._attention import AttentionResult, Options, relevance, rollout
+from featviz.cam._batching import masked_batch_size
 
-__all__ = ["METHODS"]
+__all__ = ["ATTENTION_METHODS", "METHODS"]
 
 
 @dataclass
@@ -32,7 +39,7 @@ class _Job:
     scorer: Scorer | None  # the resolved target; None for class-agnostic methods
     fc_weight: torch.Tensor | None  # (K, C) for classic CAM
     average_classes: bool
-    batch_size: int
+    batch_size: int | None  # Score-CAM's masked inputs per pass; None: from memory
     progress: bool
     scores: torch.Tensor | None = None  # (N,) target scores, for the near-zero check
     check: bool = True  # warn about near-zero maps (off for the extra views of aug_smooth)
@@ -149,7 +156,8 @@ def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Ten
         zero = torch.cat([job.scorer(zero_out, row) for row in rows])
         scores = torch.where(constant, zero.float().to(a.device)[:, None], scores)
     pairs = (~constant).nonzero()
-    chunks = pairs.split(job.batch_size)
+    batch = job.batch_size or masked_batch_size(job.model, images, len(pairs))
+    chunks = pairs.split(batch)
     from featviz._ops import progress_bar
 
     for chunk in progress_bar(chunks, enabled=job.progress and len(chunks) > 1, desc="Score-CAM"):
@@ -165,12 +173,23 @@ def _w_scorecam(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Ten
 _Weighting = Callable[[torch.Tensor, torch.Tensor | None, _Job], torch.Tensor]
 
 
+_AttentionMap = Callable[
+    [nn.Module, torch.Tensor, Any, "list[str] | None", Options],
+    AttentionResult,
+]
+
+
+def _w_none(a: torch.Tensor, g: torch.Tensor | None, job: _Job) -> torch.Tensor:
+    raise AssertionError("attention methods weight no channels")  # pragma: no cover
+
+
 @dataclass(frozen=True)
 class _Method:
     weights: _Weighting
     gradients: bool  # needs d(score)/d(activation)
     target: bool = True  # uses the target at all
     centered: bool = False  # weights apply to spatially centred activations
+    attention: _AttentionMap | None = None  # the whole map from attention probabilities
 
 
 _METHODS: dict[str, _Method] = {
@@ -183,29 +202,43 @@ _METHODS: dict[str, _Method] = {
     "layercam": _Method(_w_layercam, gradients=True),
     "scorecam": _Method(_w_scorecam, gradients=False),
     "eigencam": _Method(_w_eigencam, gradients=False, target=False, centered=True),
+    "rollout": _Method(_w_none, gradients=False, target=False, attention=rollout),
+    "relevance": _Method(_w_none, gradients=True, attention=relevance),
 }
 
 
 #: Methods whose maps are in the target score's units (gradients or linear weights times
 #: activations), for the near-zero check.
-_SCORE_UNITS = frozenset(k for k, m in _METHODS.items() if m.gradients) | {"cam"}
+_SCORE_UNITS = frozenset(k for k, m in _METHODS.items() if m.gradients and m.attention is None) | {
+    "cam"
+}
 
 
-#: The method names `CAM` accepts (case, ``-`` and ``_`` are ignored; ``gradcampp`` is
-#: an alias of ``gradcam++``).
-METHODS: tuple[str, ...] = tuple(_METHODS)
+#: The channel-weighting method names `CAM` accepts for any model with a spatial layer
+#: (case, ``-`` and ``_`` are ignored; ``gradcampp`` is an alias of ``gradcam++``).
+METHODS: tuple[str, ...] = tuple(k for k, m in _METHODS.items() if m.attention is None)
+
+#: The transformer-native method names `CAM` accepts as well, for vision transformers
+#: (self-attention modules): ``layers`` then selects attention modules, None all of
+#: them. Kept apart from `METHODS`, which every model with a spatial layer supports.
+ATTENTION_METHODS: tuple[str, ...] = tuple(k for k, m in _METHODS.items() if m.attention)
 
 
 def _method_name(method: Any) -> str:
     if not isinstance(method, str):
         raise TypeError(
-            f"The 'method' parameter must be a str, one of {list(METHODS)}. "
+            f"The 'method' parameter must be a str, one of {list(_METHODS)}. "
             f"Got {type(method).__name__} instead."
         )
     key = method.lower().replace("-", "").replace("_", "").replace(" ", "")
-    key = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}.get(key, key)
+    key = {
+        "gradcampp": "gradcam++",
+        "gradcamplusplus": "gradcam++",
+        "attentionrollout": "rollout",
+        "chefer": "relevance",
+    }.get(key, key)
     if key not in _METHODS:
         raise ValueError(
-            f"The 'method' parameter must be one of {list(METHODS)}. Got {method!r} instead."
+            f"The 'method' parameter must be one of {list(_METHODS)}. Got {method!r} instead."
         )
     return key

@@ -36,16 +36,20 @@ from featviz._ops import (
 from featviz._outputs import Target, target_on
 from featviz._scoring import Scorer, is_class_target, resolve
 from featviz._validation import renamed
-from featviz.cam._layers import layout, prefix_tokens, probe_layer, vit_grid
+from featviz.cam._checks import (
+    Size,
+    attention_options,
+    check_differentiable,
+    check_reshape,
+    check_size,
+)
+from featviz.cam._layers import layout, prefix_tokens, probe_layer
 from featviz.cam._methods import _HW, _METHODS, _SCORE_UNITS, _Job, _method_name, _principal_map
 from featviz.hooks import LayerSpec, capture, hookable, resolve_layers, unwrap_model
 
 __all__ = ["CAM", "NearZeroMapWarning", "Size", "class_activation_map", "grad_cam"]
 
 logger = logging.getLogger(__name__)
-
-#: Output size: ``"input"`` (the images' size), None (the layer's size) or ``(H, W)``.
-Size = Literal["input"] | tuple[int, int] | None
 
 
 class NearZeroMapWarning(RuntimeWarning):
@@ -54,43 +58,6 @@ class NearZeroMapWarning(RuntimeWarning):
 
 #: ``aug_smooth``'s views: (horizontal flip, intensity factor), pytorch-grad-cam's six.
 _AUG_VIEWS = tuple((flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1))
-
-
-def _check_differentiable(scores: torch.Tensor, method: str) -> None:
-    if not scores.requires_grad:
-        raise ValueError(
-            f"The 'target' callable returned scores with no gradient, so method={method!r} "
-            "cannot differentiate them. Got a tensor without grad_fn (made with .detach(), "
-            ".item(), argmax, comparisons or constants?) instead; return a differentiable "
-            "function of the outputs, such as outputs[:, k], or use method='eigencam' or "
-            "'scorecam', which need no gradient."
-        )
-
-
-def _check_size(size: Any) -> Size:
-    if size is None or size == "input":
-        return size
-    if (
-        isinstance(size, (tuple, list))
-        and len(size) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
-    ):
-        return (int(size[0]), int(size[1]))
-    raise ValueError(
-        "The 'size' parameter must be 'input', None or a pair (H, W) of ints >= 1. "
-        f"Got {size!r} instead."
-    )
-
-
-def _check_reshape(reshape: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    if reshape == "vit":
-        return vit_grid
-    if reshape is None or callable(reshape):
-        return reshape
-    raise TypeError(
-        "The 'reshape_transform' parameter must be None, 'vit' or a callable. "
-        f"Got {reshape!r} instead."
-    )
 
 
 @dataclass(frozen=True)
@@ -147,7 +114,11 @@ class CAM:
             torchvision ResNet-50, ``features`` for VGG, ``features.12`` for
             SqueezeNet, ``backbone.layer4.2`` for DeepLabV3, ``model.21`` for YOLOv8).
         method: One of ``cam``, ``gradcam``, ``gradcam++``, ``xgradcam``, ``hirescam``,
-            ``gradcamelementwise``, ``layercam``, ``scorecam``, ``eigencam``.
+            ``gradcamelementwise``, ``layercam``, ``scorecam``, ``eigencam``; for vision
+            transformers also ``rollout`` (attention rollout, class-agnostic) and
+            ``relevance`` (gradient-weighted attention relevance, Chefer et al. 2021),
+            which read every self-attention module's probabilities (``layers``: None
+            or attention modules; see ``docs/cam.md#transformer-native-maps``).
         fc: For ``method="cam"``: the final linear layer (spec or module) whose weights
             (K, C) weight the channels. None: the model's last ``nn.Linear``.
         average_classes: For ``method="cam"``: weight channels by the mean of the
@@ -168,12 +139,18 @@ class CAM:
         relu: Apply ReLU to each layer's weighted sum (before resizing).
         normalize: Min-max normalise each map to [0, 1] per image; a constant map (for
             example an all-negative map after ReLU) becomes all zeros.
-        batch_size: Score-CAM: masked inputs evaluated per forward pass. None: 16 on
-            the CPU (the fastest of 8-64 for ResNets there, cache-bound), 64 elsewhere.
+        batch_size: Score-CAM: masked inputs evaluated per forward pass. None: as many
+            as a quarter of the available memory holds (free GPU memory, or available
+            RAM), at the footprint of one image's forward pass measured once per call
+            (its input and every leaf module's outputs), at most 256.
         eval_mode: Evaluate the model in eval mode (BatchNorm running statistics, no
             dropout) during the call; False keeps its current mode. Either way every
             buffer (BatchNorm running statistics, ``num_batches_tracked``) is restored
             bit for bit after the call.
+        head_fusion: For ``rollout``: fuse a block's heads by their ``"mean"``,
+            ``"max"`` or ``"min"``.
+        discard_ratio: For ``rollout``: the fraction in [0, 1) of each fused attention
+            matrix's smallest entries set to 0 before the residual is added.
         progress: Show a progress bar for Score-CAM's masked forward passes.
         aug_smooth: Test-time augmentation smoothing: the maps of six views of the
             images (horizontal flip or not, times intensity factors 0.9, 1.0, 1.1, the
@@ -228,6 +205,8 @@ class CAM:
         progress: bool = True,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        head_fusion: Literal["mean", "max", "min"] = "mean",
+        discard_ratio: float = 0.0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -248,8 +227,8 @@ class CAM:
         )
         self.fc = fc
         self.average_classes = bool(average_classes)
-        self.reshape_transform = _check_reshape(reshape_transform)
-        self.size = _check_size(size)
+        self.reshape_transform = check_reshape(reshape_transform)
+        self.size = check_size(size)
         self.relu = bool(relu)
         self.normalize = bool(normalize)
         if batch_size is not None and (
@@ -264,6 +243,8 @@ class CAM:
         self.progress = bool(progress)
         self.aug_smooth = bool(aug_smooth)
         self.eigen_smooth = bool(eigen_smooth)
+        self._options = attention_options(head_fusion, discard_ratio)
+        self.head_fusion, self.discard_ratio = head_fusion, discard_ratio
         self._fc_weight: torch.Tensor | None = None
         if self.method == "cam":
             self._fc_weight = self._find_fc(fc)
@@ -376,16 +357,21 @@ class CAM:
                 return self._smoothed(images, target, keys)
             return self._compute(images, target, keys)[0]
 
-    def _keys_for(self, images: torch.Tensor) -> list[str]:
-        """The layers of this call: as given, or the auto layer of this image size."""
-        if self._keys is not None:
+    def _keys_for(self, images: torch.Tensor) -> list[str] | None:
+        """The layers of this call: as given, or the auto layer of this image size.
+
+        None for an attention method with no layer given: it reads every attention module.
+        """
+        if self._keys is not None or self._spec.attention is not None:
             return self._keys
         shape = tuple(images.shape[1:])  # probe once per image size (the pick reads shapes)
         if shape not in self._auto_layers:
             self._auto_layers[shape] = probe_layer(self.model, images)
         return [self._auto_layers[shape]]
 
-    def _smoothed(self, images: torch.Tensor, target: Target, keys: list[str]) -> torch.Tensor:
+    def _smoothed(
+        self, images: torch.Tensor, target: Target, keys: list[str] | None
+    ) -> torch.Tensor:
         """``aug_smooth``: the mean of the maps of six views, each mapped back to the image."""
         if getattr(target, "spatial", False):
             raise ValueError(
@@ -436,9 +422,16 @@ class CAM:
         return outputs, acts
 
     def _compute(
-        self, images: torch.Tensor, target: Target | Scorer, keys: list[str], check: bool = True
+        self,
+        images: torch.Tensor,
+        target: Target | Scorer,
+        keys: list[str] | None,
+        check: bool = True,
     ) -> tuple[torch.Tensor, Scorer | None]:
         """The maps of ``images`` (N, C, H, W) and the resolved target (None if unused)."""
+        if self._spec.attention is not None:
+            return self._attention_maps(images, target, keys)
+        assert keys is not None
         run = self._activations(images, target, keys, self._spec.gradients, self._scored)
         return self._maps(images, run, check)
 
@@ -487,7 +480,7 @@ class CAM:
             scorer=scorer,
             fc_weight=self._fc_weight.detach() if self._fc_weight is not None else None,
             average_classes=self.average_classes,
-            batch_size=self.batch_size or (16 if images.device.type == "cpu" else 64),
+            batch_size=self.batch_size,
             progress=self.progress,
             scores=scores,
             check=check,
@@ -499,6 +492,17 @@ class CAM:
                 for key, a, g in zip(keys, run.acts, run.grads, strict=True)
             ]
             return self._finish(raw, images), scorer
+
+    def _attention_maps(
+        self, images: torch.Tensor, target: Target | Scorer, keys: list[str] | None
+    ) -> tuple[torch.Tensor, Scorer | None]:
+        """Transformer-native maps (`featviz.cam._attention`), resized and normalised."""
+        assert self._spec.attention is not None
+        found = self._spec.attention(self.model, images, target, keys, self._options)
+        self.layers_, self.reshapes_ = found.layers, []
+        self.classes_ = found.scorer.single if found.scorer is not None else None
+        self.scores_ = found.scores
+        return self._finish([found.maps], images), found.scorer
 
     def _resolve(self, target: Target | Scorer, outputs: Any, images: torch.Tensor) -> Scorer:
         size = (int(images.shape[-2]), int(images.shape[-1]))
@@ -528,7 +532,7 @@ class CAM:
             scorer = self._resolve(target, outputs, images)
             scores = scorer(outputs)
             if scorer.fn is not None:
-                _check_differentiable(scores, self.method)
+                check_differentiable(scores, self.method)
             grads = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
         for key, g in zip(keys, grads, strict=True):
             if g is None:

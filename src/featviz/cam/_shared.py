@@ -44,6 +44,7 @@ def shared_maps(cams: Sequence[CAM], images: torch.Tensor, target: Target) -> li
         or c.model is not first.model
         or c._keys != first._keys
         or c.eval_mode != first.eval_mode
+        or c._spec.attention is not None  # attention maps: their own pass
         or (c.method == "cam" and not c.average_classes and not classes)  # its own error
         for c in cams
     ]
@@ -58,6 +59,7 @@ def shared_maps(cams: Sequence[CAM], images: torch.Tensor, target: Target) -> li
         with grad_enabled(), eval_mode(lead.model, lead.eval_mode), kept_buffers(lead.model):
             x = autograd_input(images)
             keys = lead._keys_for(x)
+            assert keys is not None  # attention methods run alone
             gradients = any(c._spec.gradients for c in together)
             run = lead._activations(x, target, keys, gradients, any(c._scored for c in together))
             for cam in together:
