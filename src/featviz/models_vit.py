@@ -141,7 +141,7 @@ def train_tiny_vit(
     epochs: int = 8,
     n_train: int = 3000,
     class_names: Sequence[str] = SHAPE_CLASSES,
-    progress: bool = False,
+    progress: bool = True,
 ) -> TinyViT:
     """Train a `TinyViT` on 64 px `Shapes` from scratch (no cache involved).
 
@@ -206,7 +206,7 @@ def pretrained_tiny_vit(
     class_names: Sequence[str] = SHAPE_CLASSES,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> TinyViT:
     """A `TinyViT` trained on 64 px `Shapes`, from the disk cache when possible.
 
