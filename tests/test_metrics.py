@@ -852,3 +852,32 @@ def test_compare_baselines_scores_each_map_in_the_metrics_direction():
     assert custom.loc["gaussian", "margin"] == pytest.approx(
         SAL.mean().item() - baseline_maps(images, "gaussian").mean().item()
     )
+
+
+def test_one_mask_rule_soft_masks_keep_their_object():
+    # issue 22: a soft mask (0.9 in, 0.01 out) counted every maximum as a hit
+    maps = torch.zeros(2, 4, 4)
+    maps[0, 0, 0] = 1.0  # outside the object
+    maps[1, 3, 3] = 1.0  # inside it
+    soft = torch.full((2, 4, 4), 0.01)
+    soft[:, 2:, 2:] = 0.9
+    hard = soft >= 0.5
+    assert pointing_game(maps, masks=soft, aggregate="none").tolist() == [False, True]
+    assert pointing_game(maps, masks=soft) == pointing_game(maps, masks=hard) == 0.5
+    assert energy_in_box(maps, masks=soft.numpy()) == energy_in_box(maps, masks=hard) == 0.5
+
+
+@pytest.mark.parametrize(
+    "box", [[2, 2, 2, 4], [3, 1, 1, 3], [10, 10, 12, 12], [-5, 0, 0, 4]]
+)  # empty width, inverted, off the map, left of the map
+def test_boxes_without_pixels_are_refused_not_a_silent_miss(box):
+    maps = torch.rand(1, 4, 4)
+    for metric in (pointing_game, energy_in_box):
+        with pytest.raises(ValueError, match=r"'boxes' .* empty or off-map .* row 0"):
+            metric(maps, torch.tensor([box]))
+
+
+@pytest.mark.parametrize("tolerance", ["a", None, True, -1, float("nan")])
+def test_pointing_game_tolerance_is_a_number_of_pixels(tolerance):
+    with pytest.raises(ValueError, match=r"'tolerance' parameter of pointing_game must be a num"):
+        pointing_game(torch.rand(1, 4, 4), torch.tensor([[0, 0, 2, 2]]), tolerance=tolerance)

@@ -124,8 +124,9 @@ def test_shared_maps_equal_separate_calls():
     forwards = len(calls)
     for cam, got in zip(cams, together, strict=True):
         torch.testing.assert_close(got, cam(x, target), rtol=0, atol=1e-6, msg=cam.method)
-    # one pass for all, plus Score-CAM's masked forwards (4 channels x 4 images: 1 batch)
-    assert forwards == 1 + 1
+    # one pass for all, plus Score-CAM's own: one probe of one image (to size its masked
+    # batches from memory) and its masked forwards (4 channels x 4 images: 1 batch)
+    assert forwards == 1 + 2
 
 
 # -- the randomisation, by hand ---------------------------------------------------------------

@@ -19,6 +19,12 @@ from featviz.metrics._inputs import _as_maps
 __all__ = ["energy_in_box", "pointing_game"]
 
 
+#: The one mask rule of the metrics: a float (or int) mask marks the object where it is at
+#: least this; a bool mask is taken as it is. A soft mask (0.9 in, 0.01 out) thus keeps its
+#: object instead of counting every pixel as object.
+MASK_THRESHOLD = 0.5
+
+
 def _regions(
     maps: torch.Tensor, boxes: Any, masks: Any, func: str
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -38,6 +44,7 @@ def _regions(
                 f"The 'boxes' parameter of {func} must hold one box per map: {n} maps but "
                 f"{b.shape[0]} boxes."
             )
+        _check_boxes_cover_pixels(b.long(), h, w, func)
         return b.long().to(maps.device), None
     m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
     if tuple(m.shape) != (n, h, w):
@@ -45,7 +52,22 @@ def _regions(
             f"The 'masks' parameter of {func} must have the maps' shape {(n, h, w)}. "
             f"Got shape {tuple(m.shape)} instead."
         )
-    return None, m.to(maps.device).bool()
+    m = m.to(maps.device)
+    return None, m if m.dtype == torch.bool else m >= MASK_THRESHOLD
+
+
+def _check_boxes_cover_pixels(b: torch.Tensor, h: int, w: int, func: str) -> None:
+    """Refuse boxes that hold no pixel of the (h, w) map: empty, or off the map."""
+    x0, y0 = b[:, 0].clamp(0, w), b[:, 1].clamp(0, h)
+    x1, y1 = b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)
+    bad = torch.nonzero((x1 <= x0) | (y1 <= y0)).flatten()
+    if bad.numel():
+        raise ValueError(
+            f"The 'boxes' parameter of {func} must give every map a box holding at least one "
+            f"of its {h}x{w} pixels (x0 < x1, y0 < y1, exclusive ends). Got "
+            f"{bad.numel()} empty or off-map box(es), e.g. row {int(bad[0])}: "
+            f"{b[bad[0]].tolist()}; a score there would be a silent miss or 0."
+        )
 
 
 def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -80,7 +102,8 @@ def pointing_game(
         heatmaps: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
         boxes: (N, 4) ints ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive (as
             `featviz.datasets.Shapes.boxes`).
-        masks: (N, H, W) bools, instead of ``boxes``.
+        masks: (N, H, W) object masks, instead of ``boxes``: bools as they are, numbers
+            at least `MASK_THRESHOLD` (0.5) are object (a soft mask keeps its object).
         tolerance: Distance in pixels, >= 0.
         aggregate: ``"mean"``: the hit rate as a float in [0, 1]; ``"none"``: a bool
             tensor (N,) of hits.
@@ -93,9 +116,14 @@ def pointing_game(
             shapes that do not match the maps.
     """
     check_choice(aggregate, "aggregate", "pointing_game", ("mean", "none"))
-    if not float(tolerance) >= 0:
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float, np.integer, np.floating))
+        or not float(tolerance) >= 0
+    ):
         raise ValueError(
-            f"The 'tolerance' parameter of pointing_game must be >= 0. Got {tolerance!r} instead."
+            "The 'tolerance' parameter of pointing_game must be a number >= 0 (pixels). "
+            f"Got {tolerance!r} instead."
         )
     raw = _as_maps(heatmaps, func="pointing_game", clean=False)
     maps = _ops.finite_or_zero(raw, what="heatmaps")  # warns about NaN/inf
@@ -149,7 +177,8 @@ def energy_in_box(
     Args:
         heatmaps: (N, H, W) tensor or array, in the boxes' / masks' pixel grid.
         boxes: (N, 4) ints ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive.
-        masks: (N, H, W) bools, instead of ``boxes``.
+        masks: (N, H, W) object masks, instead of ``boxes``: bools as they are, numbers
+            at least `MASK_THRESHOLD` (0.5) are object (a soft mask keeps its object).
         aggregate: ``"mean"``: the mean over images as a float; ``"none"``: a float32
             tensor (N,).
 
