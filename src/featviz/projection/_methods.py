@@ -50,7 +50,8 @@ def _has_opentsne() -> bool:
 
 def _embed_pca(red: _Reduced, s: _Settings) -> _Embedding:
     """PCA: the PCA step already projected to k dimensions."""
-    return _Embedding(np.asarray(red.data), "sklearn-incremental" if red.incremental else "sklearn")
+    engine = "sklearn-incremental" if red.incremental else "sklearn"
+    return _Embedding(np.asarray(red.data), getattr(red, "pca_engine", engine))
 
 
 def _embed_tsne(red: _Reduced, s: _Settings) -> _Embedding:
@@ -198,7 +199,7 @@ class _Method:
 _METHODS: dict[str, _Method] = {
     "pca": _Method(
         "PCA",
-        ("auto", "sklearn"),
+        ("auto", "sklearn", "streamed"),
         _embed_pca,
         pre_step=False,
         min_rows=2,
