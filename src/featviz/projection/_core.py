@@ -191,11 +191,12 @@ def project(
 
     - a tensor (any device) or array (N, ...), flattened to (N, D), e.g. a
       ``FeatureSet`` layer (a numpy array or ``np.memmap``);
-    - an ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``): when it is larger than
-      the memory budget (``max_memory``, default `DEFAULT_MEMORY_FRACTION` of available
-      memory), PCA runs as ``IncrementalPCA`` over row chunks and the pages read are
-      released after each chunk, so peak RSS stays near the chunk size rather than the
-      data size;
+    - an ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``, a ``FeatureSet`` layer
+      opened with ``mmap=True``): when it is larger than the memory budget
+      (``max_memory``, default `DEFAULT_MEMORY_FRACTION` of available memory) or than
+      `STREAMED_PCA_MIN_BYTES`, the PCA step streams over row blocks (never a copy of
+      the data) and the pages read are released after each block, so peak RSS stays
+      near one block plus the (N, k + 10) scores rather than the data size;
     - a ``torch.utils.data.Dataset`` whose items are ``image`` or ``(image, label, ...)``
       tuples, or a ``DataLoader`` over one: streamed in batches (the "t-SNE of the raw
       images" use). PCA is fitted with ``IncrementalPCA.partial_fit`` in one pass and
@@ -240,7 +241,8 @@ def project(
             openTSNE use all cores).
         batch_size: Batch size when streaming a ``Dataset``.
         max_memory: Memory budget in bytes for reading a memory map at once; larger
-            maps go through ``IncrementalPCA`` in chunks.
+            maps go through the streamed PCA (``IncrementalPCA`` in chunks with
+            ``engine="sklearn"``).
         score: Compute `Projection.quality` (trustworthiness, kNN accuracy).
         fit_sample: Rows t-SNE/UMAP is fitted on; the others are placed into the fitted
             map. ``"auto"``: `FIT_SAMPLE_SIZE` rows when N > `FIT_SAMPLE_MIN_N`, else

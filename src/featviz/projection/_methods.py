@@ -313,7 +313,7 @@ class _Method:
 _METHODS: dict[str, _Method] = {
     "pca": _Method(
         "PCA",
-        ("auto", "sklearn", "streamed"),
+        ("auto", "sklearn"),
         _embed_pca,
         pre_step=False,
         min_rows=2,

@@ -470,7 +470,8 @@ def _stream_transform(source: Any, fit: _StreamFit, s: _Settings) -> _Reduced:
 
 #: PCA of an array or memory map of at least this many bytes (or of a memory map larger
 #: than the memory budget) runs by block subspace iteration over row blocks
-#: (``engine="streamed"``): no copy of the data, a few passes, bounded memory.
+#: (`Projection.engine` ``"streamed"``; ``engine="sklearn"`` keeps scikit-learn's PCA /
+#: IncrementalPCA): no copy of the data, a few passes, bounded memory.
 STREAMED_PCA_MIN_BYTES = 256 * 2**20
 _BLOCK_BYTES = 16 * 2**20  # one row block of a streamed pass (at least _BLOCK_ROWS rows)
 _BLOCK_ROWS = 512  # fewer rows per block make each BLAS call too small to be efficient
@@ -484,8 +485,6 @@ def _streams(x: np.ndarray, k: int, s: _Settings) -> bool:
     n, d = x.shape
     if s.engine == "sklearn" and not s.row.pre_step:
         return False
-    if s.engine == "streamed":
-        return True
     big = x.nbytes >= STREAMED_PCA_MIN_BYTES or (isinstance(x, np.memmap) and x.nbytes > s.budget)
     return big and 2 * (k + _OVERSAMPLE) <= min(n, d)
 
