@@ -49,7 +49,7 @@ FIT_SAMPLE_MIN_N = 200_000
 #: Rows t-SNE/UMAP is fitted on with ``fit_sample="auto"`` above `FIT_SAMPLE_MIN_N` rows.
 FIT_SAMPLE_SIZE = 50_000
 _PLACE_BATCH = 50_000  # rows placed per transform call (bounds its memory; one bar step)
-_PLACE_ITER = 100  # openTSNE optimisation steps of placed rows (its default: 250)
+_PLACE_ITER = 250  # openTSNE optimisation steps of placed rows (its default)
 
 
 @dataclass(frozen=True)
