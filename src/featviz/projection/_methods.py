@@ -137,6 +137,12 @@ def _embed_tsne(red: _Reduced, s: _Settings) -> _Embedding:
             "fit every row. Got engine='sklearn'."
         )
     n = red.data.shape[0] if fit is None else fit.size
+    if engine == "auto":
+        wants = fit is not None or n >= OPENTSNE_MIN_N
+        engine = "opentsne" if wants and _has_opentsne() else "sklearn"
+        if fit is not None and engine == "sklearn" and getattr(s, "fit_sample", None) == "auto":
+            logger.info("%s: openTSNE is not installed; fitting t-SNE on all rows", s.fn)
+            fit, n = None, red.data.shape[0]
     perplexity = s.perplexity
     if n <= 3 * perplexity:
         lowered = (n - 1) / 3
@@ -145,12 +151,6 @@ def _embed_tsne(red: _Reduced, s: _Settings) -> _Embedding:
             f"N={n}; using perplexity={lowered:.3g} instead."
         )
         perplexity = lowered
-    if engine == "auto":
-        wants = fit is not None or n >= OPENTSNE_MIN_N
-        engine = "opentsne" if wants and _has_opentsne() else "sklearn"
-        if fit is not None and engine == "sklearn" and getattr(s, "fit_sample", None) == "auto":
-            logger.info("%s: openTSNE is not installed; fitting t-SNE on all rows", s.fn)
-            fit, n = None, red.data.shape[0]
     params = {"perplexity": perplexity}
     if fit is not None:
         emb = _tsne_placed(red.data, fit, perplexity, s)
