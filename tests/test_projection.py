@@ -181,15 +181,17 @@ def _low_rank(n, d, seed=0):
     return (coef @ basis + 0.3 * rng.normal(size=(n, d)) + 1.0).astype(np.float32)
 
 
-def test_memmap_uses_incremental_pca_and_matches_pca(tmp_path):
+@pytest.mark.parametrize("engine", ["auto", "sklearn"])
+def test_memmap_over_budget_is_streamed_and_matches_pca(tmp_path, engine):
     from sklearn.decomposition import PCA
 
     x = _low_rank(1500, 120)
     path = tmp_path / "feats.npy"
     np.save(path, x)
     mm = np.load(path, mmap_mode="r")
-    proj = project(mm, method="pca", max_memory=1, progress=False)
-    assert proj.engine == "sklearn-incremental"
+    proj = project(mm, method="pca", max_memory=1, progress=False, engine=engine)
+    # auto: featviz's streamed PCA; engine="sklearn" keeps IncrementalPCA in chunks
+    assert proj.engine == ("streamed" if engine == "auto" else "sklearn-incremental")
     ref = PCA(n_components=2, random_state=0)
     z = ref.fit_transform(x)
     evr = proj.explained_variance_ratio
@@ -703,6 +705,7 @@ def test_old_field_names_warn_and_alias_the_new_ones():
         "quality",
         "labels",
         "params",
+        "fitted",  # which rows t-SNE/UMAP was fitted on (fit_sample); None: all
     ]
 
 

@@ -57,7 +57,11 @@ class Projection:
             ``knn_space``; ``seconds`` (time spent scoring). Empty with ``score=False``.
         labels: (N,) labels, or ``None``.
         params: Settings actually used (``perplexity`` after any adjustment,
-            ``pca_dims`` of the pre-step or ``None``, ``random_state``, ...).
+            ``pca_dims`` of the pre-step or ``None``, ``random_state``, ...; for t-SNE
+            and UMAP ``n_fitted`` and ``n_placed``: rows the method was fitted on and
+            rows placed into that map, see ``fit_sample``).
+        fitted: (N,) bool, True for the rows t-SNE/UMAP was fitted on when the other rows
+            were placed into its map (``fit_sample``); ``None`` when every row was fitted.
     """
 
     embedding: np.ndarray
@@ -69,6 +73,7 @@ class Projection:
     quality: dict[str, Any] = field(default_factory=dict)
     labels: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    fitted: np.ndarray | None = None
 
     @property
     def embedding_(self) -> np.ndarray:
@@ -145,6 +150,7 @@ def _finish(
     out: _Embedding, red: _Reduced, labels: np.ndarray | None, s: _Settings, seconds: float
 ) -> Projection:
     """Score the embedding and package it with the settings that ran."""
+    fitted = getattr(out, "fitted", None)  # rows t-SNE/UMAP was fitted on (None: all)
     params: dict[str, Any] = {
         "n_components": s.k,
         "random_state": s.random_state,
@@ -159,9 +165,10 @@ def _finish(
         engine=out.engine,
         seconds=seconds,
         explained_variance_ratio=red.evr,
-        quality=_score(out.embedding, red, labels, s) if s.score else {},
+        quality=_score(out.embedding, red, labels, s, fitted) if s.score else {},
         labels=labels,
         params=params,
+        fitted=fitted,
     )
 
 
@@ -184,6 +191,7 @@ def project(
     batch_size: int = 256,
     max_memory: int | None = None,
     score: bool = True,
+    fit_sample: int | str | None = "auto",
 ) -> Projection:
     """Project features to ``n_components`` dimensions with PCA, t-SNE or UMAP, and score it.
 
@@ -191,11 +199,12 @@ def project(
 
     - a tensor (any device) or array (N, ...), flattened to (N, D), e.g. a
       ``FeatureSet`` layer (a numpy array or ``np.memmap``);
-    - an ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``): when it is larger than
-      the memory budget (``max_memory``, default `DEFAULT_MEMORY_FRACTION` of available
-      memory), PCA runs as ``IncrementalPCA`` over row chunks and the pages read are
-      released after each chunk, so peak RSS stays near the chunk size rather than the
-      data size;
+    - an ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``, a ``FeatureSet`` layer
+      opened with ``mmap=True``): when it is larger than the memory budget
+      (``max_memory``, default `DEFAULT_MEMORY_FRACTION` of available memory) or than
+      `STREAMED_PCA_MIN_BYTES`, the PCA step streams over row blocks (never a copy of
+      the data) and the pages read are released after each block, so peak RSS stays
+      near one block plus the (N, k + 10) scores rather than the data size;
     - a ``torch.utils.data.Dataset`` whose items are ``image`` or ``(image, label, ...)``
       tuples, or a ``DataLoader`` over one: streamed in batches (the "t-SNE of the raw
       images" use). PCA is fitted with ``IncrementalPCA.partial_fit`` in one pass and
@@ -204,11 +213,20 @@ def project(
       ``labels`` is given.
 
     Methods: ``"pca"`` (scikit-learn ``PCA``, whose ``"auto"`` solver is randomized for
-    large inputs; ``IncrementalPCA`` for big memory maps and streams); ``"tsne"``: PCA to
+    large inputs; for memory maps larger than the budget and arrays or memory maps of at
+    least `STREAMED_PCA_MIN_BYTES`, featviz's streamed PCA: block subspace iteration over
+    row blocks, no copy of the data, usually two passes; ``IncrementalPCA`` for
+    streamed datasets); ``"tsne"``: PCA to
     ``pca_dims`` first when D > ``pca_dims``, then scikit-learn's Barnes-Hut ``TSNE(init=
     "pca", learning_rate="auto")`` or openTSNE (``engine="auto"`` picks openTSNE when it is
     installed and N >= `OPENTSNE_MIN_N`); ``"umap"``: the same PCA pre-step, then
     umap-learn (the ``fast`` extra).
+
+    Large N (``fit_sample``): t-SNE and UMAP of more than `FIT_SAMPLE_MIN_N` rows are
+    fitted on a seeded sample of `FIT_SAMPLE_SIZE` rows, and the other rows are placed
+    into that map (openTSNE's ``TSNEEmbedding.transform``, umap-learn's ``transform``);
+    `Projection.fitted` and ``params["n_fitted"]``/``params["n_placed"]`` say which, and
+    ``quality["trustworthiness_placed"]`` scores a held-out sample of placed rows.
 
     Args:
         features: Tensor/array (N, ...), memory map, Dataset or DataLoader (see above).
@@ -231,8 +249,14 @@ def project(
             openTSNE use all cores).
         batch_size: Batch size when streaming a ``Dataset``.
         max_memory: Memory budget in bytes for reading a memory map at once; larger
-            maps go through ``IncrementalPCA`` in chunks.
+            maps go through the streamed PCA (``IncrementalPCA`` in chunks with
+            ``engine="sklearn"``).
         score: Compute `Projection.quality` (trustworthiness, kNN accuracy).
+        fit_sample: Rows t-SNE/UMAP is fitted on; the others are placed into the fitted
+            map. ``"auto"``: `FIT_SAMPLE_SIZE` rows when N > `FIT_SAMPLE_MIN_N`, else
+            all; an int m: a seeded sample of m rows (all when m >= N); ``None``: every
+            row. t-SNE needs openTSNE to place rows. Only ``"auto"``/``None`` for PCA
+            (linear: it uses every row).
 
     Returns:
         A `Projection` (``embedding`` (N, k), ``frame``, ``quality``, ...).
@@ -263,6 +287,7 @@ def project(
         normalize=normalize,
         progress=progress,
         score=score,
+        fit_sample=fit_sample,
     )
     return _run(features, labels, s, start)
 

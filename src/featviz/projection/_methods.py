@@ -12,6 +12,7 @@ a new method is one embedding function and one row.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,8 +39,75 @@ from featviz.projection._common import (
     _warn,
 )
 
+logger = logging.getLogger("featviz.projection")
+
 #: ``engine="auto"`` uses openTSNE (when installed) from this many points on.
 OPENTSNE_MIN_N = 1000
+#: ``fit_sample="auto"``: t-SNE and UMAP of more than this many rows are fitted on a
+#: seeded sample of `FIT_SAMPLE_SIZE` rows, and the other rows are placed into that map.
+FIT_SAMPLE_MIN_N = 200_000
+#: Rows t-SNE/UMAP is fitted on with ``fit_sample="auto"`` above `FIT_SAMPLE_MIN_N` rows.
+FIT_SAMPLE_SIZE = 50_000
+_PLACE_BATCH = 50_000  # rows placed per transform call (bounds its memory; one bar step)
+_PLACE_ITER = 250  # openTSNE optimisation steps of placed rows (its default)
+
+
+@dataclass(frozen=True)
+class _SampleSettings(_Settings):
+    """`_Settings` plus ``fit_sample`` (a field of `_Settings` once the package is merged)."""
+
+    fit_sample: int | str | None = "auto"
+
+
+@dataclass
+class _PlacedEmbedding(_Embedding):
+    """`_Embedding` plus which rows the method was fitted on ((N,) bool; None: all)."""
+
+    fitted: np.ndarray | None = None
+
+
+def _fit_rows(n: int, s: _Settings) -> np.ndarray | None:
+    """Sorted indices of the rows t-SNE/UMAP is fitted on (None: all N rows).
+
+    ``fit_sample="auto"``: `FIT_SAMPLE_SIZE` rows when N > `FIT_SAMPLE_MIN_N`; an int m:
+    m rows (all when m >= N); None: all. The sample is drawn with ``random_state``
+    (a stream of its own, not the scoring subsample's).
+    """
+    m = getattr(s, "fit_sample", None)
+    if m == "auto":
+        m = FIT_SAMPLE_SIZE if n > FIT_SAMPLE_MIN_N else None
+    if m is None or int(m) >= n:
+        return None
+    seed = None if s.random_state is None else [s.random_state, 0xF17]
+    return np.sort(np.random.default_rng(seed).choice(n, int(m), replace=False))
+
+
+def _place(
+    z: np.ndarray, fit: np.ndarray, fitted: np.ndarray, transform: Callable[..., Any], s: _Settings
+) -> np.ndarray:
+    """(N, k) embedding: the fitted rows' ``fitted`` (m, k), the others ``transform``ed."""
+    from tqdm.auto import tqdm
+
+    n = z.shape[0]
+    out = np.empty((n, fitted.shape[1]), dtype=np.float64)
+    out[fit] = fitted
+    rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
+    spans = range(0, rest.size, _PLACE_BATCH)
+    for start in tqdm(spans, desc="placing rows", disable=not s.progress, leave=False):
+        rows = rest[start : start + _PLACE_BATCH]
+        out[rows] = np.asarray(transform(np.ascontiguousarray(z[rows], dtype=np.float64)))
+    return out
+
+
+def _sampled(
+    emb: np.ndarray, engine: str, n: int, fit: np.ndarray | None, params: dict[str, Any]
+) -> _PlacedEmbedding:
+    m = n if fit is None else int(fit.size)
+    mask = None
+    if fit is not None:
+        mask = np.zeros(n, dtype=bool)
+        mask[fit] = True
+    return _PlacedEmbedding(emb, engine, {**params, "n_fitted": m, "n_placed": n - m}, mask)
 
 
 def _has_opentsne() -> bool:
@@ -50,12 +118,31 @@ def _has_opentsne() -> bool:
 
 def _embed_pca(red: _Reduced, s: _Settings) -> _Embedding:
     """PCA: the PCA step already projected to k dimensions."""
-    return _Embedding(np.asarray(red.data), "sklearn-incremental" if red.incremental else "sklearn")
+    engine = "sklearn-incremental" if red.incremental else "sklearn"
+    return _Embedding(np.asarray(red.data), getattr(red, "pca_engine", engine))
 
 
 def _embed_tsne(red: _Reduced, s: _Settings) -> _Embedding:
-    """t-SNE with openTSNE or scikit-learn (``engine="auto"``: see `OPENTSNE_MIN_N`)."""
-    n = red.data.shape[0]
+    """t-SNE with openTSNE or scikit-learn (``engine="auto"``: see `OPENTSNE_MIN_N`).
+
+    With a fit sample (`_fit_rows`), openTSNE is fitted on it and places the other rows
+    (``TSNEEmbedding.transform``); scikit-learn's t-SNE cannot place rows.
+    """
+    fit = _fit_rows(red.data.shape[0], s)
+    engine = s.engine
+    if fit is not None and engine == "sklearn":
+        raise ValueError(
+            f"The 'fit_sample' parameter of {s.fn} needs engine='opentsne' for method='tsne' "
+            "(scikit-learn's TSNE cannot place new rows into a map); use fit_sample=None to "
+            "fit every row. Got engine='sklearn'."
+        )
+    n = red.data.shape[0] if fit is None else fit.size
+    if engine == "auto":
+        wants = fit is not None or n >= OPENTSNE_MIN_N
+        engine = "opentsne" if wants and _has_opentsne() else "sklearn"
+        if fit is not None and engine == "sklearn" and getattr(s, "fit_sample", None) == "auto":
+            logger.info("%s: openTSNE is not installed; fitting t-SNE on all rows", s.fn)
+            fit, n = None, red.data.shape[0]
     perplexity = s.perplexity
     if n <= 3 * perplexity:
         lowered = (n - 1) / 3
@@ -64,14 +151,27 @@ def _embed_tsne(red: _Reduced, s: _Settings) -> _Embedding:
             f"N={n}; using perplexity={lowered:.3g} instead."
         )
         perplexity = lowered
-    engine = s.engine
-    if engine == "auto":
-        engine = "opentsne" if n >= OPENTSNE_MIN_N and _has_opentsne() else "sklearn"
-    run = _tsne_opentsne if engine == "opentsne" else _tsne_sklearn
-    return _Embedding(run(red.data, perplexity, s), engine, {"perplexity": perplexity})
+    params = {"perplexity": perplexity}
+    if fit is not None:
+        emb = _tsne_placed(red.data, fit, perplexity, s)
+    else:
+        run = _tsne_opentsne if engine == "opentsne" else _tsne_sklearn
+        emb = run(red.data, perplexity, s)
+    return _sampled(emb, engine, red.data.shape[0], fit, params)
 
 
-def _tsne_opentsne(z: np.ndarray, perplexity: float, s: _Settings) -> np.ndarray:
+def _tsne_placed(z: np.ndarray, fit: np.ndarray, perplexity: float, s: _Settings) -> np.ndarray:
+    """t-SNE (openTSNE) fitted on rows ``fit`` of (N, d) ``z``; the other rows placed into it."""
+    tsne = _opentsne(fit.size, perplexity, s)
+    with _library_errors(s, "openTSNE"):
+        ref = tsne.fit(np.ascontiguousarray(z[fit], dtype=np.float64))
+        return _place(
+            z, fit, np.asarray(ref), lambda rows: ref.transform(rows, n_iter=_PLACE_ITER), s
+        )
+
+
+def _opentsne(n: int, perplexity: float, s: _Settings) -> Any:
+    """An ``openTSNE.TSNE`` for n rows with featviz's settings."""
     try:
         import openTSNE
     except ImportError as exc:
@@ -79,8 +179,8 @@ def _tsne_opentsne(z: np.ndarray, perplexity: float, s: _Settings) -> np.ndarray
             f"{s.fn}(engine='opentsne') needs openTSNE: pip install 'featviz[fast]' "
             "(or pip install openTSNE)."
         ) from exc
-    default_jobs = 1 if z.shape[0] < OPENTSNE_MIN_N else -1
-    tsne = openTSNE.TSNE(
+    default_jobs = 1 if n < OPENTSNE_MIN_N else -1
+    return openTSNE.TSNE(
         n_components=s.k,
         perplexity=perplexity,
         initialization="pca",
@@ -89,6 +189,10 @@ def _tsne_opentsne(z: np.ndarray, perplexity: float, s: _Settings) -> np.ndarray
         n_jobs=default_jobs if s.n_jobs is None else s.n_jobs,
         verbose=False,
     )
+
+
+def _tsne_opentsne(z: np.ndarray, perplexity: float, s: _Settings) -> np.ndarray:
+    tsne = _opentsne(z.shape[0], perplexity, s)
     with _library_errors(s, "openTSNE"):
         return np.asarray(tsne.fit(np.ascontiguousarray(z, dtype=np.float64)), dtype=np.float64)
 
@@ -121,7 +225,11 @@ def _tsne_sklearn(z: np.ndarray, perplexity: float, s: _Settings) -> np.ndarray:
 
 
 def _embed_umap(red: _Reduced, s: _Settings) -> _Embedding:
-    """UMAP with umap-learn (``init="pca"``: its spectral init is not reproducible)."""
+    """UMAP with umap-learn (``init="pca"``: its spectral init is not reproducible).
+
+    With a fit sample (`_fit_rows`), UMAP is fitted on it and places the other rows
+    (``UMAP.transform``).
+    """
     try:
         import umap
     except ImportError as exc:
@@ -129,9 +237,11 @@ def _embed_umap(red: _Reduced, s: _Settings) -> _Embedding:
             f"{s.fn}(method='umap') needs umap-learn: pip install 'featviz[fast]' "
             "(or pip install umap-learn)."
         ) from exc
+    fit = _fit_rows(red.data.shape[0], s)
+    m = red.data.shape[0] if fit is None else fit.size
     reducer = umap.UMAP(
         n_components=s.k,
-        n_neighbors=max(2, min(15, red.data.shape[0] - 1)),
+        n_neighbors=max(2, min(15, m - 1)),
         init="pca",  # the default spectral init is not reproducible on disconnected graphs
         random_state=s.random_state,
         n_jobs=-1 if s.n_jobs is None else s.n_jobs,
@@ -139,7 +249,12 @@ def _embed_umap(red: _Reduced, s: _Settings) -> _Embedding:
     with warnings.catch_warnings(), _library_errors(s, "umap-learn"):
         # with a random_state umap-learn runs single-threaded (deterministic) and says so
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
-        return _Embedding(np.asarray(reducer.fit_transform(red.data)), "umap-learn")
+        if fit is None:
+            emb = np.asarray(reducer.fit_transform(red.data))
+        else:
+            ref = np.asarray(reducer.fit_transform(red.data[fit]))
+            emb = _place(red.data, fit, ref, reducer.transform, s)
+    return _sampled(emb, "umap-learn", red.data.shape[0], fit, {})
 
 
 def _centred(x: np.ndarray) -> np.ndarray:
@@ -217,7 +332,7 @@ _METHODS: dict[str, _Method] = {
         min_rows_why=" (the perplexity, lowered to (N - 1) / 3 for small N, must stay >= 1)",
         max_components=3,
         float32=True,
-        settings=("engine", "pca_dims", "perplexity"),
+        settings=("engine", "pca_dims", "perplexity", "fit_sample"),
     ),
     "umap": _Method(
         "UMAP",
@@ -228,7 +343,7 @@ _METHODS: dict[str, _Method] = {
         min_rows_why=" (each point needs at least 2 neighbours)",
         max_components=None,
         float32=True,
-        settings=("engine", "pca_dims"),
+        settings=("engine", "pca_dims", "fit_sample"),
     ),
 }
 
@@ -261,6 +376,7 @@ def _settings(
     normalize: bool,
     progress: bool,
     score: bool,
+    fit_sample: Any = "auto",
     fn: str = "project",
 ) -> _Settings:
     """Check `project`'s arguments against each other and the method's row of `_METHODS`."""
@@ -288,7 +404,7 @@ def _settings(
         )
     if max_memory is not None:
         max_memory = _check_int(max_memory, "max_memory", 1, fn)
-    return _Settings(
+    return _SampleSettings(
         method=method,
         row=row,
         k=k,
@@ -303,7 +419,27 @@ def _settings(
         progress=progress,
         score=score,
         fn=fn,
+        fit_sample=_check_fit_sample(fit_sample, method, row, fn),
     )
+
+
+def _check_fit_sample(value: Any, method: str, row: _Method, fn: str) -> int | str | None:
+    """``fit_sample``: "auto", None or an int >= the method's fewest rows (t-SNE/UMAP only)."""
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return None if value is None else "auto"
+    if isinstance(value, str):
+        raise ValueError(
+            f"The 'fit_sample' parameter of {fn} must be 'auto', None or an int. "
+            f"Got {value!r} instead."
+        )
+    m = _check_int(value, "fit_sample", row.min_rows, fn)
+    if "fit_sample" not in row.settings:
+        raise ValueError(
+            f"The 'fit_sample' parameter of {fn} applies to methods that place new rows "
+            f"into a fitted map (t-SNE, UMAP); method={method!r} uses every row. Use "
+            f"fit_sample='auto' or None. Got {value!r} instead."
+        )
+    return m
 
 
 # -- checks on the data --------------------------------------------------------------------

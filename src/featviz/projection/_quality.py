@@ -48,16 +48,24 @@ def _reduced_name(red: _Reduced) -> str:
     return f"pca-{d}" if red.evr is not None else f"input (D={d})"
 
 
-def _trustworthiness(emb: np.ndarray, red: _Reduced, random_state: int | None) -> dict[str, Any]:
-    """Trustworthiness on the seeded subsample, against the raw rows when they are at hand."""
+def _trustworthiness(
+    emb: np.ndarray, red: _Reduced, random_state: int | None, among: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Trustworthiness on the seeded subsample, against the raw rows when they are at hand.
+
+    ``among``: sorted row indices to draw the subsample from (default: all rows).
+    """
     from sklearn.manifold import trustworthiness
 
-    idx = _subsample(emb.shape[0], random_state)
+    if among is None:
+        idx = _subsample(emb.shape[0], random_state)
+    else:
+        idx = among[_subsample(among.size, random_state)]
     m = idx.shape[0]
     if red.rows is not None:
         ref_sub, space = _as_float(np.array(red.rows[idx])), f"input (D={red.rows.shape[1]})"
         _release_pages(red.rows)
-    elif red.sub_rows is not None:
+    elif red.sub_rows is not None and among is None:
         ref_sub, space = red.sub_rows, f"input (D={red.sub_rows.shape[1]})"
     else:
         ref_sub, space = red.data[idx], _reduced_name(red)
@@ -87,10 +95,19 @@ def _knn_scores(emb: np.ndarray, red: _Reduced, labels: np.ndarray, s: _Settings
 
 
 def _score(
-    emb: np.ndarray, red: _Reduced, labels: np.ndarray | None, s: _Settings
+    emb: np.ndarray,
+    red: _Reduced,
+    labels: np.ndarray | None,
+    s: _Settings,
+    fitted: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """`Projection.quality`; ``fitted`` (N,) bool: the rows a t-SNE/UMAP map was fitted on."""
     start = time.perf_counter()
     q = _trustworthiness(emb, red, s.random_state)
+    if fitted is not None and not fitted.all():  # held out of the fit: the placed rows
+        held = _trustworthiness(emb, red, s.random_state, among=np.flatnonzero(~fitted))
+        q["trustworthiness_placed"] = held["trustworthiness"]
+        q["n_scored_placed"] = held["n_scored"]
     if labels is not None:
         q.update(_knn_scores(emb, red, labels, s))
     q["seconds"] = time.perf_counter() - start

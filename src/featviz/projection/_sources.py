@@ -9,10 +9,11 @@ larger than the budget, or in two passes over a ``Dataset``/``DataLoader``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from featviz.hooks import to_numpy
 from featviz.projection._common import (
     _as_float,
+    _bad_rows,
     _chunks,
     _first_rows,
     _pca_errors,
@@ -31,19 +33,14 @@ from featviz.projection._common import (
     _warn,
 )
 
+logger = logging.getLogger("featviz.projection")
+
 # t-SNE and UMAP square distances in float32. Measured with scikit-learn 1.9, openTSNE
 # 1.0 and umap-learn 0.5: sklearn's t-SNE collapses the map at column ranges of 1e-16
 # and distorts it from 1e15 on, and crashes the interpreter (segfault) at 1e-30 or when
 # the features differ by 1e-10 of their size; these bounds keep three decades of margin.
 _FLOAT32_RANGE = (1e-12, 1e12)
 _FLOAT32_MIN_RELATIVE = 1e-6  # float32 resolves 1.2e-7 of a value; ask for ~8 steps
-
-
-def _bad_rows(chunk: np.ndarray) -> np.ndarray:
-    """Indices of rows of a 2-D chunk holding NaN or inf."""
-    if chunk.dtype.kind not in "fc":
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(~np.isfinite(chunk).all(axis=1))
 
 
 class _Scan:
@@ -84,13 +81,17 @@ class _Scan:
         lo, hi = self.lo.astype(np.float64), self.hi.astype(np.float64)
         spread = hi - lo
         if not spread.any():
-            raise ValueError(
-                f"The {s.name!r} parameter of {s.fn} has {self.n} identical rows (zero "
-                "variance), so there is nothing to project. Check that the features vary "
-                "across rows (a constant or dead layer does not)."
-            )
+            _identical_rows(self.n, s)
         if s.row.float32:
             _check_float32_spread(spread, np.maximum(np.abs(lo), np.abs(hi)), s)
+
+
+def _identical_rows(n: int, s: _Settings) -> None:
+    raise ValueError(
+        f"The {s.name!r} parameter of {s.fn} has {n} identical rows (zero variance), so "
+        "there is nothing to project. Check that the features vary across rows (a constant "
+        "or dead layer does not)."
+    )
 
 
 def _check_float32_spread(spread: np.ndarray, size: np.ndarray, s: _Settings) -> None:
@@ -201,8 +202,6 @@ def _labels_array(labels: Any, n: int, fn: str = "project") -> np.ndarray:
             ) from exc
     return lab
 
-
-# -- sources: arrays, memory maps, streamed datasets -----------------------------------------
 
 # -- sources: arrays, memory maps, streamed datasets -----------------------------------------
 
@@ -469,6 +468,222 @@ def _stream_transform(source: Any, fit: _StreamFit, s: _Settings) -> _Reduced:
     )
 
 
+# -- streamed PCA: block subspace iteration over row blocks ------------------------------------
+
+#: PCA of an array or memory map of at least this many bytes (or of a memory map larger
+#: than the memory budget) runs by block subspace iteration over row blocks
+#: (`Projection.engine` ``"streamed"``; ``engine="sklearn"`` keeps scikit-learn's PCA /
+#: IncrementalPCA): no copy of the data, a few passes, bounded memory.
+STREAMED_PCA_MIN_BYTES = 256 * 2**20
+_BLOCK_BYTES = 16 * 2**20  # one row block of a streamed pass (at least _BLOCK_ROWS rows)
+_BLOCK_ROWS = 512  # fewer rows per block make each BLAS call too small to be efficient
+_OVERSAMPLE = 10  # the subspace tracks k + 10 directions (as sklearn's randomized_svd)
+_MAX_PASSES = 12  # passes after the first (each one power iteration + Rayleigh-Ritz)
+_EIGEN_TOL = 1e-5  # stop when the top-k variances are exact to this (relative bound)
+
+
+def _streams(x: np.ndarray, k: int, s: _Settings) -> bool:
+    """Whether the PCA step of (N, D) ``x`` to ``k`` runs streamed (`STREAMED_PCA_MIN_BYTES`)."""
+    n, d = x.shape
+    if s.engine == "sklearn" and not s.row.pre_step:
+        return False
+    big = x.nbytes >= STREAMED_PCA_MIN_BYTES or (isinstance(x, np.memmap) and x.nbytes > s.budget)
+    return big and 2 * (k + _OVERSAMPLE) <= min(n, d)
+
+
+class _Blocks:
+    """Row blocks of an (N, D) array or memory map, read in order, as float32/float64.
+
+    A block of a read-only/shared memory map is released from the process's RSS right
+    after use (``madvise(MADV_DONTNEED)`` on its byte range; the OS page cache keeps the
+    data), so a pass holds about one block of the map however large the file.
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.dtype = np.dtype(np.float64 if x.dtype == np.float64 else np.float32)
+        self.rows = max(_BLOCK_ROWS, _BLOCK_BYTES // max(1, x.shape[1] * x.itemsize))
+        self._map, self._offset = _map_of(x)
+
+    def __iter__(self) -> Iterator[tuple[slice, np.ndarray]]:
+        n, d = self.x.shape
+        row_bytes = d * self.x.itemsize
+        for sl in _chunks(n, self.rows):
+            block = self.x[sl]
+            yield sl, block if block.dtype == self.dtype else block.astype(self.dtype)
+            if self._map is not None:
+                start = self._offset + sl.start * row_bytes
+                _release_range(self._map, start, (sl.stop - sl.start) * row_bytes)
+
+
+def _map_of(x: np.ndarray) -> tuple[Any, int]:
+    """The ``mmap`` under a C-contiguous read-only/shared memory map, and ``x``'s byte offset."""
+    import mmap
+
+    mm = getattr(x, "_mmap", None)
+    if not isinstance(mm, mmap.mmap) or getattr(x, "mode", "c") not in ("r", "r+"):
+        return None, 0
+    if not x.flags.c_contiguous or not hasattr(mm, "madvise"):
+        return None, 0
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    return mm, int(x.ctypes.data - base)
+
+
+def _release_range(mm: Any, start: int, length: int) -> None:
+    import mmap
+
+    page = mmap.PAGESIZE
+    lo = start - start % page
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, lo, length + start - lo)
+    except (OSError, ValueError):  # pragma: no cover - closed map or odd platform
+        pass
+
+
+@dataclass
+class _Sketch:
+    """State of the subspace iteration: the mean, the (D, l) basis and what a pass gives."""
+
+    mean: np.ndarray  # (D,) float64
+    q: np.ndarray  # (D, l) orthonormal basis of the current subspace
+    scores: np.ndarray  # (N, l) centred rows times q, from the last pass
+    total_ss: float = 0.0  # sum of squared centred values (N - 1 times the total variance)
+    ritz: np.ndarray = field(default_factory=lambda: np.empty(0))  # (l,) Ritz values, desc.
+    vecs: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (l, l) Ritz vectors
+    error: float = np.inf  # bound on the top-k Ritz values' relative error
+    passes: int = 1  # passes over the data so far
+
+
+def _first_pass(blocks: _Blocks, omega: np.ndarray, s: _Settings) -> tuple[np.ndarray, np.ndarray]:
+    """One pass: column means, the row checks and the uncentred sketch X^T X omega, centred.
+
+    Returns the (D,) float64 mean and the (D, l) sketch of the centred rows (the start of
+    the subspace iteration; its float32 rounding only slows the iteration, never biases it).
+    """
+    n, d = blocks.x.shape
+    total = np.zeros(d)
+    z = np.zeros(omega.shape)
+    scan = _Scan()
+    ones = np.ones(blocks.rows, dtype=blocks.dtype)
+    for _, b in blocks:
+        colsum = (ones[: b.shape[0]] @ b).astype(np.float64)  # BLAS: one block in float32
+        if s.row.float32 or not np.isfinite(colsum).all():
+            scan.add(b)  # min/max for float32 methods; NaN/inf rows named
+        else:
+            scan.n += b.shape[0]
+        if scan.bad:
+            continue
+        total += colsum
+        y = b @ omega
+        z += b.T @ y
+    scan.check(s)
+    mean = total / n
+    z -= n * np.outer(mean, mean @ omega)
+    return mean, z
+
+
+def _centred_pass(blocks: _Blocks, sk: _Sketch, total: bool) -> np.ndarray:
+    """One pass over the centred rows C: scores C q (kept) and C^T C q (returned, (D, l)).
+
+    With ``total``, also the sum of squares of C (``sk.total_ss``).
+    """
+    q = sk.q.astype(blocks.dtype)
+    mean = sk.mean.astype(blocks.dtype)
+    z = np.zeros(q.shape)
+    buf = np.empty((blocks.rows, q.shape[0]), dtype=blocks.dtype)
+    ss = 0.0
+    for sl, b in blocks:
+        c = np.subtract(b, mean, out=buf[: b.shape[0]])
+        y = c @ q
+        sk.scores[sl] = y
+        z += c.T @ y
+        if total:
+            ss += float(np.einsum("ij,ij->i", c, c).sum(dtype=np.float64))
+    if total:
+        sk.total_ss = ss
+    sk.passes += 1
+    return z
+
+
+def _rayleigh_ritz(sk: _Sketch, z: np.ndarray, k: int) -> None:
+    """Ritz values/vectors of C^T C in span(q), from z = C^T C q, and their error bound.
+
+    The bound is |lambda - theta| <= |r|^2 / (theta - theta_l) for a Ritz pair (theta, v)
+    with residual r = C^T C v - theta v, theta_l the smallest Ritz value standing for the
+    spectrum outside the subspace (Kato-Temple), relative to theta.
+    """
+    g = sk.q.T @ z
+    vals, vecs = np.linalg.eigh((g + g.T) / 2)
+    order = np.argsort(vals)[::-1]
+    sk.ritz, sk.vecs = np.maximum(vals[order], 0.0), vecs[:, order]
+    w = sk.vecs[:, :k]
+    lam = sk.ritz[:k]
+    r = np.linalg.norm(z @ w - sk.q @ (w * lam), axis=0)  # |C^T C v - theta v|, |v| = 1
+    tiny = np.finfo(np.float64).tiny
+    gap = np.maximum(lam - sk.ritz[-1], tiny) if sk.ritz.size > k else np.full(k, np.inf)
+    sk.error = float(np.max(r**2 / gap / np.maximum(lam, tiny)))
+
+
+def _orthonormal(z: np.ndarray) -> np.ndarray:
+    return np.linalg.qr(z)[0]
+
+
+def _streamed_pca(x: np.ndarray, k: int, s: _Settings) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of (N, D) ``x`` to k by block subspace iteration; ((N, k) scores, (k,) ratios).
+
+    Pass 1 computes the column means (in float64), checks the rows and sketches the range
+    with a seeded Gaussian (D, k + 10) matrix; each further pass multiplies the basis by
+    C^T C (C: the centred rows, a block at a time, in the data's float precision, summed
+    over blocks in float64), then takes the Ritz pairs of C^T C in that basis, and stops
+    when the top-k variances are exact to `_EIGEN_TOL` (a relative error bound) or after
+    `_MAX_PASSES` passes.
+    Components follow scikit-learn's sign rule (largest absolute loading positive).
+    """
+    from tqdm.auto import tqdm
+
+    n, d = x.shape
+    blocks = _Blocks(x)
+    ell = min(k + _OVERSAMPLE, n, d)
+    rng = np.random.default_rng(s.random_state)
+    omega = rng.standard_normal((d, ell)).astype(blocks.dtype)
+    mean, z = _first_pass(blocks, omega, s)
+    sk = _Sketch(mean, _orthonormal(z), np.empty((n, ell), dtype=blocks.dtype))
+    bar = tqdm(total=_MAX_PASSES, desc="streamed PCA", disable=not s.progress, leave=False)
+    for i in range(_MAX_PASSES):
+        z = _centred_pass(blocks, sk, total=i == 0)
+        if sk.total_ss <= 0.0:
+            _identical_rows(n, s)
+        _rayleigh_ritz(sk, z, k)  # of the q the scores were computed with
+        bar.update()
+        if sk.error <= _EIGEN_TOL:
+            break
+        sk.q = _orthonormal(z)
+    bar.close()
+    logger.debug("streamed PCA: %d passes, variance error bound %.2g", sk.passes, sk.error)
+    w = sk.vecs[:, :k]
+    comps = sk.q @ w  # (D, k)
+    signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(k)])
+    signs[signs == 0] = 1.0
+    scores = (sk.scores @ (w * signs).astype(blocks.dtype)).astype(blocks.dtype)
+    evr = sk.ritz[:k] / sk.total_ss
+    return scores, evr
+
+
+def _reduce_streamed(x: np.ndarray, k: int, s: _Settings) -> _Reduced:
+    """The PCA step by `_streamed_pca` (no copy of the data)."""
+    with _pca_errors(s, "featviz's streamed PCA"):
+        z, evr = _streamed_pca(x, k, s)
+    rows_fit = not isinstance(x, np.memmap) or x.nbytes <= s.budget
+    return _StreamedReduced(z, evr, True, x, n_features=x.shape[1], rows_fit=rows_fit)
+
+
+@dataclass
+class _StreamedReduced(_Reduced):
+    """The PCA step's output when `_streamed_pca` computed it."""
+
+    pca_engine: ClassVar[str] = "streamed"
+
+
 def _read_owned(x: np.ndarray, *, progress: bool) -> np.ndarray:
     """Copy a memory map into an owned float array in row chunks, releasing mapped pages.
 
@@ -489,6 +704,8 @@ def _reduce(x: np.ndarray, s: _Settings) -> _Reduced:
     """PCA step of an (N, D) array (none for a small pre-step); chunked for big memory maps."""
     n, d = x.shape
     k = _pca_target(n, d, s)
+    if k is not None and _streams(x, k, s):
+        return _reduce_streamed(x, k, s)
     if isinstance(x, np.memmap) and x.nbytes > s.budget and k is not None:
         return _reduce_memmap(x, k, s)
     if isinstance(x, np.memmap):
