@@ -331,7 +331,7 @@ def test_stream_nan_rows_reported():
         ({"engine": "fast"}, r"'engine' parameter of project must be one of"),
         ({"perplexity": 0}, r"'perplexity'.*\(0, inf\)"),
         ({"pca_dims": 0}, r"'pca_dims'.*\[1, inf\)"),
-        ({"labels": [0, 1, 2]}, r"'labels'.*one entry per row.*\(N=40\). Got 3"),
+        ({"labels": [0, 1, 2]}, r"'labels'.*N=40 labels, one per item\. Got ndarray of shape"),
         ({"labels": np.zeros((40, 2))}, r"'labels'.*shape \(40, 2\)"),
     ],
 )
@@ -768,8 +768,8 @@ def _near_constant_f32():
         ({"features": _rows(d=3), "n_components": 3, "perplexity": 5}, None, None),
         ({"pca_dims": 1}, ValueError, r"'pca_dims'.*>= n_components = 2.*Got 1"),
         # labels
-        ({"labels": [None] + [1] * 39}, ValueError, r"'labels'.*1 missing.*rows 0;"),
-        ({"labels": [0.0] * 39 + [np.nan]}, ValueError, r"'labels'.*missing.*rows 39"),
+        ({"labels": [None] + [1] * 39}, ValueError, r"'labels'.*1 missing .* at rows \[0\]"),
+        ({"labels": [0.0] * 39 + [np.nan]}, ValueError, r"'labels'.*missing .* at rows \[39\]"),
         (
             {"labels": np.array(["a", 1] * 20, dtype=object)},
             ValueError,

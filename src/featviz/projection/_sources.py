@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from featviz._images import label_array
 from featviz.hooks import to_numpy
 from featviz.projection._common import (
     _as_float,
@@ -166,41 +167,13 @@ def _flatten_array(features: Any, fn: str = "project", name: str = "features") -
     return arr.reshape(n, d)
 
 
-def _missing_labels(lab: np.ndarray) -> np.ndarray:
-    """Rows whose label is None or NaN."""
-    if lab.dtype.kind in "fc":
-        return np.flatnonzero(np.isnan(lab))
-    if lab.dtype == object:
-        return np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in lab])
-    return np.empty(0, dtype=np.int64)
-
-
 def _labels_array(labels: Any, n: int, fn: str = "project") -> np.ndarray:
-    """(N,) labels, all present and of one sortable kind (they are grouped by np.unique)."""
-    lab = to_numpy(labels) if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if lab.ndim != 1 or lab.shape[0] != n:
-        got = lab.shape[0] if lab.ndim == 1 else f"shape {lab.shape}"
-        raise ValueError(
-            f"The 'labels' parameter of {fn} must have one entry per row of the features "
-            f"(N={n}). Got {got}."
-        )
-    missing = _missing_labels(lab)
-    if missing.size:
-        raise ValueError(
-            f"The 'labels' parameter of {fn} must give every row a label. Got {missing.size} "
-            f"missing (None or NaN) at rows {_first_rows(missing)}; drop those rows or pass "
-            "labels=None."
-        )
-    if lab.dtype == object:
-        try:
-            np.unique(lab)
-        except TypeError as exc:
-            kinds = sorted({type(v).__name__ for v in lab})
-            raise ValueError(
-                f"The 'labels' parameter of {fn} must hold labels of one kind (all numbers or "
-                f"all strings). Got a mix of {kinds}; convert them, e.g. with labels.astype(str)."
-            ) from exc
-    return lab
+    """(N,) labels through the one label rule (`featviz._images.label_array`).
+
+    All present and of one kind (they are grouped by np.unique); integral floats are the
+    int classes, so ``0.0`` and ``0`` are one class in every figure.
+    """
+    return label_array(labels, n, func=fn)
 
 
 # -- sources: arrays, memory maps, streamed datasets -----------------------------------------
