@@ -35,18 +35,22 @@ from featviz.projection._align import ALIGN, align_procrustes, project_steps
 from featviz.projection._common import DEFAULT_MEMORY_FRACTION, TRUSTWORTHINESS_MAX_POINTS
 from featviz.projection._common import _available_memory as _available_memory  # benchmarks
 from featviz.projection._core import Projection, project
-from featviz.projection._methods import METHODS, OPENTSNE_MIN_N
+from featviz.projection._methods import FIT_SAMPLE_MIN_N, FIT_SAMPLE_SIZE, METHODS, OPENTSNE_MIN_N
 from featviz.projection._plots import plot_layer_projections, plot_projection
 from featviz.projection._quality import KNN_COST_CAP, KNN_K
 from featviz.projection._quality import _knn_accuracy as _knn_accuracy  # benchmarks
+from featviz.projection._sources import STREAMED_PCA_MIN_BYTES
 
 __all__ = [
     "ALIGN",
     "DEFAULT_MEMORY_FRACTION",
+    "FIT_SAMPLE_MIN_N",
+    "FIT_SAMPLE_SIZE",
     "KNN_COST_CAP",
     "KNN_K",
     "METHODS",
     "OPENTSNE_MIN_N",
+    "STREAMED_PCA_MIN_BYTES",
     "TRUSTWORTHINESS_MAX_POINTS",
     "Projection",
     "align_procrustes",
