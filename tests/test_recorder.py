@@ -550,3 +550,22 @@ def test_plot_timeline_old_name_images_warns():
     with pytest.warns(FutureWarning, match="'images' parameter of Recorder.plot_timeline"):
         fig = rec.plot_timeline(images=[1])
     assert len(fig.axes) == 3  # one row, three records
+
+
+def test_reopened_store_projects_with_the_runs_settings(tmp_path):
+    model = _model()
+    x, y = _data()
+    kw = {"perplexity": 1.5}
+    rec = Recorder(
+        model, x[:5], labels=y[:5], layers="4", every=1, store=tmp_path / "s",
+        projection="tsne", project_kwargs=kw, random_state=3,
+    )  # fmt: skip
+    for s in (0, 1):
+        rec.step(s)
+        with torch.no_grad():
+            model[-1].weight.add_(0.5)
+    rec.close()
+    back = Recorder.open(tmp_path / "s")
+    assert back.projection == "tsne" and dict(back.project_kwargs) == kw
+    assert back.random_state == 3
+    np.testing.assert_array_equal(back.projections(), rec.projections())
