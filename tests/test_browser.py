@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import time
 from typing import Any
 
@@ -22,18 +21,10 @@ webdriver = pytest.importorskip(
     "selenium.webdriver", reason="the browser tests need selenium (pip install selenium)"
 )
 
+from _chromium import CHROMIUM, DRIVER  # noqa: E402  (the tests folder is on sys.path)
 from featviz.explorer import explore  # noqa: E402
 from featviz.featuremaps import overlay  # noqa: E402
 
-
-def _find(env: str, *names: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    return next((p for p in map(shutil.which, names) if p), None)
-
-
-CHROMIUM = _find("FEATVIZ_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
-DRIVER = _find("FEATVIZ_CHROMEDRIVER", "chromedriver")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -35,14 +34,7 @@ RAW_TEX = ("\\(", "\\)", "\\[", "\\]", "$$", "\\frac")
 pytestmark = pytest.mark.slow
 
 
-def _find(env: str, *names: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    return next((p for p in map(shutil.which, names) if p), None)
-
-
-CHROMIUM = _find("FEATVIZ_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
-DRIVER = _find("FEATVIZ_CHROMEDRIVER", "chromedriver")
+from _chromium import CHROMIUM, DRIVER  # noqa: E402  (the tests folder is on sys.path)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -219,14 +217,8 @@ def test_import_featviz_does_not_import_the_renderer_packages():
 
 
 # -- the page in Chromium --------------------------------------------------------------------
-def _find(env: str, *names: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    return next((p for p in map(shutil.which, names) if p), None)
+from _chromium import CHROMIUM, DRIVER  # noqa: E402  (the tests folder is on sys.path)
 
-
-CHROMIUM = _find("FEATVIZ_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
-DRIVER = _find("FEATVIZ_CHROMEDRIVER", "chromedriver")
 N = 200_000
 GROUP = np.arange(N - 1000, N)  # 1,000 points in their own cluster, top right
 PROBES = [0, 77_777, 150_001]  # alone, each on its own spot
