@@ -8,11 +8,8 @@ and caches the weights in the user cache directory, so every later call loads th
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from featviz._io import atomic_path
+from featviz._model_cache import cached_model, default_cache_dir
 from featviz._ops import grad_enabled
 from featviz._validation import check_int, renamed
-from featviz._version import __version__
 from featviz.datasets import SHAPE_CLASSES, Shapes
 
 __all__ = ["TinyCNN", "cache_dir", "pretrained_tiny_cnn", "train_tiny_cnn"]
@@ -86,11 +82,7 @@ def cache_dir() -> Path:
     ``$FEATVIZ_CACHE`` if set, else ``$XDG_CACHE_HOME/featviz``, else
     ``~/.cache/featviz``. Created on first write, not here.
     """
-    env = os.environ.get("FEATVIZ_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "featviz"
+    return default_cache_dir()
 
 
 def _recipe(seed: int, epochs: int, n_train: int, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -184,47 +176,6 @@ def train_tiny_cnn(
     return model
 
 
-def _check_writable(folder: Path, given: bool) -> None:
-    """Fail before training, not after, when the cache folder cannot take the weights.
-
-    Creates ``folder`` (and its parents) and a probe file in it, removed at once.
-
-    Raises:
-        OSError: Of the failure's class and errno, naming the folder and what to do.
-    """
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".featviz-probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        why = exc.strerror or type(exc).__name__
-        if given:
-            text = (
-                f"The 'cache_dir' parameter of pretrained_tiny_cnn names {str(folder)!r}, "
-                f"which cannot be written ({why}); nothing was trained. Pass a folder you "
-                "can write, or cache=False to train without caching."
-            )
-        else:
-            text = (
-                f"The model cache {str(folder)!r} (FEATVIZ_CACHE, else the user cache "
-                f"folder) cannot be written ({why}); nothing was trained. Set FEATVIZ_CACHE "
-                "to a folder you can write, or pass cache_dir=... or cache=False."
-            )
-        new = type(exc)(text)
-        new.errno = exc.errno
-        raise new from None
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # umask mode, not mkstemp's 0600: a shared cache stays readable by its other users
-    with atomic_path(path, overwrite=True) as tmp:
-        torch.save(obj, tmp)
-
-
 @renamed(seed="random_state", directory="cache_dir", classes="class_names")
 def pretrained_tiny_cnn(
     *,
@@ -264,40 +215,22 @@ def pretrained_tiny_cnn(
         OSError: The model is not cached and the cache folder cannot be written
             (raised before training).
     """
-    seed = random_state
-    _check_recipe(seed, epochs, n_train, "pretrained_tiny_cnn")
+    _check_recipe(random_state, epochs, n_train, "pretrained_tiny_cnn")
     classes = tuple(class_names)
-    recipe = _recipe(seed, epochs, n_train, classes)
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    path = path / f"tiny_cnn-{key}.pt"
-    if cache and path.exists():
-        # init draws from the global RNG; parameters made outside inference_mode stay
-        # usable by autograd
-        with grad_enabled(), torch.random.fork_rng(devices=[]):
-            model = TinyCNN(len(classes), width=recipe["width"])
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            with torch.inference_mode(False), torch.no_grad():
-                model.load_state_dict(state["state_dict"])
-            model.eval()
-            model.classes = classes  # type: ignore[assignment]
-            return model
-        except Exception as exc:  # corrupt or foreign file: retrain below
-            logger.warning("ignoring unreadable cache file %s (%s); retraining", path, exc)
-    if cache:
-        _check_writable(path.parent, given=cache_dir is not None)
-    start = time.perf_counter()
-    model = train_tiny_cnn(
-        random_state=seed, epochs=epochs, n_train=n_train, class_names=classes, progress=progress
+    recipe = _recipe(random_state, epochs, n_train, classes)
+    return cached_model(
+        "tiny_cnn",
+        recipe,
+        lambda: TinyCNN(len(classes), width=recipe["width"]),
+        lambda: train_tiny_cnn(
+            random_state=random_state,
+            epochs=epochs,
+            n_train=n_train,
+            class_names=classes,
+            progress=progress,
+        ),
+        classes=classes,
+        cache=cache,
+        cache_dir=cache_dir,
+        func="pretrained_tiny_cnn",
     )
-    logger.info("trained TinyCNN in %.1f s", time.perf_counter() - start)
-    if cache:
-        _atomic_save(
-            {"state_dict": model.state_dict(), "recipe": recipe, "featviz": __version__}, path
-        )
-    model.classes = classes  # type: ignore[assignment]
-    return model
-
-
-_default_cache_dir = cache_dir  # `pretrained_tiny_cnn`'s parameter shadows the name

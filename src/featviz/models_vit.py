@@ -10,24 +10,18 @@ deterministically on `featviz.datasets.Shapes` and caches the weights next to
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from featviz._io import atomic_path
+from featviz._model_cache import cached_model
 from featviz._ops import grad_enabled
 from featviz._validation import check_int
-from featviz._version import __version__
 from featviz.datasets import SHAPE_CLASSES, Shapes
-from featviz.models import cache_dir as _cache_dir
 
 __all__ = ["TinyViT", "pretrained_tiny_vit", "train_tiny_vit"]
 
@@ -230,34 +224,19 @@ def pretrained_tiny_vit(
     _check_recipe(random_state, epochs, n_train, "pretrained_tiny_vit")
     classes = tuple(class_names)
     recipe = _recipe(random_state, epochs, n_train, classes)
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = (Path(cache_dir) if cache_dir is not None else _cache_dir()) / f"tiny_vit-{key}.pt"
-    if cache and path.exists():
-        with grad_enabled(), torch.random.fork_rng(devices=[]):
-            model = TinyViT(len(classes), size=recipe["size"])
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            with torch.inference_mode(False), torch.no_grad():
-                model.load_state_dict(state["state_dict"])
-            model.eval()
-            model.classes = classes  # type: ignore[assignment]
-            return model
-        except Exception as exc:  # corrupt or foreign file: retrain below
-            logger.warning("ignoring unreadable cache file %s (%s); retraining", path, exc)
-    start = time.perf_counter()
-    model = train_tiny_vit(
-        random_state=random_state,
-        epochs=epochs,
-        n_train=n_train,
-        class_names=classes,
-        progress=progress,
+    return cached_model(
+        "tiny_vit",
+        recipe,
+        lambda: TinyViT(len(classes), size=recipe["size"]),
+        lambda: train_tiny_vit(
+            random_state=random_state,
+            epochs=epochs,
+            n_train=n_train,
+            class_names=classes,
+            progress=progress,
+        ),
+        classes=classes,
+        cache=cache,
+        cache_dir=cache_dir,
+        func="pretrained_tiny_vit",
     )
-    logger.info("trained TinyViT in %.1f s", time.perf_counter() - start)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, overwrite=True) as tmp:
-            torch.save(
-                {"state_dict": model.state_dict(), "recipe": recipe, "featviz": __version__}, tmp
-            )
-    model.classes = classes  # type: ignore[assignment]
-    return model
