@@ -162,3 +162,28 @@ def test_the_docs_readers_pandas_and_xarray(tmp_path):
     assert np.array_equal(df.to_numpy()[:, :3], ref.outputs) and df["label"].tolist() == [
         i % 3 for i in range(11)
     ]
+
+
+def test_recorder_writes_and_reopens_a_zarr_store(tmp_path):
+    from featviz.recorder import Recorder
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    )  # fmt: skip
+    x = torch.rand(4, 3, 8, 8)
+    store = tmp_path / "rec.zarr"
+    rec = Recorder(model, x, layers="1", every=1, store=store)
+    for step in (0, 1):
+        rec.step(step)
+        with torch.no_grad():
+            model[-1].weight.add_(0.5)
+    rec.close()
+    back = Recorder.open(store)
+    assert back.steps_.tolist() == [0, 1]
+    np.testing.assert_array_equal(back.heatmaps_["gradcam"], rec.heatmaps_["gradcam"])
+    np.testing.assert_array_equal(back.outputs_, rec.outputs_)
+    # the same store read by zarr itself, without featviz
+    group = zarr.open_group(str(store), mode="r")
+    assert len(list(group.array_keys())) >= 4

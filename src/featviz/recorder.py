@@ -33,6 +33,7 @@ from featviz._io import atomic_path
 from featviz._ops import eval_mode, kept_buffers
 from featviz._store import dist_info
 from featviz._store_base import Store, StoreSpec, backend
+from featviz._store_zarr import is_zarr, split_location
 from featviz._validation import check_choice, check_int, renamed
 from featviz.projection import ALIGN, align_procrustes, project_steps
 from featviz.projection import METHODS as PROJECTIONS
@@ -85,8 +86,19 @@ def _owned(name: str) -> bool:
 _ADDED_CONFIG = ("project_kwargs", "random_state")
 
 
-def _backend(root: Path | None) -> Store:
-    """The store records go to: the ``"disk"`` backend for a folder, ``"memory"`` for None."""
+def _backend(location: str | os.PathLike[str] | None) -> Store:
+    """The store records go to, chosen as `extract` chooses.
+
+    ``"memory"`` for None, ``"zarr"`` for a location ending in ``.zarr`` (a path or an
+    fsspec URL), else ``"disk"`` (a folder).
+    """
+    scheme, root = (None, None) if location is None else split_location(location)
+    name = "memory" if location is None else "zarr" if is_zarr(location) else "disk"
+    if scheme is not None and name != "zarr":
+        raise ValueError(
+            f"The 'store' parameter of Recorder is the URL {str(location)!r}; a store at a URL "
+            "must be a Zarr store (a name ending in '.zarr')."
+        )
     spec = StoreSpec(
         FORMAT,
         FORMAT_VERSION,
@@ -95,8 +107,9 @@ def _backend(root: Path | None) -> Store:
         manifest=_MANIFEST,
         owned=_owned,
         optional=_ADDED_CONFIG,  # stores written before these keys still resume
+        scheme=scheme,
     )
-    return backend("memory" if root is None else "disk")(spec)
+    return backend(name)(spec)
 
 
 class _Records:
@@ -263,7 +276,8 @@ class Recorder:
         self.project_kwargs = _project_kwargs(self.projection, project_kwargs)
         self.feature_layer = feature_layer
         self.writer = writer
-        self.store = None if store is None else Path(store)
+        # a folder, or a Zarr store (a path or URL ending in .zarr), as for extract
+        self.store = None if store is None else store if is_zarr(store) else Path(store)
         self.layers_: str | None = None
         self._records: _Records | None = None
         if self.store is None or dist_info()[0] == 0:
@@ -284,9 +298,9 @@ class Recorder:
             ValueError: The manifest is damaged, of another format, or has a missing or
                 newer format version (the message names the file and the version found).
         """
-        root = Path(store)
+        root = store if is_zarr(store) else Path(store)
         store_ = _backend(root)
-        manifest = store_.load_manifest() if root.is_dir() else None
+        manifest = store_.load_manifest() if is_zarr(root) or Path(root).is_dir() else None
         if manifest is None:
             raise FileNotFoundError(
                 f"The 'store' parameter of Recorder.open names {str(root)!r}, which holds no "
@@ -295,7 +309,7 @@ class Recorder:
         cfg = manifest.get("config")
         keys = ("layers", "every", "methods", "projection", "feature_layer")
         if not isinstance(cfg, dict) or any(k not in cfg for k in keys):
-            raise ValueError(f"{str(root / _MANIFEST)!r} has a damaged config: {cfg!r}.")
+            raise ValueError(f"The {_MANIFEST} of {str(root)!r} has a damaged config: {cfg!r}.")
         rec = cls.__new__(cls)
         images = np.array(store_.read(_PROBE[0]))
         labels = np.array(store_.read(_PROBE[1]))
