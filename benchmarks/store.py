@@ -183,7 +183,9 @@ def main() -> None:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="fvstore", dir=args.dir))
     print(f"{args.rows} x {args.dim} float32 ({args.rows * args.dim * 4 / 1e6:.0f} MB), 2 writers")
-    print(f"{'format':<16}{'write MB/s':>11}{'read ms p50':>12}{'p95':>8}{'mmap':>6}{'files':>7}{'MB':>9}")
+    header = ("format", "write MB/s", "read ms p50", "p95", "mmap", "files", "MB")
+    widths = (-16, 11, 12, 8, 6, 7, 9)
+    print("".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in zip(header, widths)))
     try:
         for fmt in ("npy", "zarr:none", "zarr:zstd", "parquet:none", "parquet:snappy"):
             r = measure(fmt, base, args.rows, args.dim)

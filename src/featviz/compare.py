@@ -133,9 +133,7 @@ def _draw(
 
     n, cols = images.shape[0], 1 + len(maps)
     if row_names is not None and len(row_names) != n:
-        raise ValueError(
-            f"The 'row_names' parameter has {len(row_names)} entries for {n} images."
-        )
+        raise ValueError(f"The 'row_names' parameter has {len(row_names)} entries for {n} images.")
     # input column: the images as displayed (alpha 0 blend = the image itself)
     shown = overlay(
         images.detach(), torch.zeros(images.shape[0], 1, 1), alpha=0.0, mean=mean, std=std
