@@ -185,7 +185,8 @@ def main() -> None:
     print(f"{args.rows} x {args.dim} float32 ({args.rows * args.dim * 4 / 1e6:.0f} MB), 2 writers")
     header = ("format", "write MB/s", "read ms p50", "p95", "mmap", "files", "MB")
     widths = (-16, 11, 12, 8, 6, 7, 9)
-    print("".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    cells = zip(header, widths, strict=True)
+    print("".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in cells))
     try:
         for fmt in ("npy", "zarr:none", "zarr:zstd", "parquet:none", "parquet:snappy"):
             r = measure(fmt, base, args.rows, args.dim)
