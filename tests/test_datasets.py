@@ -70,7 +70,7 @@ def test_custom_classes_and_loader_collate():
         ({"n": -3}, "'n'"),
         ({"n": 4, "size": -1}, "'size'"),
         ({"n": 4, "size": 8}, "'size'"),
-        ({"n": 4, "classes": ("circle", "hexagon")}, "hexagon"),
+        ({"n": 4, "class_names": ("circle", "hexagon")}, "hexagon"),
         ({"n": 4, "class_names": ("circle",)}, "'class_names'"),
         ({"n": 4, "class_names": "circle"}, "'class_names'"),
         ({"n": 4, "distractors": -1}, "'distractors'"),

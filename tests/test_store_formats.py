@@ -102,7 +102,7 @@ def test_a_torn_array_counts_as_not_written(tmp_path):
 def test_extract_into_zarr_equals_extract_in_ram(tmp_path, url):
     where = f"file://{tmp_path}/f.zarr" if url else tmp_path / "f.zarr"
     ref = run()
-    fs = run(where, reduce=None)
+    fs = run(where, pool=None)
     same(fs, ref)
     same(FeatureSet.open(where), ref)
     assert sorted(os.listdir(tmp_path / "f.zarr")) == ["data", "zarr.json"]  # shards merged
