@@ -12,6 +12,8 @@ _LAYER = "features.13"
 
 def run(ctx: DemoContext) -> None:
     """Cascading randomisation and the random-logit test of every method; baselines."""
+    from matplotlib.figure import Figure
+
     from featviz.cam import METHODS, grad_cam
     from featviz.metrics import compare_baselines, pointing_game
     from featviz.sanity import plot_sanity_curves, plot_sanity_maps, sanity_check
@@ -28,8 +30,10 @@ def run(ctx: DemoContext) -> None:
         measures="spearman_abs",
         progress=False,
     )
+    curves = plot_sanity_curves(report).figure
+    assert isinstance(curves, Figure)  # a new figure of its own (no ax= given)
     ctx.save_figure(
-        plot_sanity_curves(report).figure,
+        curves,
         "sanity_curves.png",
         f"Cascading randomisation of TinyCNN (from the logits down), {n} images: mean "
         "Spearman rank correlation (absolute values) between each method's maps of the "
