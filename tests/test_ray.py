@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _procs import free_port, kill_group
 from featviz.extraction import extract
 
 ray = pytest.importorskip("ray")
@@ -86,23 +87,6 @@ class Builder:
         return net
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=6)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +103,7 @@ def cluster():
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]),
     }
-    port = _free_port()
+    port = free_port()
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--block", "--disable-usage-stats"]
     procs = []
     try:
@@ -157,7 +141,7 @@ def cluster():
         if ray.is_initialized():
             ray.shutdown()
         for proc in reversed(procs):
-            _kill_group(proc)
+            kill_group(proc, timeout=6)
         if auth is None:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
@@ -263,7 +247,7 @@ def test_stopped_job_resumes_skipping_stored_batches(cluster, tmp_path):
             time.sleep(0.1)
         assert driver.poll() is None, "the driver ended before it was killed"
     finally:
-        _kill_group(driver)
+        kill_group(driver, timeout=6)
     time.sleep(5)  # the job's actors are gone
     stored = _shards(local)
     assert 1 <= stored < 8 and not (local / "data").exists()

@@ -12,8 +12,6 @@ finally, also when the test fails or times out.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader, TensorDataset
 
+from _procs import free_port, kill_group
 from featviz.extraction import extract
 from featviz.featureset import FeatureSet
 
@@ -62,30 +61,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def test_two_nodes_of_two_ranks_equal_one_process(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     shared = tmp_path / "shared"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     env.pop("TORCHELASTIC_RUN_ID", None)
     agents = []
@@ -117,7 +99,7 @@ def test_two_nodes_of_two_ranks_equal_one_process(tmp_path):
         assert codes == [0, 0], logs
     finally:
         for a in agents:
-            _kill_group(a)
+            kill_group(a)
 
     # the one-process reference (same code as the script, imported from it)
     ns: dict = {}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from featviz import _explorer_big as _webgl
+import featviz._explorer_big as _webgl
 from featviz._errors import describe, param_error
 from featviz._explorer_page import (
     FORMATS,
