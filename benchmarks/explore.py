@@ -122,13 +122,8 @@ def tensorboard_bytes(d: dict[str, torch.Tensor], tmp: Path) -> float:
 # -- the webgl renderer at 1,000,000 points -------------------------------------------------
 WEBGL_READY = "return window.featviz && window.featviz.state.ready"
 ZOOM = """const done = arguments[arguments.length - 1];
-const sp = window.featviz.sp, gl = sp.get("regl")._gl, t = performance.now();
-sp.subscribe("draw", () => {
-  gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
-  done(performance.now() - t);
-}, 1);
-sp.zoomToArea({x: -0.6 + 0.1 * arguments[0], y: -0.5, width: 0.8, height: 0.8},
-              {transition: false});"""
+const k = arguments[0];
+window.featviz.zoomMs({x: -0.6 + 0.1 * k, y: -0.5, width: 0.8, height: 0.8}).then(done);"""
 SAVE_SCRIPT = """
 import sys, time
 import numpy as np

@@ -353,9 +353,7 @@ CASES: list[tuple[str, Callable[[SimpleNamespace], Any], type[BaseException], st
     ),
     (
         "maps-fmt",
-        lambda c: plot_correlation_maps(
-            np.ones((1, 3, 3)), None, c.tmp / "m", image_format="bmpx"
-        ),
+        lambda c: plot_correlation_maps(np.ones((1, 3, 3)), None, c.tmp / "m", image_format="bmpx"),
         ValueError,
         r"'image_format'",
     ),

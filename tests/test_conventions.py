@@ -92,9 +92,7 @@ def test_an_unknown_name_and_a_retired_old_name_fail():
 def test_a_stale_entry_fails():
     uses = copy.deepcopy(USES)
     del uses["tolerance"]
-    assert "tolerance: in the glossary but no public callable uses it" in mc.check(
-        GLOSSARY, uses
-    )
+    assert "tolerance: in the glossary but no public callable uses it" in mc.check(GLOSSARY, uses)
 
 
 def test_shared_flags_have_one_default_and_reasons_for_the_rest():

@@ -170,7 +170,7 @@ def test_save_streams_sheets_into_the_folder_and_the_page_is_small(tmp_path):
     page = path.read_text()
     data = re.search(r'id="featviz-points">([^<]*)<', page).group(1)
     assert len(data) == 4 * -(-5 * n // 3)  # x, y, label: 5 bytes per point, base64
-    assert len(page) - len(big.bundle()) < 7 * n + 20_000
+    assert len(page) - len(big.bundle()) - len(big.page_code()) < 7 * n + 20_000
     assert "<script src" not in page and "http" not in page.split('<script type="module">')[0]
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         view.save(tmp_path / "big.html")
@@ -233,7 +233,8 @@ def _points() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def big_page(tmp_path_factory):
+def chromium(tmp_path_factory):
+    """(view, page path, driver): the 200,000-point page saved once, one headless Chromium."""
     if not HAS_JSCATTER:
         pytest.skip("the webgl renderer needs jupyter-scatter (featviz[webgl])")
     if CHROMIUM is None or DRIVER is None:
@@ -265,11 +266,25 @@ def big_page(tmp_path_factory):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     try:
-        driver.get(path.as_uri())
-        _wait(driver, "return window.featviz && window.featviz.state.ready", timeout=60)
-        yield view, driver
+        yield view, path, driver
     finally:
         driver.quit()
+
+
+def _load(chromium: Any, draw: str | None) -> Any:
+    """The page freshly loaded, drawn by ``draw`` ("canvas", "webgl"; None: the page picks)."""
+    _, path, driver = chromium
+    driver.get(path.as_uri() + (f"?featviz-draw={draw}" if draw else ""))
+    assert _wait(driver, "return window.featviz && window.featviz.state.ready", timeout=60)
+    return driver
+
+
+@pytest.fixture(params=["canvas", "webgl"])
+def big_page(chromium, request):
+    """The page, freshly loaded, drawn by featviz's canvas drawer and by regl-scatterplot."""
+    driver = _load(chromium, request.param)
+    assert driver.execute_script("return window.featviz.state.draw") == request.param
+    return chromium[0], driver
 
 
 def _wait(driver: Any, script: str, *args: Any, timeout: float = 10) -> Any:
@@ -358,6 +373,140 @@ def test_lasso_selects_exactly_the_cluster(big_page):
     assert driver.find_element("css selector", ".featviz-count").text.startswith("1000 selected")
 
 
+def _colour(driver: Any, u: float, v: float) -> list[int]:
+    """RGB of the plot's canvas at CSS pixel (u, v) (read back from the canvas itself)."""
+    return driver.execute_script(
+        "const c = document.querySelector('.featviz-plot canvas');"
+        "const s = c.width / c.clientWidth, g = c.getContext('2d');"
+        "return Array.from(g.getImageData(Math.floor(arguments[0] * s),"
+        " Math.floor(arguments[1] * s), 1, 1).data.slice(0, 3));",
+        u,
+        v,
+    )
+
+
+SCREEN = "return window.featviz.sp.getScreenPosition(arguments[0])"  # CSS px in the canvas
+
+
+def _palette(view: Any, label: int) -> list[int]:
+    hex_colour = big.meta(view, big.pack(view.data, view.class_names)[1])["colors"]["label"]
+    c = hex_colour["colors"][hex_colour["names"].index(str(label))]
+    return [int(c[k : k + 2], 16) for k in (1, 3, 5)]
+
+
+@pytest.mark.slow
+def test_page_draws_on_the_canvas_where_webgl_is_software(chromium):
+    view, _, _ = chromium
+    driver = _load(chromium, None)  # headless Chromium: SwiftShader, no GPU
+    assert driver.execute_script("return window.featviz.state.draw") == "canvas"
+    for i in PROBES:  # each alone: its label's colour at its place, white beside it
+        u, v = driver.execute_script(SCREEN, i)
+        assert _colour(driver, u, v) == _palette(view, i % 7)
+        assert _colour(driver, u + 6, v + 6) == [255, 255, 255]
+    ms = driver.execute_async_script(
+        "window.featviz.zoomMs({x: -0.2, y: -0.2, width: 0.4, height: 0.4})"
+        ".then(arguments[arguments.length - 1]);"
+    )
+    assert ms > 0 and driver.execute_script("return window.featviz.state.draws") == 2
+
+
+@pytest.mark.slow
+def test_canvas_wheel_zoom_keeps_the_point_under_the_pointer_and_drag_pans(chromium):
+    driver = _load(chromium, "canvas")
+    i = PROBES[0]
+    x, y = _screen(driver, i)
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
+    canvas = driver.find_element("css selector", ".featviz-plot canvas")
+    rect = canvas.rect
+    origin = ScrollOrigin.from_element(
+        canvas, round(x - rect["x"] - rect["width"] / 2), round(y - rect["y"] - rect["height"] / 2)
+    )
+    ActionChains(driver).scroll_from_origin(origin, 0, -300).perform()
+    _wait(driver, "return window.featviz.state.draws >= 2")
+    zoom = driver.execute_script("return window.featviz.sp.get('camera').zoom")
+    assert zoom > 1.5
+    x2, y2 = _screen(driver, i)
+    assert abs(x2 - x) <= 1.5 and abs(y2 - y) <= 1.5  # the point under the pointer stays
+    # a drag of (40, -30) px moves every point by (40, -30) px
+    j = PROBES[1]
+    before = _screen(driver, j)
+    _pointer(driver, ("move", 400, 500), ("down", 400, 500), ("move", 420, 485), ("move", 440, 470))
+    _pointer(driver, ("up", 440, 470))
+    _wait(driver, "return window.featviz.state.draws >= 3")
+    after = _screen(driver, j)
+    np.testing.assert_allclose(np.subtract(after, before), [40, -30], atol=1.5)
+    assert driver.execute_script("return document.querySelector('.featviz-selected').value") == ""
+    # hover after zoom and pan still names the right point
+    _pointer(driver, ("move", *_screen(driver, i)))
+    assert _wait(driver, "const h = window.featviz.state.hover; return h && h.i;") == i
+
+
+@pytest.mark.slow
+def test_canvas_hover_in_a_dense_spot_lists_four_and_the_rest(chromium):
+    driver = _load(chromium, "canvas")
+    _pointer(driver, ("move", *_screen(driver, int(GROUP[500]))))
+    assert _wait(driver, "const h = window.featviz.state.hover; return h && h.shown !== null")
+    tip = driver.find_element("css selector", ".featviz-tip")
+    rows = tip.find_elements("css selector", ".featviz-row")
+    hits = driver.execute_script("return window.featviz.sp.get('hoverHits')")
+    assert len(rows) == 4 and hits["total"] > 4
+    shown = [int(r.text.split("\n")[0][1:]) for r in rows]
+    assert set(shown) <= set(GROUP.tolist()) and len(set(shown)) == 4
+    more = tip.find_element("css selector", ".featviz-more").text
+    assert more == f"+{hits['total'] - 4} more"
+    box, plot = tip.rect, driver.find_element("css selector", ".featviz-plot").rect
+    assert box["x"] + box["width"] <= plot["x"] + plot["width"] + 1  # inside the plot
+    assert box["y"] + box["height"] <= plot["y"] + plot["height"] + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("draw", ["canvas", "webgl"])
+def test_legend_click_hides_a_class_from_drawing_hover_and_selection(chromium, draw):
+    view, _, _ = chromium
+    driver = _load(chromium, draw)
+    group = [int(i) for i in GROUP]
+    by_label = {k: [i for i in group if i % 7 == k] for k in range(7)}
+    driver.find_element("css selector", ".featviz-legend [data-k='3']").click()
+    assert "featviz-off" in driver.find_element(
+        "css selector", ".featviz-legend [data-k='3']"
+    ).get_attribute("class")
+    driver.execute_script("window.featviz.sp.select(arguments[0])", group)
+    value = _wait(driver, "return document.querySelector('.featviz-selected').value")
+    hidden = set(by_label[3])
+    assert value == ", ".join(str(i) for i in group if i not in hidden)
+    driver.execute_script("window.featviz.sp.deselect()")  # (a selection fades the others)
+    if draw == "canvas":
+        probe = PROBES[0]  # label 0: hide it and its place turns white
+        u, v = driver.execute_script(SCREEN, probe)
+        driver.find_element("css selector", f".featviz-legend [data-k='{probe % 7}']").click()
+        _wait(driver, "return document.querySelectorAll('.featviz-off').length === 2")
+        assert _colour(driver, u, v) == [255, 255, 255]
+        _pointer(driver, ("move", u + 20, v + 20), ("move", *_screen(driver, probe)))
+        time.sleep(0.3)
+        assert driver.execute_script("return window.featviz.state.hover") is None
+        driver.find_element("css selector", f".featviz-legend [data-k='{probe % 7}']").click()
+        _wait(driver, "return document.querySelectorAll('.featviz-off').length === 1")
+        assert _colour(driver, u, v) == _palette(view, probe % 7)
+
+
+@pytest.mark.slow
+def test_canvas_escape_and_a_click_on_nothing_deselect(chromium):
+    driver = _load(chromium, "canvas")
+    _pointer(driver, ("click", *_screen(driver, PROBES[2])))
+    assert _wait(driver, "return document.querySelector('.featviz-selected').value") == "150001"
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element("css selector", "body").send_keys(Keys.ESCAPE)
+    assert _wait(driver, "return document.querySelector('.featviz-selected').value === ''")
+    _pointer(driver, ("click", *_screen(driver, PROBES[2])))
+    assert _wait(driver, "return document.querySelector('.featviz-selected').value") == "150001"
+    x, y = _screen(driver, PROBES[2])
+    _pointer(driver, ("click", x + 40, y))  # empty space
+    assert _wait(driver, "return document.querySelector('.featviz-selected').value === ''")
+
+
 WIDGET_PAGE = """<!DOCTYPE html><html><head><style>%s</style></head><body><div id="w"></div>
 <script type="module">
 %s
@@ -381,10 +530,10 @@ window.el = el;
 
 
 @pytest.mark.slow
-def test_widget_page_code_sends_the_selection_and_asks_for_sheets(big_page, tmp_path):
+def test_widget_page_code_sends_the_selection_and_asks_for_sheets(chromium, tmp_path):
     """The widget's JavaScript with a stand-in for the kernel's model (no Jupyter)."""
     pytest.importorskip("anywidget", reason="the live view needs anywidget (featviz[webgl])")
-    _, driver = big_page
+    driver = chromium[2]
     n = 50
     xy = np.stack([np.arange(n) % 10, np.arange(n) // 10], 1).astype(float)
     view = explore(xy, images=solid(n), renderer="webgl", image_format="png")

@@ -794,6 +794,7 @@ def test_localisation_metrics_take_every_heatmap_form_alike(form):
     # float16/bfloat16 hold 0.2 to 3 significant digits
     assert energy_in_box(form(maps), boxes) == pytest.approx((1 / 1.2 + 0.25 / 0.75) / 2, rel=1e-3)
 
+
 # -- baselines ------------------------------------------------------------------------------
 def test_baseline_maps_by_hand():
     from featviz.metrics import baseline_maps

@@ -87,8 +87,6 @@ class Builder:
         return net
 
 
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A head and a worker node on 127.0.0.1, killed (process groups) even on failure."""

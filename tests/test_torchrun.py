@@ -61,8 +61,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-
-
 def test_two_nodes_of_two_ranks_equal_one_process(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)

@@ -54,22 +54,43 @@ const featvizView = async (root, meta, raw, host) => {
   };
 
   const canvas = root.querySelector("canvas");
-  const sp = createScatterplot({
+  const draw = drawer(new URLSearchParams(window.location.search).get("featviz-draw"));
+  const sp = (draw === "canvas" ? createCanvasScatterplot : createScatterplot)({
     canvas, width: meta.width, height: meta.height, pointSize: meta.point_size,
     performanceMode: meta.performance_mode, lassoOnLongPress: false, lassoInitiator: false,
     backgroundColor: [1, 1, 1, 1], pointColorHover: [0, 0, 0, 1], deselectOnEscape: true,
   });
   sp.subscribe("draw", () => { state.draws += 1; state.lastDraw = performance.now(); });
 
+  // a class hidden from the legend: alpha 0 (neither drawer draws it), not hovered, not selected
+  const hidden = new Set();
+  let current = null, codes = null; // the colouring's name and its class code per point
+  const isHidden = (i) => hidden.size > 0 && codes !== null && hidden.has(codes[i]);
+  const rgba = (hex, a) => [1, 3, 5].map((k) => parseInt(hex.slice(k, k + 2), 16) / 255).concat([a]);
   const colorBy = async (name, first) => {
     const c = meta.colors[name];
-    const a = name === "confidence" || name === "all" ? new Float32Array(n) : Float32Array.from(classes(name));
+    if (name !== current) hidden.clear();
+    current = name;
+    codes = name === "confidence" || name === "all" ? null : classes(name);
+    const a = codes === null ? new Float32Array(n) : Float32Array.from(codes);
     const opts = first ? {} : { spatialIndex: sp.get("spatialIndex"), preventFilterReset: true };
-    sp.set({ colorBy: name === "confidence" ? "valueB" : "valueA", pointColor: c.colors });
+    const colors = hidden.size ? c.colors.map((h, k) => rgba(h, hidden.has(k) ? 0 : 1)) : c.colors;
+    sp.set({ colorBy: name === "confidence" ? "valueB" : "valueA", pointColor: colors });
     await sp.draw({ x, y, valueA: a, valueB: b }, opts);
     legend.innerHTML = `<b>${esc(name)}</b>` + (name === "confidence"
       ? `<div class="featviz-bar-scale" style="background:linear-gradient(to right,${c.colors.filter((_, k) => k % 32 === 0).join(",")})"></div><span>0</span><span style="float:right">1</span>`
-      : c.names.map((s, k) => `<div><i style="background:${c.colors[k]}"></i>${esc(s)}</div>`).join(""));
+      : c.names.map((s, k) => `<div class="featviz-entry${hidden.has(k) ? " featviz-off" : ""}" data-k="${k}" title="click: hide or show">`
+        + `<i style="background:${c.colors[k]}"></i>${esc(s)}</div>`).join(""));
+  };
+  legend.onclick = async (e) => {
+    const entry = e.target.closest(".featviz-entry");
+    if (!entry || codes === null) return;
+    const k = Number(entry.dataset.k);
+    if (!hidden.delete(k)) hidden.add(k);
+    await colorBy(current, false);
+    const kept = (sp.get("selectedPoints") || []).filter((i) => !isHidden(i));
+    sp.select(kept, { preventEvent: true });
+    showSelection(kept);
   };
   const select = $(".featviz-color-by");
   for (const name of Object.keys(meta.colors)) select.add(new Option(name, name));
@@ -111,13 +132,27 @@ const featvizView = async (root, meta, raw, host) => {
     if (columns.confidence) out += `<br>confidence: ${b[i].toFixed(3)}`;
     return out;
   };
+  // the hovered point first, then (where the drawer reports them) the nearest others under
+  // the pointer, HOVER_MAX in all, and "+N more"; kept inside the plot
   sp.subscribe("pointover", async (i) => {
+    if (isHidden(i)) return;
     const t = performance.now();
     state.hover = { i, shown: null };
+    const hits = sp.get("hoverHits") || { points: [i], total: 1 };
+    const near = [i, ...hits.points.filter((j) => j !== i)].slice(0, meta.hover_max);
+    const more = Math.max(0, hits.total - near.length);
+    tip.innerHTML = near.map((j) => `<div class="featviz-row"><div class="featviz-thumb"></div><div>${describe(j)}</div></div>`).join("")
+      + (more ? `<div class="featviz-more">+${more} more</div>` : "");
     const rel = sp.getScreenPosition(i) || [0, 0];
-    tip.innerHTML = `<div class="featviz-thumb"></div><div>${describe(i)}</div>`;
-    tip.style.cssText = `display:flex;left:${rel[0] + 12}px;top:${rel[1] + 12}px`;
-    if (meta.sheets.thumb) await tile(tip.querySelector(".featviz-thumb"), "thumb", i);
+    tip.style.cssText = "display:flex;left:0;top:0;visibility:hidden";
+    const w = tip.offsetWidth + (meta.sheets.thumb ? meta.sheets.thumb.tile[1] : 0), h = tip.offsetHeight;
+    const left = rel[0] + 12 + w > meta.width ? Math.max(0, rel[0] - 12 - w) : rel[0] + 12;
+    const top = rel[1] + 12 + h > meta.height ? Math.max(0, rel[1] - 12 - h) : rel[1] + 12;
+    tip.style.cssText = `display:flex;left:${left}px;top:${top}px`;
+    if (meta.sheets.thumb) {
+      const thumbs = [...tip.querySelectorAll(".featviz-thumb")];
+      await Promise.all(near.map((j, k) => tile(thumbs[k], "thumb", j)));
+    }
     if (state.hover && state.hover.i === i) state.hover.shown = performance.now() - t;
   });
   sp.subscribe("pointout", () => { tip.style.display = "none"; state.hover = null; });
@@ -141,11 +176,38 @@ const featvizView = async (root, meta, raw, host) => {
       tile(fig.firstChild, key, i, meta.detail_px);
     }
   };
-  sp.subscribe("select", ({ points }) => showSelection(points));
+  sp.subscribe("select", ({ points }) => {
+    const kept = Array.from(points).filter((i) => !isHidden(i));
+    if (kept.length < points.length) sp.select(kept, { preventEvent: true }); // drawn but hidden
+    showSelection(kept);
+  });
   sp.subscribe("deselect", () => showSelection([]));
   $(".featviz-copy").onclick = () => navigator.clipboard.writeText(text.value).catch(() => {});
 
   await colorBy(select.value || Object.keys(meta.colors)[0], true);
   state.ready = performance.now() - state.t0;
-  return { sp, state, showSelection };
+  state.draw = draw;
+  // ms from a zoom to its redraw finished (the pixels read back), for benchmarks and tests
+  const zoomMs = (rect) => new Promise((done) => {
+    const t = performance.now();
+    sp.subscribe("draw", () => {
+      if (sp.finish) sp.finish();
+      else { const gl = sp.get("regl")._gl; gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4)); }
+      done(performance.now() - t);
+    }, 1);
+    sp.zoomToArea(rect, { transition: false });
+  });
+  return { sp, state, showSelection, zoomMs };
+};
+
+// "webgl" (regl-scatterplot) where WebGL runs on a GPU, "canvas" (_explorer_canvas.js) where
+// it runs in software; `want` ("webgl" or "canvas", the page URL's ?featviz-draw=) overrides.
+const drawer = (want) => {
+  if (want === "webgl" || want === "canvas") return want;
+  const gl = document.createElement("canvas").getContext("webgl");
+  if (!gl) return "canvas";
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+  gl.getExtension("WEBGL_lose_context")?.loseContext();
+  return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name) ? "canvas" : "webgl";
 };

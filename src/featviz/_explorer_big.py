@@ -37,7 +37,13 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from featviz._explorer_page import assets_folder, encode_sheet, remove_folder, write_assets
+from featviz._explorer_page import (
+    HOVER_MAX,
+    assets_folder,
+    encode_sheet,
+    remove_folder,
+    write_assets,
+)
 from featviz._images import rgb_float
 from featviz._io import atomic_path, check_destination
 from featviz._ops import resize
@@ -99,8 +105,16 @@ def bundle() -> str:
 
 
 def page_code() -> str:
-    """Featviz's page code (``_explorer_big.js``): ``featvizView(root, meta, raw, host)``."""
-    return (Path(__file__).with_name("_explorer_big.js")).read_text(encoding="utf-8")
+    """Featviz's page code: ``featvizView(root, meta, raw, host)`` and its software drawer.
+
+    ``_explorer_canvas.js`` (``createCanvasScatterplot``, used where WebGL has no GPU) then
+    ``_explorer_big.js`` (the page around the points).
+    """
+    here = Path(__file__).parent
+    return "\n".join(
+        (here / name).read_text(encoding="utf-8")
+        for name in ("_explorer_canvas.js", "_explorer_big.js")
+    )
 
 
 def _script_safe(text: str) -> str:
@@ -320,6 +334,7 @@ def meta(view: ExploreView, layout: Mapping[str, Any]) -> dict[str, Any]:
         "colors": _colors(view, layout["names"]),
         "sheets": sheets,
         "detail_px": view.detail_px,
+        "hover_max": HOVER_MAX,
     }
 
 
@@ -329,10 +344,12 @@ CSS = """
 .featviz-bar{display:flex;gap:12px;align-items:center;margin:4px 0}
 .featviz-main{display:flex;gap:12px}.featviz-plot{position:relative;border:1px solid #ddd}
 .featviz-tip{position:absolute;pointer-events:none;background:#fff;border:1px solid #999;
-padding:4px;gap:6px;align-items:center;font-size:12px;z-index:2}
+padding:4px;gap:4px;flex-direction:column;font-size:12px;z-index:2}
+.featviz-row{display:flex;gap:6px;align-items:center}.featviz-more{color:#555}
 .featviz-legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 .featviz-bar-scale{height:10px;width:160px}.featviz-details{display:flex;flex-wrap:wrap;gap:6px}
 .featviz-details figure{margin:0}.featviz-on{background:#cde}
+.featviz-entry{cursor:pointer;user-select:none}.featviz-off{opacity:.35;text-decoration:line-through}
 """
 
 _PAGE_JS = """
