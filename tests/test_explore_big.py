@@ -181,6 +181,28 @@ def test_save_streams_sheets_into_the_folder_and_the_page_is_small(tmp_path):
 
 # -- the live widget -------------------------------------------------------------------------
 @needs_jscatter
+def test_inline_images_past_the_limit_are_refused_or_left_out(tmp_path, monkeypatch):
+    n = 300
+    view = explore(
+        np.random.default_rng(0).normal(size=(n, 2)),
+        images=solid(n),
+        renderer="webgl",
+        image_format="png",
+    )
+    # thumbnails 16 px (the click-through image shares them): 3 * 16 * 16 bytes per point
+    assert big.pixel_bytes(view) == n * 3 * 16 * 16
+    monkeypatch.setattr(big, "INLINE_PIXELS", n * 3 * 16 * 16 - 1)
+    with pytest.raises(ValueError, match=r"'assets' parameter.*'inline'.*assets='auto' or"):
+        view.save(tmp_path / "page.html", assets="inline")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    with pytest.warns(UserWarning, match="300 points carry 0 MiB.*shown without images"):
+        shown = view._repr_html_()
+    assert "data:image" not in shown and "&quot;sheets&quot;: {}" in shown
+    assert view.save(tmp_path / "page.html").with_name("page_files").is_dir()  # auto: a folder
+    monkeypatch.setattr(big, "INLINE_PIXELS", n * 3 * 16 * 16)
+    assert shown.count("data:image") == 0 and view._repr_html_().count("data:image/png") == 1
+
+
 def test_widget_selection_and_sheet_requests_reach_python():
     pytest.importorskip("anywidget", reason="the live view needs anywidget (featviz[webgl])")
     n = 50

@@ -1,13 +1,21 @@
-"""The large-set page of `featviz.explore`: regl-scatterplot, binary points, streamed sheets.
+"""The large-set page of `featviz.explore`: binary points, streamed sheets, two drawers.
 
 A private module of the explorer, used when ``explore(..., renderer="webgl")`` (or
 ``"auto"`` above `WEBGL_FROM` points). bokeh's WebGL backend took 24 s to first render
-and 20 s per redraw at 1,000,000 points in headless Chromium with software WebGL; the
-regl-scatterplot library draws the same points in about 5 s and 0.2-0.8 s per redraw
-(see ``docs/explore.md``). Its JavaScript is not kept in featviz: it is read at save time
-from the ``jupyter-scatter`` wheel (``pip install featviz[webgl]``), which ships it bundled
-as ``jscatter/bundle.js``, and inlined into the page with featviz's own page code
-(``_explorer_big.js``), so the page opens from ``file://`` with no server.
+and 20 s per redraw at 1,000,000 points in headless Chromium with software WebGL. The
+page draws its points with one of two drawers, picked in the browser:
+
+- regl-scatterplot (WebGL) where WebGL runs on a GPU. Its JavaScript is not kept in
+  featviz: it is read at save time from the ``jupyter-scatter`` wheel (``pip install
+  featviz[webgl]``), which ships it bundled as ``jscatter/bundle.js``;
+- featviz's canvas drawer (``_explorer_canvas.js``: the points' pixels written from
+  JavaScript into a 2D canvas, a grid index for hover and lasso) where WebGL runs in
+  software (SwiftShader, llvmpipe: no GPU), where every WebGL renderer pays about 0.5 us
+  per point per frame: 27-64 ms per redraw of 1,000,000 points against regl-scatterplot's
+  640-720 ms (see ``docs/explore.md``).
+
+Both are inlined into the page with featviz's page code (``_explorer_big.js``), so the
+page opens from ``file://`` with no server.
 
 - Points are packed as binary columns (`pack`): x and y quantised to uint16 over the
   common range, class codes as uint8 (uint16 past 256 classes), confidence as uint16,
@@ -54,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CSS",
+    "INLINE_PIXELS",
     "RENDERERS",
     "WEBGL_FROM",
     "ImageSource",
@@ -62,6 +71,7 @@ __all__ = [
     "meta",
     "pack",
     "page_code",
+    "pixel_bytes",
     "save",
     "sheet_bytes",
     "sheet_keys",
@@ -69,7 +79,7 @@ __all__ = [
 
 #: The renderers of `featviz.explore`.
 RENDERERS = ("auto", "bokeh", "webgl")
-#: ``renderer="auto"`` draws with regl-scatterplot (WebGL) from this many points on.
+#: ``renderer="auto"`` gives the large-set page ("webgl") from this many points on.
 WEBGL_FROM = 100_000
 _INSTALL = "pip install 'featviz[webgl]' (or pip install jupyter-scatter)"
 _EXPORT = re.compile(r"\nexport \{\s*index_default as default\s*\};")
@@ -286,6 +296,19 @@ def sheet_bytes(view: ExploreView, key: str, j: int) -> bytes:
     return sprites.sheets[j]
 
 
+#: Raw (decoded) bytes of images a webgl page may carry inline (data URIs): past it, the
+#: page would take minutes to encode and hundreds of MB (`save` refuses ``assets="inline"``,
+#: a notebook shows the points without images).
+INLINE_PIXELS = 256 * 2**20
+
+
+def pixel_bytes(view: ExploreView) -> int:
+    """Raw RGB bytes of every sheet the page would carry (thumbnails and click-through)."""
+    keys = sheet_keys(view)
+    n = len(view)
+    return sum(3 * n * g["tile"][0] * g["tile"][1] for g in keys.values() if "same_as" not in g)
+
+
 def _stem(keys: list[str], key: str) -> str:
     """File name stem of a sheet set: ``thumb_``, ``detail0_`` (the image), ``detail1_``..."""
     return "thumb_" if key == "thumb" else f"detail{keys.index(key) - ('thumb' in keys)}_"
@@ -358,31 +381,39 @@ const text = document.getElementById("featviz-points").textContent;
 const raw = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 const urls = meta.urls;
 featvizView(document.getElementById("featviz-app"), meta, raw, {
-  sheetUrl: async (key, j) => (Array.isArray(urls[key]) ? urls[key][j]
-    : `${urls[key].prefix}${j}.${urls[key].ext}`),
+  sheetUrl: async (key, j) => {
+    const u = urls[key].same_as ? urls[urls[key].same_as] : urls[key];
+    return Array.isArray(u) ? u[j] : `${u.prefix}${j}.${u.ext}`;
+  },
   onSelect: () => {},
 }).then((view) => { window.featviz = view; });
 """
 
 
-def html(view: ExploreView, urls: Mapping[str, Any] | None = None) -> str:
-    """The standalone page of a view, drawn with regl-scatterplot.
+def html(view: ExploreView, urls: Mapping[str, Any] | None = None, *, images: bool = True) -> str:
+    """The standalone page of a view (regl-scatterplot or the canvas drawer draws it).
 
     Args:
         view: The view.
         urls: ``{key: {"prefix": ..., "ext": ...}}`` (sheet ``j`` is at
             ``prefix + j + "." + ext``) or ``{key: [URL per sheet]}``; default: every
             sheet encoded now as a data URI (small views; `save` writes a folder).
+        images: False: the points only (no thumbnails or click-through images).
 
     Returns:
         One HTML string: the bundle, the page code, the points as base64 binary.
     """
     raw, layout = pack(view.data, view.class_names)
     info = meta(view, layout)
+    if not images:
+        info["sheets"], urls = {}, {}
     if urls is None:
         urls = {}
         for key, g in sheet_keys(view).items():
-            urls[key] = urls.get(str(g.get("same_as"))) or [
+            if "same_as" in g:  # the same sheets: carried once
+                urls[key] = {"same_as": g["same_as"]}
+                continue
+            urls[key] = [
                 f"data:{_MIMES[g['ext']]};base64,"
                 + base64.b64encode(sheet_bytes(view, key, j)).decode("ascii")
                 for j in range(g["sheets"])
@@ -433,6 +464,13 @@ def save(view: ExploreView, path: str | Path, *, overwrite: bool, assets: str) -
     path = check_destination(path, overwrite=overwrite)
     bundle()  # jupyter-scatter is there: fail before any sheet is made
     keys = sheet_keys(view)
+    if keys and assets == "inline" and pixel_bytes(view) > INLINE_PIXELS:
+        raise ValueError(
+            f"The 'assets' parameter of ExploreView.save is 'inline', but this view's "
+            f"{len(view):,} points carry {pixel_bytes(view) / 2**20:,.0f} MiB of image pixels "
+            f"(more than {INLINE_PIXELS / 2**20:.0f} MiB) to encode into one page. Use "
+            "assets='auto' or 'folder': the images go to a folder beside the page."
+        )
     urls = None
     if keys and assets != "inline":
         name = assets_folder(path).name

@@ -1,12 +1,12 @@
 """The live Jupyter view of `featviz.explore`: an anywidget around the webgl page's code.
 
 The widget runs the same page code as a saved ``renderer="webgl"`` page
-(`featviz._explorer_big`): regl-scatterplot from the jupyter-scatter wheel plus
-``_explorer_big.js``. The points travel once as one binary buffer; a sheet of
-thumbnails or click-through images is made (or taken from the view's sprites) and sent
-when the page first needs it; each selection is sent back and lands in
-``ExploreView.selected``. anywidget is imported by `make_widget`, never by
-``import featviz``.
+(`featviz._explorer_big`): regl-scatterplot from the jupyter-scatter wheel (featviz's
+canvas drawer where WebGL runs in software) plus ``_explorer_big.js``. The points travel
+once as one binary buffer; a sheet of thumbnails or click-through images is made (or
+taken from the view's sprites) and sent when the page first needs it; each selection is
+sent back and lands in ``ExploreView.selected``. anywidget is imported by `make_widget`,
+never by ``import featviz``.
 """
 
 from __future__ import annotations

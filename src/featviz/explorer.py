@@ -235,7 +235,7 @@ class ExploreView:
         detail_px: Display size (longer side) of the click-through images in pixels.
         class_names: Names of the class indices: label and prediction legends list the
             classes in this order, each in the colour of its index (`featviz._palette`).
-        renderer: ``"bokeh"`` or ``"webgl"`` (regl-scatterplot; `featviz._explorer_big`).
+        renderer: ``"bokeh"`` or ``"webgl"`` (the large-set page, `featviz._explorer_big`).
         source: For ``"webgl"``: the images and heatmaps its sheets are made from when
             saved or shown (``thumbnails`` and ``details`` stay empty), or None.
         widget: The live Jupyter widget last made by `show` (holds the selection).
@@ -339,7 +339,8 @@ class ExploreView:
     def show(self) -> Any:
         """The view live in Jupyter: a widget whose selection lands in `selected`.
 
-        Drawn with regl-scatterplot (the ``"webgl"`` page) for either renderer; the
+        Drawn as the ``"webgl"`` page (regl-scatterplot on a GPU, featviz's canvas drawer
+        where WebGL runs in software) for either renderer; the
         thumbnails and click-through images are sent when the page first needs them.
         Needs ``pip install featviz[webgl]`` (anywidget and jupyter-scatter).
 
@@ -367,7 +368,22 @@ class ExploreView:
         return {"text/html": self._repr_html_()}
 
     def _repr_html_(self) -> str:
-        """The page in an iframe, so notebooks show it without a bokeh setup."""
+        """The page in an iframe, so notebooks show it without a bokeh setup.
+
+        A webgl view whose images would exceed `featviz._explorer_big.INLINE_PIXELS` is
+        shown without them, with a warning (`show` sends them when needed; `save` writes
+        them to a folder).
+        """
+        if self.renderer == "webgl" and _webgl.pixel_bytes(self) > _webgl.INLINE_PIXELS:
+            warnings.warn(
+                f"The view's {len(self):,} points carry "
+                f"{_webgl.pixel_bytes(self) / 2**20:,.0f} MiB of image pixels, too many to "
+                "store in the notebook: it is shown without images. view.show() (pip install "
+                "anywidget) loads them when hovered; view.save('explore.html') writes them to "
+                "a folder beside the page.",
+                stacklevel=user_stacklevel(),
+            )
+            return self._iframe(_webgl.html(self, images=False))
         if self.image_bytes > INLINE_LIMIT:
             warnings.warn(
                 f"The view holds {self.image_bytes / 1e6:.0f} MB of images, all stored in the "
@@ -375,7 +391,10 @@ class ExploreView:
                 "with the images in a folder beside it.",
                 stacklevel=user_stacklevel(),
             )
-        doc = html.escape(self.html(), quote=True)
+        return self._iframe(self.html())
+
+    def _iframe(self, page: str) -> str:
+        doc = html.escape(page, quote=True)
         return (
             f'<iframe srcdoc="{doc}" style="width:100%;height:{self.height + 260}px;'
             'border:none"></iframe>'
@@ -453,8 +472,9 @@ def explore(
             ``"png"`` (lossless).
         quality: Encoder quality for WebP/JPEG, in [1, 100].
         title: Plot and page title.
-        renderer: ``"bokeh"`` (the page above), ``"webgl"`` (regl-scatterplot: for up to
-            millions of points; points as binary, thumbnails loaded when hovered; needs
+        renderer: ``"bokeh"`` (the page above), ``"webgl"`` (for up to millions of
+            points: regl-scatterplot where WebGL has a GPU, featviz's canvas drawer where
+            it runs in software; points as binary, thumbnails loaded when hovered; needs
             ``pip install featviz[webgl]``) or ``"auto"``: ``"webgl"`` from
             `featviz._explorer_big.WEBGL_FROM` (100,000) points on.
 
