@@ -25,8 +25,11 @@ instead, against today's bokeh page in the same run:
 
 - 1,000,000 points without images: save time (``explore`` + ``save``), bytes per point
   (page minus the fixed bundle), first render (from ``driver.get`` until the page's
-  first draw) and redraw after a zoom, timed in the page (``zoomToArea`` until the next
-  draw, with a 1-pixel ``readPixels`` so the software GPU has finished);
+  first draw) and redraw after a zoom, timed in the page (``zoomMs``: ``zoomToArea``
+  until the next draw, with one pixel read back so the drawing has finished), drawn by
+  each of the page's drawers (``?featviz-draw=canvas``, the page's own pick without a
+  GPU, and ``=webgl``, regl-scatterplot), and the floor of any WebGL renderer here: a
+  minimal WebGL2 shader drawing the same number of points (`FLOOR_PAGE`), ms per frame;
 - 1,000,000 points with 32 px thumbnails from a memory-mapped uint8 (N, 32, 32, 3) array
   (written to a temporary .npy first): save time and peak RSS of a fresh process that
   saves it, and the time from the pointer stopping on a point to its thumbnail decoded
@@ -143,14 +146,57 @@ print(time.perf_counter() - t, hwm / 1e6)
 """
 
 
-def webgl_render(driver, path: Path) -> float:
+def webgl_render(driver, path: Path, draw: str = "") -> float:
     start = time.perf_counter()
-    driver.get(path.as_uri())
+    driver.get(path.as_uri() + (f"?featviz-draw={draw}" if draw else ""))
     while not driver.execute_script(WEBGL_READY):
         if time.perf_counter() - start > 300:
             return float("nan")
         time.sleep(0.01)
     return time.perf_counter() - start
+
+
+FLOOR_PAGE = """<!DOCTYPE html><html><body><canvas width=800 height=600></canvas><script>
+// the least any WebGL renderer does per frame: one uint16 x, y and a class byte per point,
+// a 10-colour palette, 3 px points, no blending; median of 5 frames, pixels read back
+const n = %d, gl = document.querySelector("canvas").getContext("webgl2", {antialias: false});
+const xy = new Uint16Array(2 * n), cls = new Uint8Array(n);
+for (let i = 0; i < 2 * n; i++) xy[i] = 32768 + 20000 * Math.sin(i * 12.9898) * Math.cos(i);
+for (let i = 0; i < n; i++) cls[i] = i %% 10;
+const sh = (t, src) => {
+  const o = gl.createShader(t); gl.shaderSource(o, src); gl.compileShader(o); return o; };
+const pr = gl.createProgram();
+gl.attachShader(pr, sh(gl.VERTEX_SHADER, `#version 300 es
+in vec2 p; in float c; uniform float s; uniform vec3 pal[10]; out vec3 col;
+void main() { gl_Position = vec4((p * 2.0 - 1.0) * s, 0.0, 1.0); gl_PointSize = 3.0;
+  col = pal[int(c)]; }`));
+gl.attachShader(pr, sh(gl.FRAGMENT_SHADER, `#version 300 es
+precision mediump float; in vec3 col; out vec4 o; void main() { o = vec4(col, 1.0); }`));
+gl.linkProgram(pr); gl.useProgram(pr);
+const buf = (data, loc, size, type, norm) => { gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
+  gl.bufferData(gl.ARRAY_BUFFER, data, gl.STATIC_DRAW); gl.enableVertexAttribArray(loc);
+  gl.vertexAttribPointer(loc, size, type, norm, 0, 0); };
+buf(xy, gl.getAttribLocation(pr, "p"), 2, gl.UNSIGNED_SHORT, true);
+buf(cls, gl.getAttribLocation(pr, "c"), 1, gl.UNSIGNED_BYTE, false);
+const pal = new Float32Array(30).map((_, k) => (k * 37 %% 10) / 10);
+gl.uniform3fv(gl.getUniformLocation(pr, "pal"), pal);
+window.frame = (s) => { const t = performance.now();
+  gl.uniform1f(gl.getUniformLocation(pr, "s"), s); gl.clearColor(1, 1, 1, 1);
+  gl.clear(gl.COLOR_BUFFER_BIT); gl.drawArrays(gl.POINTS, 0, n);
+  gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
+  return performance.now() - t; };
+</script></body></html>"""
+
+
+def webgl_floor(driver, n: int, tmp: Path) -> float:
+    """Median ms per frame of `FLOOR_PAGE`: what WebGL itself costs per redraw of n points."""
+    page = tmp / "floor.html"
+    page.write_text(FLOOR_PAGE % n)
+    driver.get(page.as_uri())
+    driver.execute_script("return frame(1.0)")  # shaders compiled, buffers uploaded
+    return float(
+        np.median([driver.execute_script(f"return frame({1 + k / 10})") for k in range(5)])
+    )
 
 
 def hover_ms(driver, i: int) -> float:
@@ -202,10 +248,21 @@ def large(n: int) -> None:
             path = view.save(tmp / "big.html")
             save_s = time.perf_counter() - t
             per = (path.stat().st_size - len(webgl_fixed())) / n
-            render = webgl_render(driver, path) if driver else float("nan")
-            zooms = [driver.execute_async_script(ZOOM, k) for k in range(5)] if driver else []
-            zoom = float(np.median(zooms)) if zooms else float("nan")
-            rows.append((f"{n:,} points, labels + logits", save_s, per, render, zoom, "-", "-"))
+            for draw in ("canvas", "webgl"):  # the page's pick here, then regl-scatterplot
+                render, zoom = float("nan"), float("nan")
+                if driver:
+                    render = webgl_render(driver, path, draw)
+                    zoom = float(
+                        np.median([driver.execute_async_script(ZOOM, k) for k in range(5)])
+                    )
+                what = f"{n:,} points, labels + logits, drawn by {draw}"
+                rows.append((what, save_s, per, render, zoom, "-", "-"))
+            if driver:
+                floor = webgl_floor(driver, n, tmp)
+                nan = float("nan")
+                rows.append(
+                    (f"{n:,} points, a minimal WebGL2 shader", nan, nan, nan, floor, "-", "-")
+                )
             # 1M points with 32 px thumbnails from a memory map
             images = np.lib.format.open_memmap(
                 tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 32, 32, 3)
