@@ -246,7 +246,8 @@ const createCanvasScatterplot = (opts) => {
   const onWheel = (e) => {
     e.preventDefault();
     const [u, v] = at(e), [dx, dy] = toData(u, v);
-    cam.zoom = Math.min(1e5, Math.max(0.05, cam.zoom * Math.exp(-e.deltaY * 0.0015)));
+    const step = e.deltaY * (e.deltaMode === 1 ? 33 : e.deltaMode === 2 ? H : 1); // lines, pages
+    cam.zoom = Math.min(1e5, Math.max(0.05, cam.zoom * Math.exp(-step * 0.0015)));
     cam.cx = dx - (u - W / 2) / scale();
     cam.cy = dy + (v - H / 2) / scale();
     hover(-1);
