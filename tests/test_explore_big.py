@@ -395,6 +395,35 @@ def test_lasso_selects_exactly_the_cluster(big_page):
     assert driver.find_element("css selector", ".featviz-count").text.startswith("1000 selected")
 
 
+@pytest.mark.slow
+def test_box_selects_exactly_the_cluster_and_a_second_click_pans_again(big_page):
+    _, driver = big_page
+    box = driver.find_elements("css selector", ".featviz-mode")[1]
+    assert box.text == "Box"
+    box.click()
+    assert driver.execute_script("return window.featviz.sp.get('lassoType')") == "rectangle"
+    x0, y0, x1, y1 = driver.execute_script(
+        "const sp = window.featviz.sp, r = document.querySelector('.featviz-plot canvas')"
+        ".getBoundingClientRect(); const xs = [], ys = [];"
+        "for (const i of arguments[0]) { const [x, y] = sp.getScreenPosition(i);"
+        " xs.push(x); ys.push(y); }"
+        "return [r.left + Math.min(...xs) - 8, r.top + Math.min(...ys) - 8,"
+        " r.left + Math.max(...xs) + 8, r.top + Math.max(...ys) + 8];",
+        GROUP.tolist(),
+    )
+    steps = [("move", x0 + (x1 - x0) * t, y0 + (y1 - y0) * t) for t in np.arange(1, 11) / 10]
+    # regl-scatterplot's box starts at the first vertex it records after the press, and
+    # takes one at most every 10 ms: both corners are held a while
+    start = [("move", x0 + d, y0 + d) for d in (1, 0, 1, 0)]
+    end = [("move", x1 + d, y1 + d) for d in (1, 0, 1, 0)]
+    _pointer(driver, ("move", x0, y0), ("down", x0, y0), *start, *steps, *end, ("up", x1, y1))
+    value = _wait(driver, "return document.querySelector('.featviz-selected').value")
+    assert value == ", ".join(map(str, GROUP))
+    box.click()  # off again: a drag pans
+    assert driver.execute_script("return window.featviz.sp.get('mouseMode')") == "panZoom"
+    assert "featviz-on" not in box.get_attribute("class")
+
+
 def _colour(driver: Any, u: float, v: float) -> list[int]:
     """RGB of the plot's canvas at CSS pixel (u, v) (read back from the canvas itself)."""
     return driver.execute_script(

@@ -21,7 +21,8 @@ const featvizView = async (root, meta, raw, host) => {
   root.innerHTML = `
 <div class="featviz-bar"><b>${esc(meta.title)}</b>
  <label>Colour by <select class="featviz-color-by"></select></label>
- <button class="featviz-mode" title="drag selects (lasso); shift+drag always does">Lasso</button>
+ <button class="featviz-mode" data-type="freeform" title="drag draws a lasso; shift+drag always does">Lasso</button>
+ <button class="featviz-mode" data-type="rectangle" title="drag draws a box">Box</button>
  <span class="featviz-count">0 selected</span></div>
 <div class="featviz-main">
  <div class="featviz-plot" style="width:${meta.width}px;height:${meta.height}px">
@@ -95,12 +96,15 @@ const featvizView = async (root, meta, raw, host) => {
   const select = $(".featviz-color-by");
   for (const name of Object.keys(meta.colors)) select.add(new Option(name, name));
   select.onchange = () => colorBy(select.value, false);
-  const mode = $(".featviz-mode");
-  mode.onclick = () => {
-    const lasso = sp.get("mouseMode") !== "lasso";
-    sp.set({ mouseMode: lasso ? "lasso" : "panZoom" });
-    mode.classList.toggle("featviz-on", lasso);
-  };
+  // Lasso / Box: a drag selects inside a freehand line or a box; the lit one again: pan
+  const modes = [...root.querySelectorAll(".featviz-mode")];
+  for (const button of modes) {
+    button.onclick = () => {
+      const on = !button.classList.contains("featviz-on");
+      for (const other of modes) other.classList.toggle("featviz-on", on && other === button);
+      sp.set({ mouseMode: on ? "lasso" : "panZoom", lassoType: on ? button.dataset.type : "freeform" });
+    };
+  }
 
   // -- images: tiles cut out of sheets that load when first needed ------------------------
   const images = new Map();

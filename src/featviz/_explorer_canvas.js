@@ -7,6 +7,8 @@
 // featvizView uses (subscribe, get, set, draw, select, deselect, zoomToArea,
 // getScreenPosition, destroy), so the page code above it is the same for both:
 //   opts: canvas, width, height (CSS px), pointSize (CSS px), deselectOnEscape.
+//   set({mouseMode: "panZoom" | "lasso", lassoType: "freeform" | "rectangle"}): what a drag
+//   does (shift+drag always selects).
 //   draw({x, y, valueA, valueB}): x, y in [-1, 1]; colorBy "valueA" reads class codes
 //   (index into pointColor), "valueB" values in [0, 1] (a colour ramp). A pointColor entry
 //   whose alpha is 0 hides its points: not drawn, not hovered, not selected.
@@ -26,7 +28,10 @@ const createCanvasScatterplot = (opts) => {
   const octx = overlay.getContext("2d");
   octx.scale(dpr, dpr);
 
-  const props = { mouseMode: "panZoom", colorBy: "valueA", pointColor: ["#1f77b4"], pointSize: opts.pointSize || 3 };
+  const props = {
+    mouseMode: "panZoom", lassoType: "freeform", colorBy: "valueA", pointColor: ["#1f77b4"],
+    pointSize: opts.pointSize || 3,
+  };
   const subs = new Map();
   const emit = (name, arg) => {
     for (const s of [...(subs.get(name) || [])]) {
@@ -219,6 +224,12 @@ const createCanvasScatterplot = (opts) => {
     }
     const [du, dv] = [p[0] - drag.last[0], p[1] - drag.last[1]];
     if (Math.hypot(p[0] - drag.start[0], p[1] - drag.start[1]) > 3) drag.moved = true;
+    if (drag.lasso && props.lassoType === "rectangle") { // a box: its corners
+      const [s0, s1] = drag.start;
+      lasso = [[s0, s1], [p[0], s1], p, [s0, p[1]]];
+      drawOverlay();
+      return;
+    }
     if (drag.lasso) {
       if (Math.hypot(du, dv) >= 2) { lasso.push(p); drag.last = p; drawOverlay(); }
       return;
@@ -270,8 +281,10 @@ const createCanvasScatterplot = (opts) => {
       return s;
     },
     unsubscribe: (name, s) => subs.get(name)?.delete(s),
-    get: (key) => ({ mouseMode: props.mouseMode, selectedPoints: Array.from(selected), spatialIndex: grid,
-      camera: { ...cam }, hoverHits: hits })[key],
+    get: (key) => ({
+      mouseMode: props.mouseMode, lassoType: props.lassoType, selectedPoints: Array.from(selected),
+      spatialIndex: grid, camera: { ...cam }, hoverHits: hits,
+    })[key],
     set: (changes) => {
       Object.assign(props, changes);
       if ("pointColor" in changes) setPalette();
