@@ -21,7 +21,7 @@ webdriver = pytest.importorskip(
     "selenium.webdriver", reason="the browser tests need selenium (pip install selenium)"
 )
 
-from _chromium import CHROMIUM, DRIVER  # noqa: E402  (the tests folder is on sys.path)
+from _chromium import CHROMIUM, DRIVER, chrome, pointer  # noqa: E402  (tests folder on sys.path)
 from featviz.explorer import explore  # noqa: E402
 from featviz.featuremaps import overlay  # noqa: E402
 
@@ -108,19 +108,7 @@ def page(tmp_path_factory, request):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--enable-unsafe-swiftshader",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver = chrome()
     try:
         yield driver
     finally:
@@ -168,18 +156,7 @@ def _screen(driver: Any, view: Any, i: int) -> tuple[float, float]:
 
 
 def _pointer(driver: Any, *steps: tuple[str, float, float]) -> None:
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-
-    actions = ActionBuilder(driver, duration=50)
-    for kind, x, y in steps:
-        actions.pointer_action.move_to_location(round(x), round(y))
-        if kind == "down":
-            actions.pointer_action.pointer_down()
-        elif kind == "up":
-            actions.pointer_action.pointer_up()
-        elif kind == "click":
-            actions.pointer_action.click()
-    actions.perform()
+    pointer(driver, *steps, duration=50)
 
 
 def _drag(driver: Any, x0: float, y0: float, x1: float, y1: float) -> None:

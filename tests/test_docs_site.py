@@ -34,7 +34,7 @@ RAW_TEX = ("\\(", "\\)", "\\[", "\\]", "$$", "\\frac")
 pytestmark = pytest.mark.slow
 
 
-from _chromium import CHROMIUM, DRIVER  # noqa: E402  (the tests folder is on sys.path)
+from _chromium import CHROMIUM, DRIVER, chrome  # noqa: E402  (the tests folder is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -170,20 +170,9 @@ def offline_browser() -> Any:
     webdriver = pytest.importorskip(
         "selenium.webdriver", reason="the browser tests need selenium (pip install selenium)"
     )
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-    ):
-        options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver = chrome(options)
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd(

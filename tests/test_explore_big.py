@@ -239,7 +239,7 @@ def test_import_featviz_does_not_import_the_renderer_packages():
 
 
 # -- the page in Chromium --------------------------------------------------------------------
-from _chromium import CHROMIUM, DRIVER  # noqa: E402  (the tests folder is on sys.path)
+from _chromium import CHROMIUM, DRIVER, chrome, pointer  # noqa: E402  (tests folder on sys.path)
 
 N = 200_000
 GROUP = np.arange(N - 1000, N)  # 1,000 points in their own cluster, top right
@@ -261,8 +261,7 @@ def chromium(tmp_path_factory):
         pytest.skip("the webgl renderer needs jupyter-scatter (featviz[webgl])")
     if CHROMIUM is None or DRIVER is None:
         pytest.skip("no Chromium/chromedriver (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver", reason="needs selenium")
 
     xy = _points()
     view = explore(
@@ -276,17 +275,7 @@ def chromium(tmp_path_factory):
     )
     assert view.renderer == "webgl"
     path = view.save(tmp_path_factory.mktemp("big") / "explore.html")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--enable-unsafe-swiftshader",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver = chrome()
     try:
         yield view, path, driver
     finally:
@@ -327,19 +316,7 @@ def _screen(driver: Any, i: int) -> tuple[float, float]:
     )
 
 
-def _pointer(driver: Any, *steps: tuple[str, float, float]) -> None:
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-
-    actions = ActionBuilder(driver, duration=60)
-    for kind, x, y in steps:
-        actions.pointer_action.move_to_location(round(x), round(y))
-        if kind == "down":
-            actions.pointer_action.pointer_down()
-        elif kind == "up":
-            actions.pointer_action.pointer_up()
-        elif kind == "click":
-            actions.pointer_action.click()
-    actions.perform()
+_pointer = pointer
 
 
 def _pixel(element: Any, y: int, x: int) -> np.ndarray:
